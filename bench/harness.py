@@ -1,0 +1,126 @@
+"""Shared timing and reporting for the kernel benchmark suite (bench/run.py).
+
+A suite module defines ``run(bench)`` and records rows with ``bench.add``; the
+harness times callables, keeps every row, and writes JSON and a markdown table.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Row:
+    suite: str          # "gemm", "softmax_xent", ...
+    kernel: str         # what was measured, e.g. "sgemm" or "fwd+bwd"
+    shape: str          # e.g. "1024x1024x1024"
+    impl: str           # "pydl", "numpy", "torch", "memcpy", ...
+    threads: int
+    seconds: float      # best of the repeats
+    flops: float | None = None
+    bytes: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def gflops(self):
+        return self.flops / self.seconds / 1e9 if self.flops else None
+
+    @property
+    def gbytes(self):
+        return self.bytes / self.seconds / 1e9 if self.bytes else None
+
+
+class Bench:
+    def __init__(self, threads=(1, 2), min_time=0.2, repeats=5, quick=False):
+        self.threads = list(threads)
+        self.min_time = min_time / (4 if quick else 1)
+        self.repeats = repeats if not quick else 3
+        self.quick = quick
+        self.rows: list[Row] = []
+        self.peak: dict[int, float] = {}   # threads -> GFLOP/s of the FMA loop
+        self.info: dict = {}
+
+    def timeit(self, fn, *, setup=None):
+        """Best seconds per call of fn() over `repeats` batches of calls that
+        each last at least `min_time` (one warm-up call first)."""
+        if setup:
+            setup()
+        fn()
+        t0 = time.perf_counter()
+        fn()
+        once = max(time.perf_counter() - t0, 1e-7)
+        calls = max(1, int(self.min_time / once))
+        best = float("inf")
+        for _ in range(self.repeats):
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            best = min(best, (time.perf_counter() - t0) / calls)
+        return best
+
+    def add(self, suite, kernel, shape, impl, threads, seconds, flops=None, bytes=None, **extra):
+        row = Row(suite, kernel, shape, impl, threads, seconds, flops, bytes, extra)
+        self.rows.append(row)
+        rate = (f"{row.gflops:8.1f} GFLOP/s" if row.gflops is not None else
+                f"{row.gbytes:8.2f} GB/s" if row.gbytes is not None else "")
+        print(f"  {suite:<13} {kernel:<10} {shape:<18} {impl:<7} t={threads} "
+              f"{seconds * 1e3:9.3f} ms {rate}", flush=True)
+        return row
+
+    # ---- reporting ---------------------------------------------------------
+
+    def table(self):
+        """Markdown: one line per (suite, kernel, shape, threads), pydl's rate,
+        its ratio to each peer, and (for flops) its fraction of the FMA peak."""
+        groups: dict[tuple, dict[str, Row]] = {}
+        peers: list[str] = []
+        for r in self.rows:
+            groups.setdefault((r.suite, r.kernel, r.shape, r.threads), {})[r.impl] = r
+            if r.impl != "pydl" and r.impl not in peers:
+                peers.append(r.impl)
+        head = ["suite", "kernel", "shape", "threads", "pydl"] + [f"vs {p}" for p in peers] + ["of peak"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for (suite, kernel, shape, threads), impls in groups.items():
+            ours = impls.get("pydl")
+            if ours is None:
+                continue
+            rate = (f"{ours.gflops:.1f} GFLOP/s" if ours.gflops is not None else
+                    f"{ours.gbytes:.2f} GB/s" if ours.gbytes is not None else
+                    f"{ours.seconds * 1e3:.3f} ms")
+            cells = [suite, kernel, shape, str(threads), rate]
+            for p in peers:
+                cells.append(f"{impls[p].seconds / ours.seconds:.2f}x" if p in impls else "")
+            peak = self.peak.get(threads)
+            cells.append(f"{ours.gflops / peak:.0%}" if peak and ours.gflops else "")
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def write(self, out_dir: Path):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y-%m-%dT%H-%M-%S")
+        info = dict(self.info, date=time.strftime("%Y-%m-%d"), machine=platform.machine(),
+                    processor=_cpu_name(), peak_gflops=self.peak)
+        payload = {"info": info,
+                   "rows": [dict(asdict(r), gflops=r.gflops, gbytes=r.gbytes) for r in self.rows]}
+        json_path = out_dir / f"{stamp}.json"
+        json_path.write_text(json.dumps(payload, indent=1))
+        md = (f"{info['date']}, {info['processor']}, peak FMA loop "
+              + ", ".join(f"{t} thread{'s' if t > 1 else ''}: {g:.0f} GFLOP/s" for t, g in self.peak.items())
+              + "\n\nRatios are peer time / pydl time in the same run (>1: pydl faster).\n\n"
+              + self.table() + "\n")
+        md_path = out_dir / "latest.md"
+        md_path.write_text(md)
+        return json_path, md_path
+
+
+def _cpu_name():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -1,0 +1,217 @@
+// Threads, instruction-set choice and the caching allocator (see common.h).
+#include "common.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
+namespace pydl {
+
+// ---- threads ---------------------------------------------------------------
+
+namespace {
+
+std::vector<int> allowed_cpus() {
+  std::vector<int> cpus;
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0)
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &set)) cpus.push_back(c);
+#endif
+  return cpus;
+}
+
+int default_threads() {
+  std::size_t n = allowed_cpus().size();
+#ifdef _OPENMP
+  if (n == 0) n = static_cast<std::size_t>(omp_get_num_procs());
+#endif
+  return std::max<int>(1, static_cast<int>(n));
+}
+
+std::atomic<int> g_threads{0};
+
+// Pins OpenMP worker i (i >= 1) to the i-th allowed CPU, so two busy workers
+// never share one CPU for long. The calling thread (Python's) stays free: the
+// scheduler moves it to whichever CPU is left, and nothing else in the process
+// inherits a narrowed affinity. PYDL_PIN_THREADS=0 turns this off.
+void pin_workers(int n) {
+#if defined(_OPENMP) && defined(__linux__)
+  const char* env = std::getenv("PYDL_PIN_THREADS");
+  if (env && std::string(env) == "0") return;
+  std::vector<int> cpus = allowed_cpus();
+  if (n < 2 || static_cast<int>(cpus.size()) < n) return;
+#pragma omp parallel num_threads(n)
+  {
+    int t = omp_get_thread_num();
+    if (t > 0) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(cpus[t], &set);
+      sched_setaffinity(0, sizeof(set), &set);
+    }
+  }
+#else
+  (void)n;
+#endif
+}
+
+}  // namespace
+
+int num_threads() {
+  int n = g_threads.load(std::memory_order_relaxed);
+  if (n == 0) {
+    set_num_threads(default_threads());
+    n = g_threads.load(std::memory_order_relaxed);
+  }
+  return n;
+}
+
+void set_num_threads(int n) {
+  require(n >= 1, "set_num_threads: n must be >= 1, got " + std::to_string(n));
+#ifndef _OPENMP
+  n = 1;
+#endif
+  g_threads.store(n, std::memory_order_relaxed);
+  pin_workers(n);
+}
+
+int threads_for(double work, double grain) {
+  int most = num_threads();
+  if (most <= 1 || work < 2 * grain) return 1;
+  return static_cast<int>(std::min<double>(most, work / grain));
+}
+
+// ---- instruction sets ------------------------------------------------------
+
+namespace {
+bool cpu_has_avx2() {
+#if PYDL_X86
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+std::atomic<Isa> g_isa{cpu_has_avx2() ? Isa::avx2 : Isa::portable};
+}  // namespace
+
+Isa active_isa() { return g_isa.load(std::memory_order_relaxed); }
+
+void set_isa(Isa isa) {
+  require(isa != Isa::avx2 || cpu_has_avx2(),
+          "set_isa: this CPU has no AVX2/FMA");
+  g_isa.store(isa, std::memory_order_relaxed);
+}
+
+// ---- caching allocator -----------------------------------------------------
+// Each block carries a 64-byte header holding its size class, so
+// cached_free needs only the pointer and the data stays 64-byte aligned.
+
+namespace {
+
+constexpr std::size_t kHeader = 64;
+
+// Size classes: multiples of 256 B up to 64 KiB, then eight steps per power of
+// two (at most 12.5% slack).
+std::size_t size_class(std::size_t bytes) {
+  if (bytes <= (64u << 10)) return std::max<std::size_t>(256, (bytes + 255) & ~std::size_t(255));
+  std::size_t top = std::size_t(1) << (63 - __builtin_clzll(bytes - 1));  // largest power of two < bytes
+  std::size_t step = top / 8;
+  return (bytes + step - 1) / step * step;
+}
+
+std::size_t cache_limit() {
+  const char* env = std::getenv("PYDL_CACHE_LIMIT_MB");
+  long mb = env ? std::atol(env) : 2048;
+  return static_cast<std::size_t>(std::max(0L, mb)) << 20;
+}
+
+struct Cache {
+  std::mutex mutex;
+  std::map<std::size_t, std::vector<void*>> free_blocks;  // by size class
+  AllocatorStats stats;
+  std::size_t limit = cache_limit();
+};
+
+Cache& cache() {
+  static Cache* c = new Cache;  // never destroyed: arrays may outlive static teardown
+  return *c;
+}
+
+}  // namespace
+
+void* cached_alloc(std::size_t bytes) {
+  std::size_t cls = size_class(bytes);
+  Cache& c = cache();
+  {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    auto it = c.free_blocks.find(cls);
+    if (it != c.free_blocks.end() && !it->second.empty()) {
+      char* block = static_cast<char*>(it->second.back());
+      it->second.pop_back();
+      c.stats.bytes_cached -= cls;
+      c.stats.bytes_in_use += cls;
+      ++c.stats.hits;
+      return block + kHeader;
+    }
+    ++c.stats.misses;
+    c.stats.bytes_in_use += cls;
+  }
+  char* block = static_cast<char*>(std::aligned_alloc(64, kHeader + cls));
+  if (!block) {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    c.stats.bytes_in_use -= cls;
+    throw std::bad_alloc();
+  }
+  *reinterpret_cast<std::size_t*>(block) = cls;
+  return block + kHeader;
+}
+
+void cached_free(void* ptr) {
+  if (!ptr) return;
+  char* block = static_cast<char*>(ptr) - kHeader;
+  std::size_t cls = *reinterpret_cast<std::size_t*>(block);
+  Cache& c = cache();
+  {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    c.stats.bytes_in_use -= cls;
+    if (c.stats.bytes_cached + cls <= c.limit) {
+      c.free_blocks[cls].push_back(block);
+      c.stats.bytes_cached += cls;
+      return;
+    }
+  }
+  std::free(block);
+}
+
+AllocatorStats allocator_stats() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  return c.stats;
+}
+
+void allocator_release_cache() {
+  Cache& c = cache();
+  std::map<std::size_t, std::vector<void*>> blocks;
+  {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    blocks.swap(c.free_blocks);
+    c.stats.bytes_cached = 0;
+  }
+  for (auto& [cls, list] : blocks)
+    for (void* b : list) std::free(b);
+}
+
+}  // namespace pydl

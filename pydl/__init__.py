@@ -1,0 +1,1 @@
+"""pydl: a deep-learning library whose kernels are its own."""
