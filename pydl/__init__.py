@@ -1,1 +1,47 @@
 """pydl: a deep-learning library whose kernels are its own."""
+import os
+
+# Idle OpenMP workers spin only briefly before sleeping, so threads left over
+# from one kernel do not steal the CPU from Python between kernels. Must be set
+# before the kernels (and their OpenMP runtime) load.
+os.environ.setdefault("GOMP_SPINCOUNT", "20000")
+
+from pydl import _C  # noqa: E402
+from pydl import cuda, nn  # noqa: E402
+from pydl._device import Device, device  # noqa: E402
+from pydl._random import manual_seed  # noqa: E402
+from pydl.autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
+from pydl.tensor import (  # noqa: E402
+    FUNCTION_FORMS, Tensor, arange, bool_, cat, concatenate, empty, eye, float32, float64,
+    from_dlpack, from_numpy, full, function_form, int64, matmul, ones, ones_like, rand, randint,
+    randn, randperm, stack, tensor, where, zeros, zeros_like)
+
+
+def set_num_threads(n):
+    """Threads the CPU kernels may use (small ops still run on one)."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
+    _C.set_num_threads(n)
+
+
+def get_num_threads():
+    return _C.get_num_threads()
+
+
+# pydl.exp(x), pydl.sum(x, dim), ... : the function forms of Tensor methods.
+for _name in FUNCTION_FORMS:
+    globals()[_name] = function_form(_name)
+del _name
+
+# torch-style dtype aliases (defined last: they shadow builtins in this namespace).
+bool = bool_  # noqa: A001
+float = float32  # noqa: A001
+double = float64
+long = int64
+
+__all__ = [
+    "Tensor", "Device", "device", "cuda", "nn", "tensor", "from_numpy", "from_dlpack", "zeros",
+    "ones", "empty", "full", "zeros_like", "ones_like", "randn", "rand", "randint", "randperm",
+    "arange", "eye", "cat", "concatenate", "stack", "where", "matmul", "manual_seed", "no_grad",
+    "enable_grad", "is_grad_enabled", "set_num_threads", "get_num_threads", "float32",
+    "float64", "int64", "bool", "float", "double", "long", *FUNCTION_FORMS]

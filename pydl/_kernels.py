@@ -1,0 +1,79 @@
+"""The dispatch point for every compiled kernel call.
+
+Ops call kernels as attributes of a KernelSet (`kernels_for(x).gemm(...)`).
+Normally those attributes are the compiled functions themselves, so dispatch
+costs nothing. With PYDL_DEBUG=1 in the environment (read once, at import)
+each attribute is wrapped by `_timed_call`, which prints one line per call to
+stderr: kernel, shapes, milliseconds, and GFLOP/s (gemm: 2*M*N*K per matrix)
+or GB/s (bytes read plus bytes written).
+"""
+import functools
+import os
+import sys
+import time
+
+import numpy as np
+
+from pydl import _C
+
+DEBUG = os.environ.get("PYDL_DEBUG", "") not in ("", "0")
+
+# Compiled entry points that do arithmetic (the runtime helpers are not timed).
+KERNEL_NAMES = tuple(
+    ["gemm", "softmax_cross_entropy"]
+    + [f"{op}_{pass_}" for op in ("relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax")
+       for pass_ in ("forward", "backward")])
+
+
+def _shape(a):
+    return "(" + ", ".join(map(str, a.shape)) + ("," if len(a.shape) == 1 else "") + ")"
+
+
+def _gemm_flops(args, kwargs):
+    a, b = args[0], args[1]
+    m_axis, k_axis = (-1, -2) if kwargs.get("trans_a") else (-2, -1)
+    n_axis = -2 if kwargs.get("trans_b") else -1
+    batch = a.shape[0] if a.ndim == 3 else 1
+    return 2.0 * batch * a.shape[m_axis] * a.shape[k_axis] * b.shape[n_axis]
+
+
+def _bytes_moved(args, result):
+    arrays = [x for x in args if hasattr(x, "nbytes")]
+    outputs = result if isinstance(result, tuple) else (result,)
+    arrays += [x for x in outputs if hasattr(x, "nbytes")]
+    return float(sum(x.nbytes for x in arrays))
+
+
+def _timed_call(name, fn, *args, **kwargs):
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    seconds = max(time.perf_counter() - start, 1e-9)
+    shapes = " ".join(_shape(a) for a in args if isinstance(a, np.ndarray) or hasattr(a, "shape"))
+    flags = "".join(f" {k}={v}" for k, v in kwargs.items() if k != "out")
+    if name == "gemm":
+        rate = f"{_gemm_flops(args, kwargs) / seconds / 1e9:.2f} GFLOP/s"
+    else:
+        rate = f"{_bytes_moved(args, result) / seconds / 1e9:.2f} GB/s"
+    print(f"pydl: {name} {shapes}{flags} {seconds * 1e3:.3f} ms {rate}", file=sys.stderr)
+    return result
+
+
+class KernelSet:
+    """The kernels of one compiled module (pydl._C or pydl._cuda) by name."""
+
+    def __init__(self, module):
+        for name in KERNEL_NAMES:
+            fn = getattr(module, name)
+            setattr(self, name, functools.partial(_timed_call, name, fn) if DEBUG else fn)
+
+
+cpu = KernelSet(_C)
+_cuda_set = None
+
+
+def cuda():
+    global _cuda_set
+    if _cuda_set is None:
+        from pydl import _cuda
+        _cuda_set = KernelSet(_cuda)
+    return _cuda_set

@@ -1,0 +1,207 @@
+"""Reverse-mode autograd: grad mode, the Function node, and the backward engine.
+
+Every differentiable op is a Function subclass. `forward` maps input arrays to
+an output array and keeps (via `save`) what `backward` needs; `backward` maps
+the gradient of the output to one gradient per input (None where an input
+needs none). When grad mode is on and an input requires grad, `apply` records
+the Function as the output's `grad_fn`, linking it to its input tensors: that
+chain of nodes is the graph `Tensor.backward` walks.
+"""
+import functools
+import threading
+import weakref
+
+import numpy as np
+
+
+# ---- grad mode ----------------------------------------------------------------
+
+class _GradState(threading.local):
+    enabled = True
+
+
+_state = _GradState()
+
+
+def is_grad_enabled():
+    """True when ops record the graph (the default); False inside no_grad()."""
+    return _state.enabled
+
+
+class _GradMode:
+    """Sets grad mode for a with-block, or for every call of a decorated function."""
+
+    enabled = True
+
+    def __new__(cls, func=None):
+        mode = super().__new__(cls)
+        return mode if func is None else mode(func)  # bare decorator: @no_grad
+
+    def __init__(self, func=None):
+        self._previous = []
+
+    def __enter__(self):
+        self._previous.append(_state.enabled)
+        _state.enabled = self.enabled
+        return self
+
+    def __exit__(self, *exc_info):
+        _state.enabled = self._previous.pop()
+        return False
+
+    def __call__(self, func):
+        @functools.wraps(func)
+        def run_in_mode(*args, **kwargs):
+            with type(self)():
+                return func(*args, **kwargs)
+        return run_in_mode
+
+
+class no_grad(_GradMode):
+    """Turns graph recording off: `with pydl.no_grad(): ...` or `@pydl.no_grad()`."""
+    enabled = False
+
+
+class enable_grad(_GradMode):
+    """Turns graph recording back on, e.g. inside a no_grad block."""
+    enabled = True
+
+
+# ---- graph nodes --------------------------------------------------------------
+
+class Function:
+    """One recorded op. Subclasses implement forward(*arrays) and backward(grad).
+
+    Keyword arguments of `apply` become attributes before forward runs (the op's
+    settings: axes, shapes). `needs_input_grad` is set before forward too, so an
+    op can skip saving what backward would never use.
+    """
+
+    inputs = ()             # input tensors; None once the graph is freed
+    saved = ()              # arrays kept for backward; None once freed
+    needs_input_grad = ()
+    retained = None         # weak reference to the output when retain_grad() was asked
+
+    def save(self, *arrays):
+        self.saved = arrays
+
+    def forward(self, *arrays):
+        raise NotImplementedError
+
+    def backward(self, grad):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs, **settings):
+        """Runs the op on tensors `inputs`, recording it when a gradient is needed."""
+        fn = cls.__new__(cls)
+        fn.__dict__.update(settings)
+        arrays = [t.data for t in inputs]
+        _require_same_device(arrays)
+        needs = tuple(t.requires_grad for t in inputs)
+        record = _state.enabled and any(needs)
+        fn.needs_input_grad = needs if record else (False,) * len(inputs)
+        out = fn.forward(*arrays)
+        if isinstance(out, np.generic):  # NumPy reductions return scalars, not 0-d arrays
+            out = np.asarray(out)
+        if not record:
+            return _tensor_module.Tensor._wrap(out)
+        fn.inputs = inputs
+        return _tensor_module.Tensor._wrap(out, grad_fn=fn)
+
+    def release(self):
+        """Frees the saved arrays and the links to the inputs (the graph)."""
+        self.inputs = None
+        self.saved = None
+
+    def name(self):
+        return type(self).__name__ + "Backward"
+
+
+def _require_same_device(arrays):
+    first = type(arrays[0]) if arrays else None
+    for a in arrays[1:]:
+        if type(a) is not first:
+            from pydl._device import device_of
+            raise RuntimeError(
+                "expected all tensors to be on the same device, but found at least two "
+                f"devices, {device_of(arrays[0])} and {device_of(a)}")
+
+
+# ---- the engine ---------------------------------------------------------------
+
+_FREED = ("Trying to backward through the graph a second time (or to use its results after "
+          "they were freed). Pass retain_graph=True to the first backward() call if you need "
+          "to backward through the graph again.")
+
+
+def run_backward(root, grad, retain_graph=False):
+    """Propagates `grad` (an array shaped like root) from `root` to every leaf.
+
+    Each node runs once, after all nodes that consume its output have passed
+    their gradient to it (Kahn's order over the reversed graph; iterative, so
+    a graph of any depth works).
+    """
+    start = root.grad_fn
+    if start is None:
+        accumulate_leaf_grad(root, grad)
+        return
+    # pending[node]: how many consumers still owe `node` a gradient.
+    pending = {}
+    stack, seen = [start], {start}
+    while stack:
+        node = stack.pop()
+        if node.inputs is None:
+            raise RuntimeError(_FREED)
+        for t in node.inputs:
+            parent = t.grad_fn
+            if parent is not None:
+                pending[parent] = pending.get(parent, 0) + 1
+                if parent not in seen:
+                    seen.add(parent)
+                    stack.append(parent)
+
+    grads = {start: grad}
+    ready = [start]
+    while ready:
+        node = ready.pop()
+        grad = grads.pop(node, None)  # None: no path from root delivered a gradient
+        if grad is not None and node.retained is not None:
+            out = node.retained()
+            if out is not None:
+                accumulate_leaf_grad(out, grad)
+        input_grads = node.backward(grad) if grad is not None else (None,) * len(node.inputs)
+        for t, needed, g in zip(node.inputs, node.needs_input_grad, input_grads):
+            if not needed:
+                continue
+            if g is not None and g.shape != t.data.shape:
+                raise RuntimeError(f"internal error: {node.name()} returned a gradient of shape "
+                                   f"{g.shape} for an input of shape {t.data.shape}")
+            parent = t.grad_fn
+            if parent is None:
+                if g is not None:
+                    accumulate_leaf_grad(t, g)
+                continue
+            if g is not None:
+                grads[parent] = g if parent not in grads else grads[parent] + g
+            pending[parent] -= 1
+            if pending[parent] == 0:
+                ready.append(parent)
+        if not retain_graph:
+            node.release()
+
+
+def accumulate_leaf_grad(t, g):
+    """t.grad += g; the first gradient is copied so .grad never aliases another array."""
+    if t.grad is None:
+        t.grad = _tensor_module.Tensor._wrap(g.astype(t.data.dtype, copy=True))
+    else:
+        t.grad.data += g
+
+
+def retain_output_grad(t):
+    t.grad_fn.retained = weakref.ref(t)
+
+
+# Last, because pydl.tensor (through the ops) imports Function from this module.
+import pydl.tensor as _tensor_module  # noqa: E402

@@ -1,0 +1,57 @@
+"""Softmax cross-entropy over (N, C) logits, fused: one pass gives the loss and
+d loss / d logits. float32 runs the compiled kernel; float64 the NumPy form.
+
+Per row i, with t_i one-hot (class-index targets) or a probability row:
+    loss_i = logsumexp(z_i) - sum_c t_ic z_ic,   d loss_i / d z_i = softmax(z_i) - t_i
+'mean' divides by the number of rows whose target is not ignore_index.
+"""
+import numpy as np
+
+from pydl._device import kernels_for
+from pydl.autograd import Function
+from pydl.ops.common import contiguous
+
+
+def _reference(z, target, reduction, ignore_index):
+    """(loss, losses, grad) as the kernel returns them, in NumPy."""
+    n, c = z.shape
+    shifted = z - z.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    if target.dtype == np.int64:
+        valid = target != ignore_index
+        t = np.zeros_like(z)
+        t[np.arange(n)[valid], target[valid]] = 1
+    else:
+        valid = np.ones(n, dtype=bool)
+        t = target
+    losses = -(t * log_probs).sum(axis=1) * valid
+    grad = (np.exp(log_probs) - t) * valid[:, None]
+    count = int(valid.sum())
+    if reduction == "mean":
+        scale = 1 / count if count else 0.0
+        return losses.sum() * scale, losses, grad * scale
+    return losses.sum(), losses, grad
+
+
+class SoftmaxCrossEntropy(Function):
+    """Settings: target (int64 (N,) or float (N, C) array), reduction, ignore_index."""
+
+    def forward(self, logits):
+        compute_grad = self.needs_input_grad[0]
+        if logits.dtype == np.float32:
+            loss, losses, grad = kernels_for(logits).softmax_cross_entropy(
+                contiguous(logits), contiguous(self.target), reduction=self.reduction,
+                ignore_index=self.ignore_index, compute_grad=compute_grad)
+        else:
+            loss, losses, grad = _reference(logits, self.target, self.reduction,
+                                            self.ignore_index)
+        self.save(grad)
+        if self.reduction == "none":
+            return losses
+        return np.asarray(loss, dtype=logits.dtype)
+
+    def backward(self, g):
+        (grad,) = self.saved
+        if self.reduction == "none":
+            return (grad * g[:, None],)
+        return (grad * g,)
