@@ -10,22 +10,12 @@ from pydl import _C  # noqa: E402
 from pydl import cuda, nn  # noqa: E402
 from pydl._device import Device, device  # noqa: E402
 from pydl._random import manual_seed  # noqa: E402
+from pydl._runtime import get_num_threads, set_num_threads  # noqa: E402
 from pydl.autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
 from pydl.tensor import (  # noqa: E402
     FUNCTION_FORMS, Tensor, arange, bool_, cat, concatenate, empty, eye, float32, float64,
     from_dlpack, from_numpy, full, function_form, int64, matmul, ones, ones_like, rand, randint,
     randn, randperm, stack, tensor, where, zeros, zeros_like)
-
-
-def set_num_threads(n):
-    """Threads the CPU kernels may use (small ops still run on one)."""
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
-    _C.set_num_threads(n)
-
-
-def get_num_threads():
-    return _C.get_num_threads()
 
 
 # pydl.exp(x), pydl.sum(x, dim), ... : the function forms of Tensor methods.

@@ -193,6 +193,8 @@ def run_backward(root, grad, retain_graph=False):
 
 def accumulate_leaf_grad(t, g):
     """t.grad += g; the first gradient is copied so .grad never aliases another array."""
+    if isinstance(g, np.generic):
+        g = np.asarray(g)
     if t.grad is None:
         t.grad = _tensor_module.Tensor._wrap(g.astype(t.data.dtype, copy=True))
     else:

@@ -22,7 +22,7 @@ def unbroadcast(grad, shape):
     extra = grad.ndim - len(shape)
     axes = tuple(range(extra)) + tuple(
         extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1)
-    return grad.sum(axis=axes).reshape(shape)
+    return grad.sum(axis=axes, keepdims=True).reshape(shape)
 
 
 def normalize_axes(dim, ndim):

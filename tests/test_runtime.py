@@ -1,0 +1,90 @@
+"""Runtime: threads, PYDL_DEBUG kernel logging, the caching allocator, CUDA probing."""
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+
+import pydl
+from pydl import _C, _kernels
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_set_and_get_num_threads():
+    before = pydl.get_num_threads()
+    try:
+        pydl.set_num_threads(1)
+        assert pydl.get_num_threads() == 1 == _C.get_num_threads()
+        pydl.set_num_threads(2)
+        assert pydl.get_num_threads() == 2
+    finally:
+        pydl.set_num_threads(before)
+    for bad in (0, -1, 1.5, "2"):
+        try:
+            pydl.set_num_threads(bad)
+        except ValueError as e:
+            assert "set_num_threads" in str(e)
+        else:
+            raise AssertionError(f"set_num_threads({bad!r}) was accepted")
+
+
+def test_openmp_spin_count_is_set_before_the_kernels_load():
+    assert os.environ.get("GOMP_SPINCOUNT")
+
+
+def _run_with_debug(code):
+    env = dict(os.environ, PYDL_DEBUG="1", PYTHONPATH=REPO)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=60, check=True)
+
+
+def test_debug_logs_every_kernel_call_with_shape_time_and_rate():
+    result = _run_with_debug(
+        "import pydl, pydl.nn.functional as F\n"
+        "a = pydl.randn(64, 32, requires_grad=True)\n"
+        "b = pydl.randn(32, 16)\n"
+        "F.cross_entropy((a @ b).relu(), pydl.tensor([1] * 64)).backward()\n")
+    lines = result.stderr.splitlines()
+    gemm = [line for line in lines if line.startswith("pydl: gemm")]
+    assert gemm, result.stderr
+    forward = re.fullmatch(r"pydl: gemm \(64, 32\) \(32, 16\) trans_a=False trans_b=False "
+                           r"([0-9.]+) ms ([0-9.]+) GFLOP/s", gemm[0])
+    assert forward, gemm[0]
+    assert float(forward.group(1)) > 0 and float(forward.group(2)) > 0
+    # The backward gemm for a's gradient passes b transposed as a flag, not a copy.
+    assert any(re.match(r"pydl: gemm \(64, 16\) \(32, 16\) trans_a=False trans_b=True ", line)
+               for line in gemm), gemm
+    for name in ("relu_forward", "relu_backward", "softmax_cross_entropy"):
+        assert any(re.match(rf"pydl: {name} .* ms [0-9.]+ GB/s$", line) for line in lines), name
+    assert result.stdout == ""
+
+
+def test_debug_off_calls_the_kernels_directly():
+    if _kernels.DEBUG:
+        return
+    assert _kernels.cpu.gemm is _C.gemm and _kernels.cpu.relu_forward is _C.relu_forward
+
+
+def test_allocator_reuses_kernel_output_buffers(rng):
+    x = pydl.tensor(rng.standard_normal((64, 64)), dtype="float32")
+    w = pydl.tensor(rng.standard_normal((64, 64)), dtype="float32")
+    (x @ w).relu()  # warm the cache for these sizes
+    start = _C.allocator_stats()
+    for _ in range(10):
+        y = (x @ w).relu()
+        del y
+    end = _C.allocator_stats()
+    assert end["hits"] >= start["hits"] + 20  # one gemm and one relu output per step
+    assert end["misses"] == start["misses"]
+    np.testing.assert_allclose((x @ w).relu().numpy(),
+                               np.maximum(x.numpy().astype(np.float64) @ w.numpy(), 0),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_cuda_probe_never_raises():
+    assert isinstance(pydl.cuda.is_available(), bool)
+    assert pydl.cuda.device_count() >= 0
+    if not pydl.cuda.is_available():
+        assert pydl.cuda.device_count() == 0
