@@ -6,6 +6,8 @@ data) is looked up here, so the CUDA path plugs in without touching the ops.
 """
 import numpy as np
 
+from pydl import _kernels
+
 
 class Device:
     """A device: type "cpu" or "cuda", with an index for "cuda"."""
@@ -109,7 +111,6 @@ def to_device(array, dev):
 
 def kernels_for(array):
     """The kernel set (pydl._kernels.KernelSet) that works on `array`'s device."""
-    from pydl import _kernels
     if isinstance(array, np.ndarray):
         return _kernels.cpu
     return _kernels.cuda()

@@ -119,9 +119,9 @@ class Function:
 
 
 def _require_same_device(arrays):
-    first = type(arrays[0]) if arrays else None
+    on_cpu = isinstance(arrays[0], np.ndarray)
     for a in arrays[1:]:
-        if type(a) is not first:
+        if isinstance(a, np.ndarray) != on_cpu:
             from pydl._device import device_of
             raise RuntimeError(
                 "expected all tensors to be on the same device, but found at least two "
@@ -196,7 +196,7 @@ def accumulate_leaf_grad(t, g):
     if isinstance(g, np.generic):
         g = np.asarray(g)
     if t.grad is None:
-        t.grad = _tensor_module.Tensor._wrap(g.astype(t.data.dtype, copy=True))
+        t.grad = _tensor_module.Tensor._wrap(g.astype(t.data.dtype, order="C", copy=True))
     else:
         t.grad.data += g
 
