@@ -842,17 +842,17 @@ def full(size, fill_value, dtype=None, device=None, requires_grad=False):
     return _place(np.full(_shape_arg((size,)), fill_value, dtype), device, requires_grad)
 
 
-def _like(fill, t, dtype, device, requires_grad):
+def _filled_like(fill, t, dtype, device, requires_grad):
     return _place(np.full(t.shape, fill, as_dtype(dtype) or t.dtype), device or t.device,
                   requires_grad)
 
 
 def zeros_like(input, dtype=None, device=None, requires_grad=False):
-    return _like(0, input, dtype, device, requires_grad)
+    return _filled_like(0, input, dtype, device, requires_grad)
 
 
 def ones_like(input, dtype=None, device=None, requires_grad=False):
-    return _like(1, input, dtype, device, requires_grad)
+    return _filled_like(1, input, dtype, device, requires_grad)
 
 
 def randn(*size, dtype=None, device=None, requires_grad=False):
