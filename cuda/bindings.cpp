@@ -37,6 +37,12 @@ constexpr const char* kCopyHint = "cupy.ascontiguousarray";
 
 // ---- array arguments ---------------------------------------------------------
 
+std::string shape_str(const std::vector<index_t>& shape) {
+  std::string s = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
 // What the array interface tells about an argument; strides in bytes.
 struct ArrayArg {
   std::string name;
@@ -60,11 +66,7 @@ struct ArrayArg {
     return true;
   }
   index_t typestr_size() const { return std::stoll(typestr.substr(2)); }
-  std::string shape_str() const {
-    std::string s = "(";
-    for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-    return s + (shape.size() == 1 ? ",)" : ")");
-  }
+  std::string shape_str() const { return ::shape_str(shape); }
   template <class T>
   T* ptr() const { return static_cast<T*>(data); }
 };
@@ -143,12 +145,9 @@ void require_same_shape(const ArrayArg& a, const ArrayArg& b) {
 }
 
 void require_shape(const ArrayArg& a, const std::vector<index_t>& shape, const char* what) {
-  if (a.shape != shape) {
-    ArrayArg expected;
-    expected.shape = shape;
+  if (a.shape != shape)
     throw py::value_error(std::string(what) + ": " + a.name + " has shape " + a.shape_str() +
-                          ", expected " + expected.shape_str());
-  }
+                          ", expected " + shape_str(shape));
 }
 
 cudaStream_t as_stream(std::uintptr_t stream) { return reinterpret_cast<cudaStream_t>(stream); }

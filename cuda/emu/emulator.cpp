@@ -93,9 +93,9 @@ Launch::Launch(dim3 grid, dim3 block, std::size_t dynamic_smem_bytes, const char
     warps[w].lanes = std::min(32u, threads_ - unsigned(w) * 32);
     warps[w].barrier.reset(warps[w].lanes, "warp " + std::to_string(w) + " barrier");
   }
-  dynamic_smem.resize(dynamic_smem_bytes + 16);
-  auto base = reinterpret_cast<std::uintptr_t>(dynamic_smem.data());
-  dynamic_smem_base_ = dynamic_smem.data() + ((16 - base % 16) % 16);
+  dynamic_smem_.resize(dynamic_smem_bytes + 16);
+  auto base = reinterpret_cast<std::uintptr_t>(dynamic_smem_.data());
+  dynamic_smem_base_ = dynamic_smem_.data() + ((16 - base % 16) % 16);
 }
 
 void Launch::fail(std::exception_ptr error, const std::string& where) {
@@ -119,7 +119,7 @@ void Launch::begin_block() {
   for (Warp& w : warps) w.barrier.restart();
   std::memset(__start_pydl_emu_shared, kPoisonByte,
               static_cast<std::size_t>(__stop_pydl_emu_shared - __start_pydl_emu_shared));
-  std::memset(dynamic_smem_base_, kPoisonByte, dynamic_smem.size() - 16);
+  std::memset(dynamic_smem_base_, kPoisonByte, dynamic_smem_.size() - 16);
 }
 
 void Launch::thread_main(unsigned linear, const std::function<void()>& body) {

@@ -144,7 +144,7 @@ class Launch {
 
   Barrier block_barrier;
   std::vector<Warp> warps;
-  std::vector<unsigned char> dynamic_smem;  // 16-byte aligned start (see data())
+  // The launch's dynamic shared memory, 16-byte aligned.
   unsigned char* dynamic_smem_data() { return dynamic_smem_base_; }
 
  private:
@@ -155,12 +155,12 @@ class Launch {
   unsigned threads_;
   std::string origin_;
   Barrier boundary_;  // all threads meet here between blocks
+  std::vector<unsigned char> dynamic_smem_;  // over-allocated by 16 for the alignment
   unsigned char* dynamic_smem_base_ = nullptr;
   std::mutex error_mutex_;
   std::exception_ptr error_;
   std::string error_where_;
   std::atomic<bool> failed_{false};
-  friend class Barrier;
 };
 
 // The emulated thread's place in the launch.
