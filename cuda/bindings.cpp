@@ -1,0 +1,389 @@
+// The only pybind11 file of the CUDA kernels; it serves two modules:
+//  - pydl._cuda (PYDL_CUDA_MODULE=_cuda): arrays are device arrays read through
+//    __cuda_array_interface__ (CuPy), kernels are enqueued on `stream`;
+//  - pydl._cuda_emu (PYDL_CUDA_EMULATE): the same kernels run on the host by
+//    the emulator, on NumPy arrays read through __array_interface__.
+// Outputs are passed in by the caller (no allocation here). Every binding
+// checks dtypes, shapes, contiguity and sizes as pydl._C does, raising
+// TypeError or ValueError that names the argument, before any kernel runs.
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <vector>
+
+#include "elementwise.cuh"
+#include "gemm.cuh"
+#include "loss.cuh"
+
+namespace py = pybind11;
+#if defined(PYDL_CUDA_EMULATE)
+namespace pydl::cuda::emu_selftest {
+void bind(py::module_& m);  // cuda/emu/selftest.cpp
+}
+#endif
+using namespace pydl;
+
+namespace {
+
+#if defined(PYDL_CUDA_EMULATE)
+constexpr const char* kInterface = "__array_interface__";
+constexpr const char* kArrayKind = "a NumPy array";
+constexpr const char* kCopyHint = "numpy.ascontiguousarray";
+#else
+constexpr const char* kInterface = "__cuda_array_interface__";
+constexpr const char* kArrayKind = "a CuPy array";
+constexpr const char* kCopyHint = "cupy.ascontiguousarray";
+#endif
+
+// ---- array arguments ---------------------------------------------------------
+
+std::string shape_str(const std::vector<index_t>& shape) {
+  std::string s = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+// What the array interface tells about an argument; strides in bytes.
+struct ArrayArg {
+  std::string name;
+  void* data = nullptr;
+  bool readonly = false;
+  std::string typestr;
+  std::vector<index_t> shape, strides;
+
+  index_t ndim() const { return static_cast<index_t>(shape.size()); }
+  index_t size() const {
+    index_t n = 1;
+    for (index_t d : shape) n *= d;
+    return n;
+  }
+  bool c_contiguous() const {
+    index_t expected = typestr_size();
+    for (index_t i = ndim() - 1; i >= 0; --i) {
+      if (shape[i] != 1 && strides[i] != expected) return false;
+      expected *= shape[i];
+    }
+    return true;
+  }
+  index_t typestr_size() const { return std::stoll(typestr.substr(2)); }
+  std::string shape_str() const { return ::shape_str(shape); }
+  template <class T>
+  T* ptr() const { return static_cast<T*>(data); }
+};
+
+std::string dtype_name(const std::string& typestr) {
+  static const std::pair<const char*, const char*> names[] = {
+      {"<f4", "float32"}, {"<f8", "float64"}, {"<f2", "float16"}, {"<i8", "int64"},
+      {"<i4", "int32"}, {"|b1", "bool"}, {"|u1", "uint8"}, {"|i1", "int8"}};
+  for (const auto& [code, name] : names)
+    if (typestr == code) return name;
+  return typestr;
+}
+
+ArrayArg array_arg(const py::handle& obj, const char* name) {
+  if (obj.is_none() || !py::hasattr(obj, kInterface))
+    throw py::type_error(std::string(name) + " must be " + kArrayKind + " (an object with " +
+                         kInterface + "), got " + std::string(py::str(py::type::of(obj))));
+  py::dict d = obj.attr(kInterface);
+  if (d.contains("mask") && !d["mask"].is_none())
+    throw py::type_error(std::string(name) + " is a masked array; masks are not supported");
+  ArrayArg a;
+  a.name = name;
+  a.typestr = py::cast<std::string>(d["typestr"]);
+  for (auto dim : py::tuple(d["shape"])) a.shape.push_back(py::cast<index_t>(dim));
+  py::tuple data = d["data"];
+  a.data = reinterpret_cast<void*>(py::cast<std::uintptr_t>(data[0]));
+  a.readonly = py::cast<bool>(data[1]);
+  if (d.contains("strides") && !d["strides"].is_none()) {
+    for (auto s : py::tuple(d["strides"])) a.strides.push_back(py::cast<index_t>(s));
+  } else {  // None means C-contiguous
+    a.strides.resize(a.shape.size());
+    index_t stride = a.typestr_size();
+    for (index_t i = a.ndim() - 1; i >= 0; --i) a.strides[i] = stride, stride *= a.shape[i];
+  }
+  return a;
+}
+
+template <class T>
+const char* typestr_of() {
+  if (std::is_same_v<T, float>) return "<f4";
+  if (std::is_same_v<T, std::int64_t>) return "<i8";
+  return "?";
+}
+
+// An argument holding T; TypeError naming it otherwise.
+template <class T>
+ArrayArg checked(const py::handle& obj, const char* name) {
+  ArrayArg a = array_arg(obj, name);
+  if (a.typestr != typestr_of<T>())
+    throw py::type_error(std::string(name) + " must be " + dtype_name(typestr_of<T>()) +
+                         ", got " + dtype_name(a.typestr));
+  return a;
+}
+
+// As checked(), and also C-contiguous.
+template <class T>
+ArrayArg contiguous(const py::handle& obj, const char* name) {
+  ArrayArg a = checked<T>(obj, name);
+  if (!a.c_contiguous())
+    throw py::value_error(std::string(name) + " must be C-contiguous (shape " + a.shape_str() +
+                          "); call " + kCopyHint + " first");
+  return a;
+}
+
+template <class T>
+ArrayArg writable_contiguous(const py::handle& obj, const char* name) {
+  ArrayArg a = contiguous<T>(obj, name);
+  if (a.readonly) throw py::value_error(std::string(name) + " must be writable");
+  return a;
+}
+
+void require_same_shape(const ArrayArg& a, const ArrayArg& b) {
+  if (a.shape != b.shape)
+    throw py::value_error(a.name + " has shape " + a.shape_str() + " but " + b.name +
+                          " has shape " + b.shape_str() + "; they must match");
+}
+
+void require_shape(const ArrayArg& a, const std::vector<index_t>& shape, const char* what) {
+  if (a.shape != shape)
+    throw py::value_error(std::string(what) + ": " + a.name + " has shape " + a.shape_str() +
+                          ", expected " + shape_str(shape));
+}
+
+cudaStream_t as_stream(std::uintptr_t stream) { return reinterpret_cast<cudaStream_t>(stream); }
+
+// ---- gemm ----------------------------------------------------------------------
+
+// A 2-D float32 (batch of) matrix as (pointer, row stride, transposed?):
+// row-major views pass as they are, column-major views (e.g. a.T) as the
+// transposed operand. Anything else has no contiguous axis: ValueError (no
+// device copies are made behind the caller's back).
+struct MatrixArg {
+  const float* ptr;
+  index_t ld;
+  bool trans;
+  index_t batch_stride;  // elements; 0 when the batch has one matrix
+};
+
+MatrixArg matrix_arg(const ArrayArg& a, bool trans) {
+  const index_t d = a.ndim(), f = sizeof(float);
+  const index_t rows = a.shape[d - 2], cols = a.shape[d - 1];
+  const index_t rs = a.strides[d - 2], cs = a.strides[d - 1];
+  index_t batch_stride = 0;
+  if (d == 3 && a.shape[0] > 1) {
+    if (a.strides[0] % f != 0 || a.strides[0] < 0)
+      throw py::value_error(a.name + ": the batch stride (" + std::to_string(a.strides[0]) +
+                            " bytes) is not a non-negative multiple of 4; call " + kCopyHint);
+    batch_stride = a.strides[0] / f;
+  }
+  if (rs % f == 0 && cs % f == 0) {
+    if ((cols <= 1 || cs == f) && (rows <= 1 || rs >= cols * f))
+      return {a.ptr<const float>(), rows <= 1 ? std::max<index_t>(cols, 1) : rs / f, trans,
+              batch_stride};
+    if ((rows <= 1 || rs == f) && (cols <= 1 || cs >= rows * f))
+      return {a.ptr<const float>(), cols <= 1 ? std::max<index_t>(rows, 1) : cs / f, !trans,
+              batch_stride};
+  }
+  throw py::value_error(a.name + " (shape " + a.shape_str() +
+                        ") has neither a contiguous row nor column axis; call " + kCopyHint);
+}
+
+void gemm(const py::handle& a_obj, const py::handle& b_obj, bool trans_a, bool trans_b,
+          float alpha, float beta, const py::handle& out_obj, std::uintptr_t stream) {
+  ArrayArg a = checked<float>(a_obj, "a"), b = checked<float>(b_obj, "b");
+  if (a.ndim() != b.ndim() || a.ndim() < 2 || a.ndim() > 3)
+    throw py::value_error("gemm: a and b must both be 2-D, or both 3-D (batched); got a " +
+                          a.shape_str() + " and b " + b.shape_str());
+  const bool batched = a.ndim() == 3;
+  const index_t batch = batched ? a.shape[0] : 1;
+  if (batched && b.shape[0] != batch)
+    throw py::value_error("gemm: batch sizes differ: a " + a.shape_str() + ", b " + b.shape_str());
+  const index_t r = a.ndim() - 2;
+  const index_t M = trans_a ? a.shape[r + 1] : a.shape[r];
+  const index_t K = trans_a ? a.shape[r] : a.shape[r + 1];
+  const index_t Kb = trans_b ? b.shape[r + 1] : b.shape[r];
+  const index_t N = trans_b ? b.shape[r] : b.shape[r + 1];
+  if (K != Kb)
+    throw py::value_error("gemm: inner dimensions differ: op(a) is (" + std::to_string(M) + ", " +
+                          std::to_string(K) + ") from a " + a.shape_str() + ", op(b) is (" +
+                          std::to_string(Kb) + ", " + std::to_string(N) + ") from b " +
+                          b.shape_str());
+  ArrayArg out = writable_contiguous<float>(out_obj, "out");
+  require_shape(out, batched ? std::vector<index_t>{batch, M, N} : std::vector<index_t>{M, N},
+                "gemm");
+  const MatrixArg ma = matrix_arg(a, trans_a), mb = matrix_arg(b, trans_b);
+  py::gil_scoped_release release;
+  cuda::sgemm_batched(batch, ma.trans, mb.trans, M, N, K, alpha, ma.ptr, ma.ld, ma.batch_stride,
+                      mb.ptr, mb.ld, mb.batch_stride, beta, out.ptr<float>(),
+                      std::max<index_t>(N, 1), M * N, as_stream(stream));
+}
+
+void bind_gemm(py::module_& m) {
+  m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::kw_only(), py::arg("trans_a") = false,
+        py::arg("trans_b") = false, py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f,
+        py::arg("out"), py::arg("stream") = 0,
+        "out = alpha * op(a) @ op(b) + beta * out for float32 matrices (2-D) or batches (3-D).\n"
+        "Strided and transposed views are used in place when one axis is contiguous.");
+}
+
+// ---- elementwise ---------------------------------------------------------------
+
+using Unary = void (*)(float*, const float*, index_t, cudaStream_t);
+using UnaryGrad = void (*)(float*, const float*, const float*, index_t, cudaStream_t);
+using Rowwise = void (*)(float*, const float*, index_t, index_t, cudaStream_t);
+using RowwiseGrad = void (*)(float*, const float*, const float*, index_t, index_t, cudaStream_t);
+
+void def_unary(py::module_& m, const char* name, Unary fwd, UnaryGrad bwd, const char* saved) {
+  m.def((std::string(name) + "_forward").c_str(),
+        [fwd](const py::handle& x_obj, const py::handle& out_obj, std::uintptr_t stream) {
+    ArrayArg x = contiguous<float>(x_obj, "x"), out = writable_contiguous<float>(out_obj, "out");
+    require_same_shape(out, x);
+    py::gil_scoped_release release;
+    fwd(out.ptr<float>(), x.ptr<const float>(), x.size(), as_stream(stream));
+  }, py::arg("x"), py::kw_only(), py::arg("out"), py::arg("stream") = 0);
+  m.def((std::string(name) + "_backward").c_str(),
+        [bwd, saved](const py::handle& dy_obj, const py::handle& s_obj, const py::handle& out_obj,
+                     std::uintptr_t stream) {
+    ArrayArg dy = contiguous<float>(dy_obj, "dy"), s = contiguous<float>(s_obj, saved);
+    ArrayArg out = writable_contiguous<float>(out_obj, "out");
+    require_same_shape(dy, s);
+    require_same_shape(out, dy);
+    py::gil_scoped_release release;
+    bwd(out.ptr<float>(), dy.ptr<const float>(), s.ptr<const float>(), dy.size(), as_stream(stream));
+  }, py::arg("dy"), py::arg(saved), py::kw_only(), py::arg("out"), py::arg("stream") = 0);
+}
+
+// Row-wise ops act on the last axis; leading axes are flattened into rows.
+std::pair<index_t, index_t> rows_cols(const ArrayArg& a) {
+  if (a.ndim() < 1) throw py::value_error(a.name + " must have at least 1 dimension");
+  const index_t cols = a.shape.back();
+  return {cols ? a.size() / cols : 0, cols};
+}
+
+void def_rowwise(py::module_& m, const char* name, Rowwise fwd, RowwiseGrad bwd) {
+  m.def((std::string(name) + "_forward").c_str(),
+        [fwd](const py::handle& x_obj, const py::handle& out_obj, std::uintptr_t stream) {
+    ArrayArg x = contiguous<float>(x_obj, "x"), out = writable_contiguous<float>(out_obj, "out");
+    auto [rows, cols] = rows_cols(x);
+    require_same_shape(out, x);
+    py::gil_scoped_release release;
+    fwd(out.ptr<float>(), x.ptr<const float>(), rows, cols, as_stream(stream));
+  }, py::arg("x"), py::kw_only(), py::arg("out"), py::arg("stream") = 0);
+  m.def((std::string(name) + "_backward").c_str(),
+        [bwd](const py::handle& dy_obj, const py::handle& y_obj, const py::handle& out_obj,
+              std::uintptr_t stream) {
+    ArrayArg dy = contiguous<float>(dy_obj, "dy"), y = contiguous<float>(y_obj, "y");
+    ArrayArg out = writable_contiguous<float>(out_obj, "out");
+    require_same_shape(dy, y);
+    auto [rows, cols] = rows_cols(y);
+    require_same_shape(out, y);
+    py::gil_scoped_release release;
+    bwd(out.ptr<float>(), dy.ptr<const float>(), y.ptr<const float>(), rows, cols,
+        as_stream(stream));
+  }, py::arg("dy"), py::arg("y"), py::kw_only(), py::arg("out"), py::arg("stream") = 0);
+}
+
+void bind_elementwise(py::module_& m) {
+  def_unary(m, "relu", cuda::relu_forward, cuda::relu_backward, "x");
+  def_unary(m, "sigmoid", cuda::sigmoid_forward, cuda::sigmoid_backward, "y");
+  def_unary(m, "tanh", cuda::tanh_forward, cuda::tanh_backward, "y");
+  def_unary(m, "gelu", cuda::gelu_forward, cuda::gelu_backward, "x");
+  def_rowwise(m, "softmax", cuda::softmax_forward, cuda::softmax_backward);
+  def_rowwise(m, "log_softmax", cuda::log_softmax_forward, cuda::log_softmax_backward);
+}
+
+// ---- loss ----------------------------------------------------------------------
+
+Reduction parse_reduction(const std::string& r) {
+  if (r == "mean") return Reduction::mean;
+  if (r == "sum") return Reduction::sum;
+  if (r == "none") return Reduction::none;
+  throw py::value_error("reduction must be 'mean', 'sum' or 'none', got '" + r + "'");
+}
+
+// Writes loss (one float32: the reduced loss), losses (N,) per row and, when
+// given, grad (N, C) = d loss / d logits for the reduction.
+void softmax_cross_entropy(const py::handle& logits_obj, const py::handle& target_obj,
+                           const std::string& reduction_name, std::int64_t ignore_index,
+                           const py::handle& loss_obj, const py::handle& losses_obj,
+                           const py::handle& grad_obj, std::uintptr_t stream) {
+  const Reduction reduction = parse_reduction(reduction_name);
+  ArrayArg logits = contiguous<float>(logits_obj, "logits");
+  if (logits.ndim() != 2)
+    throw py::value_error("softmax_cross_entropy: logits must be 2-D (N, C), got " +
+                          logits.shape_str());
+  const index_t N = logits.shape[0], C = logits.shape[1];
+  if (C == 0 && N > 0) throw py::value_error("softmax_cross_entropy: logits has 0 classes");
+  ArrayArg target = array_arg(target_obj, "target");
+  const bool by_index = target.typestr == typestr_of<std::int64_t>();
+  if (by_index) {
+    target = contiguous<std::int64_t>(target_obj, "target");
+    if (target.shape != std::vector<index_t>{N})
+      throw py::value_error("softmax_cross_entropy: class-index target must have shape (" +
+                            std::to_string(N) + ",), got " + target.shape_str());
+  } else {
+    target = contiguous<float>(target_obj, "target (int64 indices or float32 probabilities)");
+    target.name = "target";
+    require_same_shape(target, logits);
+  }
+  ArrayArg loss = writable_contiguous<float>(loss_obj, "loss");
+  if (loss.size() != 1)
+    throw py::value_error("softmax_cross_entropy: loss must hold one element, got shape " +
+                          loss.shape_str());
+  ArrayArg losses = writable_contiguous<float>(losses_obj, "losses");
+  require_shape(losses, {N}, "softmax_cross_entropy");
+  float* grad = nullptr;
+  if (!grad_obj.is_none()) {
+    ArrayArg g = writable_contiguous<float>(grad_obj, "grad");
+    require_same_shape(g, logits);
+    grad = g.ptr<float>();
+  }
+  py::gil_scoped_release release;
+  if (by_index)
+    cuda::softmax_cross_entropy_index(loss.ptr<float>(), losses.ptr<float>(), grad,
+                                      logits.ptr<const float>(), target.ptr<const std::int64_t>(),
+                                      N, C, reduction, ignore_index, as_stream(stream));
+  else
+    cuda::softmax_cross_entropy_prob(loss.ptr<float>(), losses.ptr<float>(), grad,
+                                     logits.ptr<const float>(), target.ptr<const float>(), N, C,
+                                     reduction, as_stream(stream));
+}
+
+void bind_loss(py::module_& m) {
+  m.def("softmax_cross_entropy", &softmax_cross_entropy, py::arg("logits"), py::arg("target"),
+        py::kw_only(), py::arg("reduction") = "mean", py::arg("ignore_index") = -100,
+        py::arg("loss"), py::arg("losses"), py::arg("grad") = py::none(), py::arg("stream") = 0,
+        "Fused softmax cross-entropy over (N, C) float32 logits with int64 class indices or\n"
+        "float32 probabilities. Writes loss (1 element), losses (N,) and grad (N, C) if given.\n"
+        "A class index outside [0, C) other than ignore_index gives NaN for its row.");
+}
+
+// ---- runtime -------------------------------------------------------------------
+
+#if !defined(PYDL_CUDA_EMULATE)
+void bind_runtime(py::module_& m) {
+  m.def("device_count", [] {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess) {
+      cudaGetLastError();  // no driver or no device: clear the error, report none
+      return 0;
+    }
+    return count;
+  }, "Number of CUDA devices; 0 when there is no driver or device (never raises).");
+}
+#endif
+
+}  // namespace
+
+PYBIND11_MODULE(PYDL_CUDA_MODULE, m) {
+#if defined(PYDL_CUDA_EMULATE)
+  m.doc() = "pydl CUDA kernels run on the host by the CUDA emulator (tests only)";
+  cuda::emu_selftest::bind(m);
+#else
+  m.doc() = "pydl CUDA kernels";
+  bind_runtime(m);
+#endif
+  bind_gemm(m);
+  bind_elementwise(m);
+  bind_loss(m);
+}

@@ -1,0 +1,171 @@
+"""The CUDA kernels run on the CPU by the CUDA emulator (pydl._cuda_emu),
+compared with the CPU kernels of pydl._C; and checks of the emulator itself."""
+import numpy as np
+import pytest
+
+import cuda_cases as cases
+
+emu = pytest.importorskip("pydl._cuda_emu", reason="built without PYDL_CUDA_EMULATION")
+
+backend = cases.Backend(emu, np, np.asarray)
+
+
+@pytest.fixture
+def rng(request):
+    return np.random.default_rng(abs(hash(request.node.name)) % 2**32)
+
+
+# ---- kernels against pydl._C ---------------------------------------------------------
+
+@pytest.mark.parametrize("case", cases.GEMM_CASES, ids=str)
+def test_gemm(case, rng):
+    cases.check_gemm_case(backend, case, rng)
+
+
+def test_gemm_views(rng):
+    """Transposed (column-major) views, misaligned slices and broadcast batches."""
+    a, b, c = cases.gemm_operands(rng, None, 23, 19, 14, False, False)
+    # a.T of a (K, M) array is a column-major (M, K) view: passes as trans_a.
+    cases.check_gemm_against_cpu(backend, np.ascontiguousarray(a.T), np.ascontiguousarray(b.T),
+                                 c, False, False, 1.0, 0.0, view=lambda x: x.T)
+    # Rows starting 4 bytes past 16-byte alignment: the scalar load path.
+    wide_a, wide_b = cases.random(rng, (23, 15)), cases.random(rng, (14, 20))
+    cases.check_gemm_against_cpu(backend, wide_a, wide_b, c, False, False, 1.0, 0.0,
+                                 view=lambda x: x[:, 1:])
+    # A batch stride of 0 broadcasts one operand over the batch.
+    a3, b3, c3 = cases.gemm_operands(rng, 3, 10, 12, 7, False, False)
+    b_one = cases.random(rng, (7, 12))
+    expected = np.einsum("bmk,kn->bmn", a3.astype(np.float64), b_one)
+    out = backend.poisoned(c3.shape)
+    emu.gemm(a3, np.broadcast_to(b_one, (3, 7, 12)), out=out)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("op", cases.UNARY_OPS)
+@pytest.mark.parametrize("n", cases.UNARY_SIZES)
+def test_unary(op, n, rng):
+    cases.check_unary(backend, op, n, rng)
+
+
+@pytest.mark.parametrize("op", cases.UNARY_OPS)
+def test_unary_misaligned(op, rng):
+    cases.check_unary(backend, op, 37, rng, misaligned=True)
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape", cases.ROWWISE_SHAPES, ids=str)
+def test_rowwise(op, shape, rng):
+    cases.check_rowwise(backend, op, shape, rng)
+
+
+@pytest.mark.parametrize("reduction", cases.REDUCTIONS)
+@pytest.mark.parametrize("shape", cases.LOSS_SHAPES, ids=str)
+def test_cross_entropy_index(shape, reduction, rng):
+    N, C = shape
+    logits = cases.random(rng, shape, scale=3.0)
+    cases.check_cross_entropy(backend, logits, cases.index_target(rng, N, C), reduction)
+
+
+@pytest.mark.parametrize("reduction", cases.REDUCTIONS)
+@pytest.mark.parametrize("shape", cases.LOSS_SHAPES, ids=str)
+def test_cross_entropy_prob(shape, reduction, rng):
+    N, C = shape
+    logits = cases.random(rng, shape, scale=3.0)
+    cases.check_cross_entropy(backend, logits, cases.prob_target(rng, N, C), reduction)
+
+
+def test_cross_entropy_variants(rng):
+    logits = cases.random(rng, (12, 7), scale=3.0)
+    # Without a gradient; a custom ignore_index; every row ignored (mean is 0).
+    cases.check_cross_entropy(backend, logits, cases.index_target(rng, 12, 7), "mean",
+                              with_grad=False)
+    cases.check_cross_entropy(backend, logits, cases.index_target(rng, 12, 7, ignore_index=3),
+                              "mean", ignore_index=3)
+    cases.check_cross_entropy(backend, logits, np.full(12, -100, np.int64), "mean")
+    cases.check_cross_entropy(backend, logits[:0], np.zeros(0, np.int64), "mean")
+
+
+def test_cross_entropy_bad_class_index_gives_nan(rng):
+    logits = cases.random(rng, (5, 4))
+    target = np.array([0, 9, 1, -3, 2], np.int64)
+    loss, losses, grad = cases.run_cross_entropy(backend, logits, target, "sum")
+    assert np.isnan(loss)
+    assert np.isnan(losses[[1, 3]]).all() and np.isfinite(losses[[0, 2, 4]]).all()
+    assert np.isnan(grad[[1, 3]]).all() and np.isfinite(grad[[0, 2, 4]]).all()
+
+
+# ---- argument checks -----------------------------------------------------------------
+
+def test_errors_name_the_argument():
+    x = np.ones((4, 5), np.float32)
+    out = np.empty((4, 5), np.float32)
+    with pytest.raises(TypeError, match="x must be float32, got float64"):
+        emu.relu_forward(x.astype(np.float64), out=out)
+    with pytest.raises(TypeError, match="x must be a NumPy array"):
+        emu.relu_forward([1.0, 2.0], out=out)
+    with pytest.raises(ValueError, match="x must be C-contiguous"):
+        emu.relu_forward(np.ones((5, 4), np.float32).T, out=out)
+    with pytest.raises(ValueError, match="out has shape \\(4, 4\\) but x has shape \\(4, 5\\)"):
+        emu.relu_forward(x, out=np.empty((4, 4), np.float32))
+    readonly = np.empty((4, 5), np.float32)
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="out must be writable"):
+        emu.sigmoid_forward(x, out=readonly)
+    with pytest.raises(ValueError, match="dy has shape"):
+        emu.tanh_backward(np.ones(3, np.float32), x, out=out)
+    with pytest.raises(ValueError, match="inner dimensions differ"):
+        emu.gemm(x, x, out=np.empty((4, 5), np.float32))
+    with pytest.raises(ValueError, match="gemm: out has shape"):
+        emu.gemm(x, x, trans_b=True, out=np.empty((4, 5), np.float32))
+    with pytest.raises(ValueError, match="neither a contiguous row nor column"):
+        emu.gemm(np.ones((4, 6), np.float32)[:, ::2], x[:3], out=np.empty((4, 5), np.float32))
+    logits, loss, losses = np.ones((3, 4), np.float32), np.empty(1, np.float32), np.empty(3, np.float32)
+    with pytest.raises(ValueError, match="reduction must be"):
+        emu.softmax_cross_entropy(logits, np.zeros(3, np.int64), reduction="avg", loss=loss,
+                                  losses=losses)
+    with pytest.raises(ValueError, match="class-index target must have shape \\(3,\\)"):
+        emu.softmax_cross_entropy(logits, np.zeros(4, np.int64), loss=loss, losses=losses)
+    with pytest.raises(ValueError, match="loss must hold one element"):
+        emu.softmax_cross_entropy(logits, np.zeros(3, np.int64), loss=np.empty(2, np.float32),
+                                  losses=losses)
+    with pytest.raises(ValueError, match="grad has shape"):
+        emu.softmax_cross_entropy(logits, np.zeros(3, np.int64), loss=loss, losses=losses,
+                                  grad=np.empty((3, 5), np.float32))
+
+
+# ---- the emulator itself -----------------------------------------------------------------
+
+selftest = emu.emulator_selftest
+
+
+def test_emulated_warp_ops():
+    out = np.array(selftest.warp_ops()).reshape(6, 64)
+    t = np.arange(64)
+    lane, warp_base = t % 32, t - t % 32
+    np.testing.assert_array_equal(out[0], (warp_base + 3) * 10)
+    np.testing.assert_array_equal(out[1], t ^ 1)
+    np.testing.assert_array_equal(out[2], np.where(lane + 4 < 32, t + 4, t))
+    np.testing.assert_array_equal(out[3], np.where(lane % 16 >= 2, t - 2, t))
+    ballot = sum(1 << i for i in range(32) if i % 3 == 0)
+    np.testing.assert_array_equal(out[4].astype(np.uint32), np.uint32(ballot))
+    np.testing.assert_array_equal(out[5], 1)  # any(lane == 31) and not all(lane < 31)
+
+
+def test_emulated_atomics():
+    total, fsum, maximum = selftest.atomics()
+    n = 4 * 96
+    assert (total, fsum, maximum) == (n * (n - 1) // 2, float(n), n - 1)
+
+
+def test_unwritten_shared_memory_reads_nan():
+    assert np.isnan(selftest.unwritten_shared()).all()
+
+
+def test_bad_launches_raise_instead_of_hanging():
+    selftest.launch_threads(32, 32)  # 1024 threads is the limit
+    with pytest.raises(RuntimeError, match="invalid launch configuration.*1025 threads"):
+        selftest.launch_threads(1025, 1)
+    with pytest.raises(RuntimeError, match="block \\(.*thread \\(5, 0, 0\\): thread 5 gave up"):
+        selftest.throwing()
+    with pytest.raises(RuntimeError, match="__syncthreads waits for 32 of its 64 threads"):
+        selftest.early_return()
