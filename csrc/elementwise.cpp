@@ -13,7 +13,6 @@
 namespace pydl {
 namespace {
 
-constexpr float kInvSqrt2 = 0.70710678118654752f;
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 
 // Work per thread (in element-cost units) below which another thread costs
@@ -93,9 +92,9 @@ struct Tanh {
 #endif
 };
 
-struct TanhGrad {  // dx = dy * (1 - y^2)
+struct TanhGrad {  // dx = dy * (1 - y^2); (1 - y)(1 + y) or an FMA, since 1 - y*y would cancel
   static constexpr double cost = 1;
-  static float scalar(float dy, float y) { return dy * (1.0f - y * y); }
+  static float scalar(float dy, float y) { return dy * ((1.0f - y) * (1.0f + y)); }
 #if PYDL_X86
   PYDL_TARGET_AVX2 static __m256 vec(__m256 dy, __m256 y) {
     return _mm256_mul_ps(dy, _mm256_fnmadd_ps(y, y, _mm256_set1_ps(1.0f)));
@@ -103,10 +102,14 @@ struct TanhGrad {  // dx = dy * (1 - y^2)
 #endif
 };
 
-// gelu(x) = x Phi(x), Phi(x) = erfc(-x/sqrt2) / 2 (simd::normal_cdf).
+// gelu(x) = x Phi(x), Phi(x) = erfc(-x/sqrt2) / 2 (simd::normal_cdf). The
+// portable form works in double: in float, rounding x/sqrt2 alone would cost
+// the left tail x^2 ulp of relative accuracy.
+double normal_cdf(double x) { return 0.5 * std::erfc(-x * 0.70710678118654752); }
+
 struct Gelu {
   static constexpr double cost = 8;
-  static float scalar(float x) { return x * 0.5f * std::erfc(-x * kInvSqrt2); }
+  static float scalar(float x) { return float(x * normal_cdf(x)); }
 #if PYDL_X86
   PYDL_TARGET_AVX2 static __m256 vec(__m256 x) {
     return _mm256_mul_ps(x, simd::normal_cdf(x, simd::exp_neg_half_square(x)));
@@ -118,8 +121,8 @@ struct Gelu {
 struct GeluGrad {
   static constexpr double cost = 8;
   static float scalar(float dy, float x) {
-    const float cdf = 0.5f * std::erfc(-x * kInvSqrt2);
-    return dy * (cdf + x * kInvSqrt2Pi * std::exp(-0.5f * x * x));
+    const double xd = x;
+    return dy * float(normal_cdf(xd) + xd * kInvSqrt2Pi * std::exp(-0.5 * xd * xd));
   }
 #if PYDL_X86
   PYDL_TARGET_AVX2 static __m256 vec(__m256 dy, __m256 x) {

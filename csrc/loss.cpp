@@ -123,7 +123,7 @@ double row_loss(const Row& r, index_t C, float scale) {
   const double s = row_sum_exp(r.g ? r.e : nullptr, r.z, m, C, r.next);
   double T = 1, D;
   if (r.probs) target_sums(T, D, r.probs, r.z, m, C);
-  else D = double(r.z[r.target] - m);
+  else D = double(r.z[r.target]) - double(m);
   if (r.g) {
     // One-hot target: scale (e/s - 1) = k (e - s) at the target, so e there
     // becomes e - s (exact to a float rounding, no cancellation against k e).

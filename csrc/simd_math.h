@@ -102,8 +102,10 @@ PYDL_TARGET_AVX2 inline __m256 exp(__m256 x) {
 }
 
 // exp(-x^2 / 2) without the error of rounding x^2: x*x = h + e exactly (FMA),
-// so exp(-(h + e)/2) = exp(-h/2) * (1 - e/2) to within float precision.
+// so exp(-(h + e)/2) = exp(-h/2) * (1 - e/2) to within float precision. |x|
+// is capped at 20 (the result is 0 from 14.4 on) so that x = inf gives 0.
 PYDL_TARGET_AVX2 inline __m256 exp_neg_half_square(__m256 x) {
+  x = _mm256_min_ps(_mm256_set1_ps(20.0f), _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x));  // NaN stays
   const __m256 h = _mm256_mul_ps(x, x);
   const __m256 e = _mm256_fmsub_ps(x, x, h);
   const __m256 half = _mm256_set1_ps(0.5f);
