@@ -58,7 +58,7 @@ PYDL_TARGET_AVX2 void write_grad_avx2(float* g, const float* e, const float* pro
 // Pass 3: g = k e - scale probs, or g = k e when probs is null. `stream`: g is
 // 32-byte aligned, C a multiple of 8, and the stores bypass the cache.
 void write_grad(float* g, const float* e, const float* probs, float k, float scale, index_t C,
-                bool stream) {
+                [[maybe_unused]] bool stream) {
 #if PYDL_X86
   if (use_avx2()) {
     if (probs) {

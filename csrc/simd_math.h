@@ -217,7 +217,7 @@ inline float row_max(const float* x, index_t n) {
 }
 
 inline double row_sum_exp(float* e, const float* x, float m, index_t n,
-                          const float* next = nullptr) {
+                          [[maybe_unused]] const float* next = nullptr) {
 #if PYDL_X86
   if (use_avx2()) return simd::row_sum_exp(e, x, m, n, next);
 #endif
