@@ -183,8 +183,9 @@ void map_binary(float* z, const float* a, const float* b, index_t n) {
 }
 
 // ---- row-wise softmax --------------------------------------------------------
-// Per row: m = max x, s = sum exp(x - m) (accumulated in double), then the
-// output. Rows are split across threads; a row stays in L1/L2 between passes.
+// Per row: m = max x, s = sum exp(x - m) (summed into double), then the
+// output. Rows are split across threads; a row stays in L1/L2 between passes
+// while the next one is prefetched.
 
 // Runs row_fn(r) for every row, on as many threads as rows * cols * cost pays.
 template <class RowFn>
@@ -241,7 +242,8 @@ void softmax_forward(float* y, const float* x, index_t rows, index_t cols) {
   for_each_row(rows, cols, Sigmoid::cost, [=](index_t r) {
     const float* xr = x + r * cols;
     float* yr = y + r * cols;
-    const float inv_sum = float(1.0 / row_sum_exp(yr, xr, row_max(xr, cols), cols));
+    const float* next = r + 1 < rows ? xr + cols : nullptr;
+    const float inv_sum = float(1.0 / row_sum_exp(yr, xr, row_max(xr, cols), cols, next));
     for (index_t c = 0; c < cols; ++c) yr[c] *= inv_sum;
   });
 }
@@ -260,7 +262,8 @@ void log_softmax_forward(float* y, const float* x, index_t rows, index_t cols) {
   for_each_row(rows, cols, Sigmoid::cost, [=](index_t r) {
     const float* xr = x + r * cols;
     const float m = row_max(xr, cols);
-    const float log_sum = float(std::log(row_sum_exp(nullptr, xr, m, cols)));
+    const float* next = r + 1 < rows ? xr + cols : nullptr;
+    const float log_sum = float(std::log(row_sum_exp(nullptr, xr, m, cols, next)));
     float* yr = y + r * cols;
     for (index_t c = 0; c < cols; ++c) yr[c] = (xr[c] - m) - log_sum;
   });
