@@ -2,9 +2,9 @@
 // small helpers (tail masks, horizontal reductions), and the row reductions
 // (max, sum of exp) that softmax and the cross-entropy share. The simd::
 // functions are compiled for AVX2+FMA only and must be called only when
-// use_avx2() is true; row_max / row_sum_exp at the end choose the path. Polynomial coefficients are
-// least-squares fits on Chebyshev nodes (relative error weighting), rounded to
-// float.
+// use_avx2() is true; row_max / row_sum_exp at the end choose the path.
+// Polynomial coefficients are least-squares fits on Chebyshev nodes (relative
+// error weighting), rounded to float.
 #pragma once
 #include <cmath>
 
