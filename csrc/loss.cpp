@@ -1,44 +1,202 @@
-// PLACEHOLDER reference softmax cross-entropy (replaced by the fused kernel).
+// Fused softmax cross-entropy. Per row of logits z (C floats, which stay in
+// L1/L2 across the passes):
+//   1. m = max z
+//   2. e = exp(z - m), s = sum e (double)
+//   3. loss = T log s - sum t (z - m), T = sum t   (= logsumexp(z) - sum t z
+//      when T = 1; subtracting m first avoids cancelling large logits)
+//      grad = k e - scale t,  k = scale T / s
+// While a row is in pass 2 the next row is prefetched. For a large gradient,
+// e goes to a per-thread scratch row and pass 3 writes the gradient with
+// streaming stores, so its lines are never read from memory first: the kernel
+// then moves the bytes of a copy (logits in, gradient out) and no more.
+// Rows go to threads in contiguous runs; the reduced loss is summed per fixed
+// block of rows in double and the blocks are then added in order, so the
+// result is the same for any number of threads.
 #include "loss.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "parallel.h"
+#include "simd_math.h"
 
 namespace pydl {
+namespace {
 
-static double row_ce(float* grad, const float* z, const float* t, std::int64_t idx, index_t C, float scale) {
-  float m = -INFINITY; for (index_t c = 0; c < C; ++c) m = std::fmax(m, z[c]);
-  double s = 0; for (index_t c = 0; c < C; ++c) s += std::exp(z[c] - m);
-  double lse = m + std::log(s), dot = 0;
+constexpr index_t kRowsPerBlock = 16;
+// Work per thread (logits) below which another thread costs more than it saves.
+constexpr double kGrain = 1 << 15;
+// Gradients at least this big are written with streaming stores: they will not
+// stay in cache beside the logits anyway.
+constexpr double kStreamBytes = 8 << 20;
+
+#if PYDL_X86
+// g = k e - scale t over C floats (t = probs; no t term when probs is null).
+// Template flags keep the per-vector loop free of tests.
+template <bool kProbs, bool kStream>
+PYDL_TARGET_AVX2 void write_grad_avx2(float* g, const float* e, const float* probs, float k,
+                                      float scale, index_t C) {
+  const __m256 vk = _mm256_set1_ps(k), vs = _mm256_set1_ps(scale);
+  index_t i = 0;
+  for (; i + 8 <= C; i += 8) {
+    __m256 v = _mm256_mul_ps(_mm256_loadu_ps(e + i), vk);
+    if constexpr (kProbs) v = _mm256_fnmadd_ps(_mm256_loadu_ps(probs + i), vs, v);
+    if constexpr (kStream) _mm256_stream_ps(g + i, v);
+    else _mm256_storeu_ps(g + i, v);
+  }
+  if (i < C) {
+    const __m256i m = simd::tail_mask(C - i);
+    __m256 v = _mm256_mul_ps(_mm256_maskload_ps(e + i, m), vk);
+    if constexpr (kProbs) v = _mm256_fnmadd_ps(_mm256_maskload_ps(probs + i, m), vs, v);
+    _mm256_maskstore_ps(g + i, m, v);
+  }
+}
+#endif
+
+// Pass 3: g = k e - scale probs, or g = k e when probs is null. `stream`: g is
+// 32-byte aligned, C a multiple of 8, and the stores bypass the cache.
+void write_grad(float* g, const float* e, const float* probs, float k, float scale, index_t C,
+                [[maybe_unused]] bool stream) {
+#if PYDL_X86
+  if (use_avx2()) {
+    if (probs) {
+      if (stream) return write_grad_avx2<true, true>(g, e, probs, k, scale, C);
+      return write_grad_avx2<true, false>(g, e, probs, k, scale, C);
+    }
+    if (stream) return write_grad_avx2<false, true>(g, e, nullptr, k, scale, C);
+    return write_grad_avx2<false, false>(g, e, nullptr, k, scale, C);
+  }
+#endif
+  for (index_t c = 0; c < C; ++c) g[c] = e[c] * k - (probs ? scale * probs[c] : 0.0f);
+}
+
+// T = sum t and D = sum t (z - m), in double.
+#if PYDL_X86
+PYDL_TARGET_AVX2 void target_sums_avx2(double& T, double& D, const float* t, const float* z,
+                                       float m, index_t C) {
+  const __m256 vm = _mm256_set1_ps(m);
+  simd::WideSum vt, vd;
+  index_t c = 0;
+  for (; c + 8 <= C; c += 8) {
+    const __m256 tc = _mm256_loadu_ps(t + c);
+    vt.add(tc);
+    vd.add(_mm256_mul_ps(tc, _mm256_sub_ps(_mm256_loadu_ps(z + c), vm)));
+  }
+  if (c < C) {
+    const __m256i k = simd::tail_mask(C - c);
+    const __m256 tc = _mm256_maskload_ps(t + c, k);  // masked lanes are 0, so t (z - m) is 0
+    vt.add(tc);
+    vd.add(_mm256_mul_ps(tc, _mm256_sub_ps(_mm256_maskload_ps(z + c, k), vm)));
+  }
+  T = vt.total();
+  D = vd.total();
+}
+#endif
+
+void target_sums(double& T, double& D, const float* t, const float* z, float m, index_t C) {
+#if PYDL_X86
+  if (use_avx2()) return target_sums_avx2(T, D, t, z, m, C);
+#endif
+  T = D = 0;
   for (index_t c = 0; c < C; ++c) {
-    float tc = t ? t[c] : (c == idx ? 1.f : 0.f);
-    dot += double(tc) * z[c];
-    if (grad) grad[c] = scale * float(std::exp(z[c] - lse) - tc);
+    T += t[c];
+    D += double(t[c]) * (z[c] - m);
   }
-  return lse - dot;
 }
 
-double softmax_cross_entropy_index(float* losses, float* grad, const float* logits, const std::int64_t* target,
-                                   index_t N, index_t C, Reduction reduction, std::int64_t ignore_index) {
-  index_t count = 0; for (index_t i = 0; i < N; ++i) count += target[i] != ignore_index;
-  float scale = reduction == Reduction::mean ? (count ? 1.f / count : 0.f) : 1.f;
-  double total = 0;
-  for (index_t i = 0; i < N; ++i) {
-    if (target[i] == ignore_index) { losses[i] = 0; if (grad) for (index_t c = 0; c < C; ++c) grad[i * C + c] = 0; continue; }
-    losses[i] = float(row_ce(grad ? grad + i * C : nullptr, logits + i * C, nullptr, target[i], C, scale));
-    total += losses[i];
+// Everything one row needs: logits z, the next row (to prefetch), the target
+// (probs, or the index), the gradient row g (or null) and where e goes.
+struct Row {
+  const float* z;
+  const float* next;
+  const float* probs;
+  index_t target;
+  float* g;
+  float* e;  // g itself, or the thread's scratch row when streaming
+  bool stream;
+};
+
+double row_loss(const Row& r, index_t C, float scale) {
+  const float m = row_max(r.z, C);
+  const double s = row_sum_exp(r.g ? r.e : nullptr, r.z, m, C, r.next);
+  double T = 1, D;
+  if (r.probs) target_sums(T, D, r.probs, r.z, m, C);
+  else D = double(r.z[r.target]) - double(m);
+  if (r.g) {
+    // One-hot target: scale (e/s - 1) = k (e - s) at the target, so e there
+    // becomes e - s (exact to a float rounding, no cancellation against k e).
+    if (!r.probs) r.e[r.target] = float(double(r.e[r.target]) - s);
+    write_grad(r.g, r.e, r.probs, float(scale * T / s), scale, C, r.stream);
   }
-  return reduction == Reduction::mean ? (count ? total / count : 0.0) : total;
+  return T * std::log(s) - D;
 }
 
-double softmax_cross_entropy_prob(float* losses, float* grad, const float* logits, const float* target,
-                                  index_t N, index_t C, Reduction reduction) {
-  float scale = reduction == Reduction::mean ? (N ? 1.f / N : 0.f) : 1.f;
+// Computes every row's loss into losses[i] (and its gradient) and returns
+// sum_i loss_i, summed per fixed block of rows in double, blocks in order.
+// `ignored(i)` rows get loss 0 and a zero gradient.
+template <class Ignored>
+double cross_entropy_rows(float* losses, float* grad, const float* logits, const float* probs,
+                          const std::int64_t* target, index_t N, index_t C, float scale,
+                          const Ignored& ignored) {
+  const index_t blocks = (N + kRowsPerBlock - 1) / kRowsPerBlock;
+  Workspace<double> partial(static_cast<std::size_t>(blocks));
+  double* block_sum = partial.get();
+  const bool stream = use_avx2() && grad && double(N) * double(C) * 4 >= kStreamBytes &&
+                      C % 8 == 0 && reinterpret_cast<std::uintptr_t>(grad) % 32 == 0;
+  parallel_for(blocks, threads_for(double(N) * double(C), kGrain), 1,
+               [&](index_t begin, index_t end) {
+    Workspace<float> scratch(stream ? static_cast<std::size_t>(C) : 0);
+    for (index_t b = begin; b < end; ++b) {
+      double sum = 0;
+      for (index_t i = b * kRowsPerBlock; i < std::min(N, (b + 1) * kRowsPerBlock); ++i) {
+        float* g = grad ? grad + i * C : nullptr;
+        double loss = 0;
+        if (ignored(i)) {
+          if (g) std::memset(g, 0, sizeof(float) * static_cast<std::size_t>(C));
+        } else {
+          Row r{logits + i * C, i + 1 < N ? logits + (i + 1) * C : nullptr,
+                probs ? probs + i * C : nullptr, probs ? 0 : index_t(target[i]),
+                g, stream ? scratch.get() : g, stream};
+          loss = row_loss(r, C, scale);
+        }
+        losses[i] = float(loss);
+        sum += loss;
+      }
+      block_sum[b] = sum;
+    }
+#if PYDL_X86
+    if (stream) _mm_sfence();  // streamed stores visible before the threads join
+#endif
+  });
   double total = 0;
-  for (index_t i = 0; i < N; ++i) {
-    losses[i] = float(row_ce(grad ? grad + i * C : nullptr, logits + i * C, target + i * C, 0, C, scale));
-    total += losses[i];
-  }
-  return reduction == Reduction::mean ? (N ? total / N : 0.0) : total;
+  for (index_t b = 0; b < blocks; ++b) total += block_sum[b];
+  return total;
+}
+
+}  // namespace
+
+double softmax_cross_entropy_index(float* losses, float* grad, const float* logits,
+                                   const std::int64_t* target, index_t N, index_t C,
+                                   Reduction reduction, std::int64_t ignore_index) {
+  index_t count = 0;
+  for (index_t i = 0; i < N; ++i) count += target[i] != ignore_index;
+  const float scale = reduction == Reduction::mean ? (count ? 1.0f / float(count) : 0.0f) : 1.0f;
+  const double total = cross_entropy_rows(losses, grad, logits, nullptr, target, N, C, scale,
+                                          [=](index_t i) { return target[i] == ignore_index; });
+  if (reduction != Reduction::mean) return total;
+  return count ? total / double(count) : 0.0;
+}
+
+double softmax_cross_entropy_prob(float* losses, float* grad, const float* logits,
+                                  const float* target, index_t N, index_t C,
+                                  Reduction reduction) {
+  const float scale = reduction == Reduction::mean ? (N ? 1.0f / float(N) : 0.0f) : 1.0f;
+  const double total = cross_entropy_rows(losses, grad, logits, target, nullptr, N, C, scale,
+                                          [](index_t) { return false; });
+  if (reduction != Reduction::mean) return total;
+  return N ? total / double(N) : 0.0;
 }
 
 }  // namespace pydl

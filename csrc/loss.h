@@ -7,9 +7,10 @@ namespace pydl {
 enum class Reduction { none, mean, sum };
 
 // logits: (N, C). Targets are either class indices (N,) with ignore_index
-// skipped, or probabilities (N, C). For each row:
-//   loss_i = logsumexp(z_i) - sum_c t_ic z_ic   (t one-hot for indices)
-//   grad_i = softmax(z_i) - t_i
+// skipped, or probabilities (N, C). For each row, with T_i = sum_c t_ic
+// (1 for indices and for targets that are distributions):
+//   loss_i = -sum_c t_ic log softmax(z_i)_c = T_i logsumexp(z_i) - sum_c t_ic z_ic
+//   grad_i = T_i softmax(z_i) - t_i            (t one-hot for indices)
 // `losses` (N,) receives loss_i (0 for ignored rows). `grad` (N, C), when not
 // null, receives grad_i scaled for the reduction (1/count for mean; 0 rows for
 // ignored). Returns the reduced loss (sum or mean; mean over non-ignored rows
