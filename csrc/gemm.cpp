@@ -82,7 +82,7 @@ const CacheSizes& cache_sizes() {
 // (mc x kc) fills half of L2. nc: the packed B block (kc x nc) fills a quarter
 // of L3 (shared by the cores), capped so small-L3 reports stay sane.
 struct Blocking {
-  index_t kc, mc_cap, nc;
+  index_t kc, mc_cap, nc, nc_cap;
 };
 
 Blocking blocking_for(index_t N, index_t K) {
@@ -91,7 +91,7 @@ Blocking blocking_for(index_t N, index_t K) {
   const index_t kc = balanced(K, kc_cap);
   const index_t mc_cap = std::clamp<index_t>(cs.l2 / 2 / (kc * 4) / MR * MR, MR, 1020);
   const index_t nc_cap = std::clamp<index_t>(cs.l3 / 4 / (kc * 4) / NR * NR, 16 * NR, 4096);
-  return {kc, mc_cap, round_up(balanced(N, nc_cap), NR)};
+  return {kc, mc_cap, round_up(balanced(N, nc_cap), NR), nc_cap};
 }
 
 // ---- operands ------------------------------------------------------------------
@@ -219,20 +219,18 @@ void pack_panel(const float* src, index_t rs, index_t ks, index_t rows, index_t 
   pack_panel_generic<R>(src, rs, ks, rows, kc, dst);
 }
 
-// op(A)[i0 : i0+mc, k0 : k0+kc] as MR-row panels; panels [p0, p1) only.
-void pack_a(const Operands& op, index_t i0, index_t mc, index_t k0, index_t kc, index_t p0,
-            index_t p1, float* dst) {
-  for (index_t p = p0; p < p1; ++p) {
+// op(A)[i0 : i0+mc, k0 : k0+kc] as MR-row panels.
+void pack_a(const Operands& op, index_t i0, index_t mc, index_t k0, index_t kc, float* dst) {
+  for (index_t p = 0; p < ceil_div(mc, MR); ++p) {
     const index_t i = i0 + p * MR;
     pack_panel<MR>(op.a + i * op.a_rs + k0 * op.a_ks, op.a_rs, op.a_ks,
                    std::min(MR, i0 + mc - i), kc, dst + p * MR * padded(kc));
   }
 }
 
-// op(B)[k0 : k0+kc, j0 : j0+nc] as NR-column panels; panels [p0, p1) only.
-void pack_b(const Operands& op, index_t k0, index_t kc, index_t j0, index_t nc, index_t p0,
-            index_t p1, float* dst) {
-  for (index_t p = p0; p < p1; ++p) {
+// op(B)[k0 : k0+kc, j0 : j0+nc] as NR-column panels.
+void pack_b(const Operands& op, index_t k0, index_t kc, index_t j0, index_t nc, float* dst) {
+  for (index_t p = 0; p < ceil_div(nc, NR); ++p) {
     const index_t j = j0 + p * NR;
     pack_panel<NR>(op.b + k0 * op.b_ks + j * op.b_cs, op.b_cs, op.b_ks,
                    std::min(NR, j0 + nc - j), kc, dst + p * NR * padded(kc));
@@ -328,15 +326,15 @@ MicroKernel micro_kernel() {
   return micro_kernel_portable;
 }
 
-// One packed A block (mc rows) times B panels [p0, p1) of the packed B block,
-// into C at (i0, j0); kp = padded(kc). Edge tiles go through a local tile.
+// One packed A block (mc rows) times the packed B block (nc columns), into C
+// at (i0, j0); kp = padded(kc). Edge tiles go through a local tile.
 void macro_kernel(MicroKernel kernel, const Operands& op, index_t i0, index_t mc, index_t j0,
-                  index_t nc, index_t kp, index_t p0, index_t p1, const float* packed_a,
-                  const float* packed_b, float beta) {
+                  index_t nc, index_t kp, const float* packed_a, const float* packed_b,
+                  float beta) {
   alignas(64) float tile[MR * NR];
-  for (index_t p = p0; p < p1; ++p) {
-    const index_t j = p * NR, n = std::min(NR, nc - j);
-    const float* bp = packed_b + p * NR * kp;
+  for (index_t j = 0; j < nc; j += NR) {
+    const index_t n = std::min(NR, nc - j);
+    const float* bp = packed_b + j * kp;
     for (index_t i = 0; i < mc; i += MR) {
       const index_t m = std::min(MR, mc - i);
       const float* ap = packed_a + i * kp;
@@ -353,69 +351,36 @@ void macro_kernel(MicroKernel kernel, const Operands& op, index_t i0, index_t mc
 
 // ---- the blocked driver ------------------------------------------------------------
 
-// Threads split either the rows of C (each packs its own A blocks; the B block
-// is shared) or, when M is too short to split evenly, the B panels of each
-// block (A block shared). `packed_a` holds one mc_cap x kc block per thread.
-void gemm_blocked(const Operands& op, int nt, float* packed_a, float* packed_b) {
+// The loop nest at the top of this file, on one thread, for the whole of `op`
+// (or the rectangle of C it was narrowed to). Buffers as PackBuffers gives.
+void gemm_blocked(const Operands& op, float* packed_a, float* packed_b) {
   const Blocking bl = blocking_for(op.N, op.K);
-  const index_t tiles_m = ceil_div(op.M, MR);
-  const index_t panels_n = ceil_div(std::min(op.N, bl.nc), NR);
-  // Work imbalance of each split: the busiest thread's share over the average.
-  const double skew_m = double(ceil_div(tiles_m, nt) * nt) / tiles_m;
-  const double skew_n = double(ceil_div(panels_n, nt) * nt) / panels_n;
-  const bool split_m = nt == 1 || skew_m <= skew_n * 1.02;
+  const index_t mc_step = round_up(balanced(op.M, bl.mc_cap), MR);
   const MicroKernel kernel = micro_kernel();
-
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    const int t = thread_index();
-    float* my_a = packed_a + (split_m ? t * bl.mc_cap * padded(bl.kc) : 0);
-    // This thread's rows of C (split_m): whole MR tiles, as even as possible.
-    const index_t row0 = std::min(op.M, tiles_m * t / nt * MR);
-    const index_t row1 = std::min(op.M, tiles_m * (t + 1) / nt * MR);
-    const index_t mc_mine = row1 > row0 ? round_up(balanced(row1 - row0, bl.mc_cap), MR) : MR;
-    const index_t mc_shared = round_up(balanced(op.M, bl.mc_cap), MR);
-
-    for (index_t jc = 0; jc < op.N; jc += bl.nc) {
-      const index_t nc = std::min(bl.nc, op.N - jc);
-      const index_t np = ceil_div(nc, NR);
-      for (index_t pc = 0; pc < op.K; pc += bl.kc) {
-        const index_t kc = std::min(bl.kc, op.K - pc);
-        const float beta = pc == 0 ? op.beta : 1.0f;  // later k blocks accumulate
-        // Threads pack the B block together (the barrier after `for` ends it).
-#pragma omp for schedule(static)
-        for (index_t p = 0; p < np; ++p) pack_b(op, pc, kc, jc, nc, p, p + 1, packed_b);
-
-        if (split_m) {
-          for (index_t ic = row0; ic < row1; ic += mc_mine) {
-            const index_t mc = std::min(mc_mine, row1 - ic);
-            pack_a(op, ic, mc, pc, kc, 0, ceil_div(mc, MR), my_a);
-            macro_kernel(kernel, op, ic, mc, jc, nc, padded(kc), 0, np, my_a, packed_b, beta);
-          }
-#pragma omp barrier
-        } else {
-          for (index_t ic = 0; ic < op.M; ic += mc_shared) {
-            const index_t mc = std::min(mc_shared, op.M - ic);
-#pragma omp for schedule(static)
-            for (index_t p = 0; p < ceil_div(mc, MR); ++p) pack_a(op, ic, mc, pc, kc, p, p + 1, my_a);
-#pragma omp for schedule(static)
-            for (index_t p = 0; p < np; ++p)
-              macro_kernel(kernel, op, ic, mc, jc, nc, padded(kc), p, p + 1, my_a, packed_b, beta);
-          }
-        }
+  for (index_t jc = 0; jc < op.N; jc += bl.nc) {
+    const index_t nc = std::min(bl.nc, op.N - jc);
+    for (index_t pc = 0; pc < op.K; pc += bl.kc) {
+      const index_t kc = std::min(bl.kc, op.K - pc);
+      const float beta = pc == 0 ? op.beta : 1.0f;  // later k blocks accumulate
+      pack_b(op, pc, kc, jc, nc, packed_b);
+      for (index_t ic = 0; ic < op.M; ic += mc_step) {
+        const index_t mc = std::min(mc_step, op.M - ic);
+        pack_a(op, ic, mc, pc, kc, packed_a);
+        macro_kernel(kernel, op, ic, mc, jc, nc, padded(kc), packed_a, packed_b, beta);
       }
     }
   }
 }
 
-// Packing buffers: `copies` independent sets, each with room for `nt_a`
-// threads' A blocks and one B block (sizes from blocking_for). Allocated before
-// any parallel region, so an allocation failure is an exception, not a crash.
+// Packing buffers for `copies` threads: an mc x kc A block and a kc x nc B
+// block each, at the largest sizes blocking_for gives for op or any rectangle
+// of it. Allocated before any parallel region, so running out of memory is an
+// exception, not a crash.
 struct PackBuffers {
-  PackBuffers(const Operands& op, int nt_a, int copies)
+  PackBuffers(const Operands& op, int copies)
       : bl(blocking_for(op.N, op.K)),
-        a_size(std::size_t(nt_a) * bl.mc_cap * padded(bl.kc)),
-        b_size(std::size_t(padded(bl.kc)) * bl.nc),
+        a_size(std::size_t(bl.mc_cap) * padded(bl.kc)),
+        b_size(std::size_t(padded(bl.kc)) * round_up(std::min(op.N, bl.nc_cap), NR)),
         a(a_size * copies),
         b(b_size * copies) {}
   float* a_for(int copy) const { return a.get() + a_size * copy; }
@@ -425,11 +390,41 @@ struct PackBuffers {
   Workspace<float> a, b;
 };
 
+// Threads take rectangles of C: row ranges when M >= N, else column ranges,
+// so each rectangle repacks the smaller operand (K x N or M x K) for itself
+// and threads never wait on each other. Rectangles are at least ~256 wide
+// (repacking stays a few percent of the arithmetic) and up to 4 per thread,
+// handed out dynamically: a thread that loses its core to another process
+// leaves its share to the others instead of holding up the whole product.
 void gemm_on_threads(const Operands& op, int nt) {
   if (op.M == 0 || op.N == 0) return;
   if (op.K == 0 || op.alpha == 0.0f) return scale_c(op);
-  PackBuffers buf(op, nt, 1);
-  gemm_blocked(op, nt, buf.a_for(0), buf.b_for(0));
+  const bool by_rows = op.M >= op.N;
+  const index_t unit = by_rows ? MR : NR;
+  const index_t tiles = ceil_div(by_rows ? op.M : op.N, unit);
+  const index_t parts = std::min<index_t>(
+      tiles, std::clamp<index_t>(tiles * unit / 256, nt, 4 * nt));
+  nt = static_cast<int>(std::min<index_t>(nt, parts));
+  PackBuffers buf(op, nt);
+  if (nt == 1) return gemm_blocked(op, buf.a_for(0), buf.b_for(0));
+
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+  for (index_t part = 0; part < parts; ++part) {
+    const index_t lo = std::min(tiles * part / parts * unit, by_rows ? op.M : op.N);
+    const index_t hi = std::min(tiles * (part + 1) / parts * unit, by_rows ? op.M : op.N);
+    Operands sub = op;
+    if (by_rows) {
+      sub.M = hi - lo;
+      sub.a += lo * op.a_rs;
+      sub.c += lo * op.ldc;
+    } else {
+      sub.N = hi - lo;
+      sub.b += lo * op.b_cs;
+      sub.c += lo;
+    }
+    const int t = thread_index();
+    if (hi > lo) gemm_blocked(sub, buf.a_for(t), buf.b_for(t));
+  }
 }
 
 }  // namespace
@@ -466,11 +461,11 @@ void sgemm_batched(index_t batch, bool trans_a, bool trans_b, index_t M, index_t
     for (index_t i = 0; i < batch; ++i) scale_c(product(i));
     return;
   }
-  PackBuffers buf(product(0), 1, nt);
+  PackBuffers buf(product(0), nt);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
   for (index_t i = 0; i < batch; ++i) {
     const int t = thread_index();
-    gemm_blocked(product(i), 1, buf.a_for(t), buf.b_for(t));
+    gemm_blocked(product(i), buf.a_for(t), buf.b_for(t));
   }
 }
 
