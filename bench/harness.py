@@ -34,20 +34,35 @@ class Row:
 
 
 class Bench:
-    def __init__(self, threads=(1, 2), min_time=0.2, repeats=5, quick=False):
+    def __init__(self, threads=(1, 2), min_time=0.2, repeats=5, quick=False, settle=0.15):
         self.threads = list(threads)
         self.min_time = min_time / (4 if quick else 1)
         self.repeats = repeats if not quick else 3
         self.quick = quick
+        # Seconds to wait before timing: thread pools spin for a while after
+        # their last call (OpenBLAS for ~2^28 cycles), and a spinning pool of the
+        # previous peer would steal a core from the one being timed.
+        self.settle = settle
         self.rows: list[Row] = []
         self.peak: dict[int, float] = {}   # threads -> GFLOP/s of the FMA loop
         self.info: dict = {}
+        self._thread_setters = []
+
+    def on_threads(self, setter):
+        """Registers setter(n), called by set_threads for one peer's thread pool."""
+        self._thread_setters.append(setter)
+
+    def set_threads(self, n):
+        """Every peer (pydl, NumPy's BLAS, torch) on n threads from here on."""
+        for setter in self._thread_setters:
+            setter(n)
 
     def timeit(self, fn, *, setup=None):
         """Best seconds per call of fn() over `repeats` batches of calls that
         each last at least `min_time` (one warm-up call first)."""
         if setup:
             setup()
+        time.sleep(self.settle)
         fn()
         t0 = time.perf_counter()
         fn()

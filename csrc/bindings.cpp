@@ -12,6 +12,7 @@
 #include "elementwise.h"
 #include "gemm.h"
 #include "loss.h"
+#include "peak.h"
 
 namespace py = pybind11;
 using namespace pydl;
@@ -221,6 +222,12 @@ void bind_gemm(py::module_& m) {
         py::arg("out") = py::none(),
         "alpha * op(a) @ op(b) + beta * out for float32 matrices (2-D) or batches (3-D).\n"
         "Strided and transposed views are used in place when one axis is contiguous.");
+  m.def("fma_peak_gflops", [](int threads, double seconds) {
+        py::gil_scoped_release release;
+        return fma_peak_gflops(threads, seconds);
+      }, py::arg("threads"), py::arg("seconds") = 0.2,
+      "GFLOP/s of a register-only FMA loop on `threads` threads for about `seconds`:\n"
+      "the arithmetic peak that GEMM efficiency is measured against.");
 }
 
 // ---- elementwise -----------------------------------------------------------

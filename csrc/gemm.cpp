@@ -1,24 +1,472 @@
-// PLACEHOLDER reference GEMM (replaced by the packed, blocked kernel).
+// SGEMM, BLIS/Goto style: C = alpha * op(A) op(B) + beta * C.
+//
+// Loops, outermost first (the cache each packed block is sized for):
+//   jc: N in steps of nc        B block kc x nc lives in L3
+//   pc: K in steps of kc        pack op(B)[pc:pc+kc, jc:jc+nc] into NR-column panels
+//   ic: M in steps of mc        pack op(A)[ic:ic+mc, pc:pc+kc] into MR-row panels (L2)
+//   jr: nc in steps of NR       one B micro-panel (kc x NR) stays in L1 ...
+//   ir: mc in steps of MR       ... while the A micro-panels stream past it
+//   micro-kernel: C[MR x NR] += sum over kc of a[MR] (outer) b[NR], in registers.
+// Packing reads any layout (both transposes, any leading dimension) and writes
+// one: panel[k * R + r], zero-padded to R, so the micro-kernel sees only that.
 #include "gemm.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if PYDL_X86
+#include <immintrin.h>
+#endif
 
 namespace pydl {
 
-void sgemm(bool ta, bool tb, index_t M, index_t N, index_t K, float alpha, const float* A,
-           index_t lda, const float* B, index_t ldb, float beta, float* C, index_t ldc) {
-  for (index_t i = 0; i < M; ++i)
-    for (index_t j = 0; j < N; ++j) {
-      double s = 0;
-      for (index_t k = 0; k < K; ++k)
-        s += double(ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
-      C[i * ldc + j] = alpha * float(s) + (beta == 0.f ? 0.f : beta * C[i * ldc + j]);
+namespace {
+
+// Register tile: 6 x 16 floats = 12 ymm accumulators, plus 2 for the B row and
+// 1 for the broadcast A value: 15 of the 16 ymm registers. Per k step it does
+// 12 FMAs for 2 loads + 6 broadcasts, enough to keep both FMA pipes busy.
+constexpr index_t MR = 6;
+constexpr index_t NR = 16;
+// Packed panels hold a multiple of KU k steps (zero-padded), so the AVX2
+// micro-kernel runs whole unrolled trips with no remainder loop.
+constexpr index_t KU = 4;
+
+// Below this many flops per thread a second thread costs more than it saves.
+constexpr double kFlopsPerThread = 2e6;
+
+index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
+index_t round_up(index_t a, index_t b) { return ceil_div(a, b) * b; }
+// Splits n into equal blocks of at most `cap`: 300 with cap 256 gives 150 + 150,
+// not 256 + 44, so the last block is not a thin, slow one.
+index_t balanced(index_t n, index_t cap) { return ceil_div(n, ceil_div(n, cap)); }
+index_t padded(index_t kc) { return round_up(kc, KU); }
+
+int thread_index() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+// ---- cache sizes -------------------------------------------------------------
+
+struct CacheSizes {
+  index_t l1, l2, l3;  // bytes per core for L1d and L2; L3 as reported
+};
+
+index_t cache_size(int name, index_t fallback, index_t lo, index_t hi) {
+  long v = sysconf(name);
+  return v > 0 ? std::clamp<index_t>(v, lo, hi) : fallback;
+}
+
+const CacheSizes& cache_sizes() {
+  static const CacheSizes sizes = {
+#if defined(_SC_LEVEL1_DCACHE_SIZE)
+      cache_size(_SC_LEVEL1_DCACHE_SIZE, 32 << 10, 16 << 10, 256 << 10),
+      cache_size(_SC_LEVEL2_CACHE_SIZE, 256 << 10, 128 << 10, 8 << 20),
+      cache_size(_SC_LEVEL3_CACHE_SIZE, 8 << 20, 1 << 20, 64 << 20),
+#else
+      32 << 10, 256 << 10, 8 << 20,
+#endif
+  };
+  return sizes;
+}
+
+// Block sizes for one product. kc: a B micro-panel (kc x NR) fills half of
+// L1, leaving room for the A micro-panel and C tile. mc: the packed A block
+// (mc x kc) fills half of L2. nc: the packed B block (kc x nc) fills a quarter
+// of L3 (shared by the cores), capped so small-L3 reports stay sane.
+struct Blocking {
+  index_t kc, mc_cap, nc, nc_cap;
+};
+
+Blocking blocking_for(index_t N, index_t K) {
+  const CacheSizes& cs = cache_sizes();
+  const index_t kc_cap = std::clamp<index_t>(cs.l1 / 2 / (NR * 4), 64, 1024);
+  const index_t kc = balanced(K, kc_cap);
+  const index_t mc_cap = std::clamp<index_t>(cs.l2 / 2 / (kc * 4) / MR * MR, MR, 1020);
+  const index_t nc_cap = std::clamp<index_t>(cs.l3 / 4 / (kc * 4) / NR * NR, 16 * NR, 4096);
+  return {kc, mc_cap, round_up(balanced(N, nc_cap), NR), nc_cap};
+}
+
+// ---- operands ------------------------------------------------------------------
+
+// op(A)(i, k) = a[i * a_rs + k * a_ks]; op(B)(k, j) = b[k * b_ks + j * b_cs].
+struct Operands {
+  index_t M, N, K;
+  float alpha, beta;
+  const float* a;
+  index_t a_rs, a_ks;
+  const float* b;
+  index_t b_ks, b_cs;
+  float* c;
+  index_t ldc;
+};
+
+Operands make_operands(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, float alpha,
+                       const float* A, index_t lda, const float* B, index_t ldb, float beta,
+                       float* C, index_t ldc) {
+  return {M, N, K, alpha, beta,
+          A, trans_a ? 1 : lda, trans_a ? lda : 1,
+          B, trans_b ? 1 : ldb, trans_b ? ldb : 1,
+          C, ldc};
+}
+
+// C[m x n] = alpha * tile + beta * C; beta == 0 never reads C (it may hold NaN).
+void store_tile(index_t m, index_t n, const float* tile, index_t ldt, float* c, index_t ldc,
+                float alpha, float beta) {
+  for (index_t i = 0; i < m; ++i)
+    for (index_t j = 0; j < n; ++j) {
+      const float v = alpha * tile[i * ldt + j];
+      c[i * ldc + j] = beta == 0.0f ? v : v + beta * c[i * ldc + j];
     }
 }
 
-void sgemm_batched(index_t batch, bool ta, bool tb, index_t M, index_t N, index_t K, float alpha,
-                   const float* A, index_t lda, index_t sa, const float* B, index_t ldb,
-                   index_t sb, float beta, float* C, index_t ldc, index_t sc) {
-  for (index_t b = 0; b < batch; ++b)
-    sgemm(ta, tb, M, N, K, alpha, A + b * sa, lda, B + b * sb, ldb, beta, C + b * sc, ldc);
+// C = beta * C, for K == 0 or alpha == 0 (BLAS: A and B are not read).
+void scale_c(const Operands& op) {
+  for (index_t i = 0; i < op.M; ++i) {
+    float* row = op.c + i * op.ldc;
+    for (index_t j = 0; j < op.N; ++j) row[j] = op.beta == 0.0f ? 0.0f : op.beta * row[j];
+  }
+}
+
+// ---- packing -------------------------------------------------------------------
+// A panel of R "rows" (rows of op(A), or columns of op(B)) over kc steps:
+// dst[k * R + r] = src[r * rs + k * ks] for r < rows, zero for rows <= r < R
+// and for kc <= k < padded(kc).
+
+template <index_t R>
+void pack_panel_generic(const float* src, index_t rs, index_t ks, index_t rows, index_t kc,
+                        float* dst) {
+  for (index_t k = 0; k < kc; ++k) {
+    for (index_t r = 0; r < rows; ++r) dst[k * R + r] = src[r * rs + k * ks];
+    for (index_t r = rows; r < R; ++r) dst[k * R + r] = 0.0f;
+  }
+}
+
+#if PYDL_X86
+// out[k] = (r0[k], ..., r7[k]): the 8 x 8 transpose, in registers.
+PYDL_TARGET_AVX2 inline void transpose8(__m256 r[8]) {
+  __m256 t[8], s[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int h = 0; h < 2; ++h) {
+    s[4 * h + 0] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    s[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    s[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    s[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x31);
+  }
+}
+
+// Full panels whose source is contiguous along k (ks == 1): A not transposed,
+// or B transposed. Eight k at a time: load 8 floats from each source row,
+// transpose in registers, store R floats per k. The k tail goes the generic way.
+PYDL_TARGET_AVX2 index_t pack_rows_avx2_a(const float* src, index_t rs, index_t kc, float* dst) {
+  index_t k = 0;
+  for (; k + 8 <= kc; k += 8) {
+    __m256 r[8];
+    for (int i = 0; i < 6; ++i) r[i] = _mm256_loadu_ps(src + i * rs + k);
+    r[6] = r[7] = _mm256_setzero_ps();
+    transpose8(r);
+    for (int j = 0; j < 8; ++j) {  // 6 floats: 4 + 2
+      float* d = dst + (k + j) * MR;
+      _mm_storeu_ps(d, _mm256_castps256_ps128(r[j]));
+      _mm_storel_pi(reinterpret_cast<__m64*>(d + 4), _mm256_extractf128_ps(r[j], 1));
+    }
+  }
+  return k;
+}
+
+PYDL_TARGET_AVX2 index_t pack_rows_avx2_b(const float* src, index_t rs, index_t kc, float* dst) {
+  index_t k = 0;
+  for (; k + 8 <= kc; k += 8)
+    for (int h = 0; h < 2; ++h) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + (8 * h + i) * rs + k);
+      transpose8(r);
+      for (int j = 0; j < 8; ++j) _mm256_storeu_ps(dst + (k + j) * NR + 8 * h, r[j]);
+    }
+  return k;
+}
+#endif
+
+template <index_t R>
+void pack_panel(const float* src, index_t rs, index_t ks, index_t rows, index_t kc, float* dst) {
+  std::fill(dst + kc * R, dst + padded(kc) * R, 0.0f);
+  if (rows == R && rs == 1) {  // contiguous along the panel: R floats per k
+    for (index_t k = 0; k < kc; ++k) std::memcpy(dst + k * R, src + k * ks, R * sizeof(float));
+    return;
+  }
+#if PYDL_X86
+  if (rows == R && ks == 1 && use_avx2()) {
+    const index_t done = R == MR ? pack_rows_avx2_a(src, rs, kc, dst)
+                                 : pack_rows_avx2_b(src, rs, kc, dst);
+    pack_panel_generic<R>(src + done, rs, ks, rows, kc - done, dst + done * R);
+    return;
+  }
+#endif
+  pack_panel_generic<R>(src, rs, ks, rows, kc, dst);
+}
+
+// op(A)[i0 : i0+mc, k0 : k0+kc] as MR-row panels.
+void pack_a(const Operands& op, index_t i0, index_t mc, index_t k0, index_t kc, float* dst) {
+  for (index_t p = 0; p < ceil_div(mc, MR); ++p) {
+    const index_t i = i0 + p * MR;
+    pack_panel<MR>(op.a + i * op.a_rs + k0 * op.a_ks, op.a_rs, op.a_ks,
+                   std::min(MR, i0 + mc - i), kc, dst + p * MR * padded(kc));
+  }
+}
+
+// op(B)[k0 : k0+kc, j0 : j0+nc] as NR-column panels.
+void pack_b(const Operands& op, index_t k0, index_t kc, index_t j0, index_t nc, float* dst) {
+  for (index_t p = 0; p < ceil_div(nc, NR); ++p) {
+    const index_t j = j0 + p * NR;
+    pack_panel<NR>(op.b + k0 * op.b_ks + j * op.b_cs, op.b_cs, op.b_ks,
+                   std::min(NR, j0 + nc - j), kc, dst + p * NR * padded(kc));
+  }
+}
+
+// ---- micro-kernels ---------------------------------------------------------------
+// C[MR x NR] = alpha * sum_k a[k*MR + i] * b[k*NR + j] + beta * C (beta == 0:
+// C is only written). kc is a multiple of KU (the panels' padded length).
+
+using MicroKernel = void (*)(index_t kc, const float* a, const float* b, float* c, index_t ldc,
+                             float alpha, float beta);
+
+void micro_kernel_portable(index_t kc, const float* a, const float* b, float* c, index_t ldc,
+                           float alpha, float beta) {
+  float acc[MR][NR] = {};
+  for (index_t k = 0; k < kc; ++k, a += MR, b += NR)
+    for (index_t i = 0; i < MR; ++i)
+      for (index_t j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
+  store_tile(MR, NR, &acc[0][0], NR, c, ldc, alpha, beta);
+}
+
+#if PYDL_X86
+// C row i (16 floats, two ymm) = alpha * acc + beta * C.
+PYDL_TARGET_AVX2 inline void store_row_avx2(float* c, __m256 lo, __m256 hi, __m256 alpha,
+                                            float beta) {
+  lo = _mm256_mul_ps(alpha, lo);
+  hi = _mm256_mul_ps(alpha, hi);
+  if (beta != 0.0f) {
+    const __m256 vb = _mm256_set1_ps(beta);
+    lo = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c), lo);
+    hi = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c + 8), hi);
+  }
+  _mm256_storeu_ps(c, lo);
+  _mm256_storeu_ps(c + 8, hi);
+}
+
+// The accumulators are twelve named variables, not an array: GCC keeps an
+// array of vectors in memory and would store it back every k step.
+PYDL_TARGET_AVX2 void micro_kernel_avx2(index_t kc, const float* a, const float* b, float* c,
+                                        index_t ldc, float alpha, float beta) {
+  // C rows sit ldc apart, out of the prefetcher's sight: ask for them now so
+  // they arrive while the k loop runs (a miss to L3 or DRAM at the end would
+  // cost hundreds of cycles out of the ~6 kc cycles of arithmetic).
+  for (index_t i = 0; i < MR; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR - 1), _MM_HINT_T0);
+  }
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+         c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  // Four k steps per trip, each a rank-1 update of the 6 x 16 tile; the A
+  // panel (streaming from L2) is prefetched 8 steps ahead.
+  index_t k = 0;
+  for (; k + 4 <= kc; k += 4) {
+    _mm_prefetch(reinterpret_cast<const char*>(a + 8 * MR), _MM_HINT_T0);
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; ++u, a += MR, b += NR) {
+      const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+      __m256 ai = _mm256_broadcast_ss(a + 0);
+      c00 = _mm256_fmadd_ps(ai, b0, c00);
+      c01 = _mm256_fmadd_ps(ai, b1, c01);
+      ai = _mm256_broadcast_ss(a + 1);
+      c10 = _mm256_fmadd_ps(ai, b0, c10);
+      c11 = _mm256_fmadd_ps(ai, b1, c11);
+      ai = _mm256_broadcast_ss(a + 2);
+      c20 = _mm256_fmadd_ps(ai, b0, c20);
+      c21 = _mm256_fmadd_ps(ai, b1, c21);
+      ai = _mm256_broadcast_ss(a + 3);
+      c30 = _mm256_fmadd_ps(ai, b0, c30);
+      c31 = _mm256_fmadd_ps(ai, b1, c31);
+      ai = _mm256_broadcast_ss(a + 4);
+      c40 = _mm256_fmadd_ps(ai, b0, c40);
+      c41 = _mm256_fmadd_ps(ai, b1, c41);
+      ai = _mm256_broadcast_ss(a + 5);
+      c50 = _mm256_fmadd_ps(ai, b0, c50);
+      c51 = _mm256_fmadd_ps(ai, b1, c51);
+    }
+  }
+  const __m256 va = _mm256_set1_ps(alpha);
+  store_row_avx2(c + 0 * ldc, c00, c01, va, beta);
+  store_row_avx2(c + 1 * ldc, c10, c11, va, beta);
+  store_row_avx2(c + 2 * ldc, c20, c21, va, beta);
+  store_row_avx2(c + 3 * ldc, c30, c31, va, beta);
+  store_row_avx2(c + 4 * ldc, c40, c41, va, beta);
+  store_row_avx2(c + 5 * ldc, c50, c51, va, beta);
+}
+#endif
+
+MicroKernel micro_kernel() {
+#if PYDL_X86
+  if (use_avx2()) return micro_kernel_avx2;
+#endif
+  return micro_kernel_portable;
+}
+
+// One packed A block (mc rows) times the packed B block (nc columns), into C
+// at (i0, j0); kp = padded(kc). Edge tiles go through a local tile.
+void macro_kernel(MicroKernel kernel, const Operands& op, index_t i0, index_t mc, index_t j0,
+                  index_t nc, index_t kp, const float* packed_a, const float* packed_b,
+                  float beta) {
+  alignas(64) float tile[MR * NR];
+  for (index_t j = 0; j < nc; j += NR) {
+    const index_t n = std::min(NR, nc - j);
+    const float* bp = packed_b + j * kp;
+    for (index_t i = 0; i < mc; i += MR) {
+      const index_t m = std::min(MR, mc - i);
+      const float* ap = packed_a + i * kp;
+      float* c = op.c + (i0 + i) * op.ldc + j0 + j;
+      if (m == MR && n == NR) {
+        kernel(kp, ap, bp, c, op.ldc, op.alpha, beta);
+      } else {
+        kernel(kp, ap, bp, tile, NR, 1.0f, 0.0f);
+        store_tile(m, n, tile, NR, c, op.ldc, op.alpha, beta);
+      }
+    }
+  }
+}
+
+// ---- the blocked driver ------------------------------------------------------------
+
+// The loop nest at the top of this file, on one thread, for the whole of `op`
+// (or the rectangle of C it was narrowed to). Buffers as PackBuffers gives.
+void gemm_blocked(const Operands& op, float* packed_a, float* packed_b) {
+  const Blocking bl = blocking_for(op.N, op.K);
+  const index_t mc_step = round_up(balanced(op.M, bl.mc_cap), MR);
+  const MicroKernel kernel = micro_kernel();
+  for (index_t jc = 0; jc < op.N; jc += bl.nc) {
+    const index_t nc = std::min(bl.nc, op.N - jc);
+    for (index_t pc = 0; pc < op.K; pc += bl.kc) {
+      const index_t kc = std::min(bl.kc, op.K - pc);
+      const float beta = pc == 0 ? op.beta : 1.0f;  // later k blocks accumulate
+      pack_b(op, pc, kc, jc, nc, packed_b);
+      for (index_t ic = 0; ic < op.M; ic += mc_step) {
+        const index_t mc = std::min(mc_step, op.M - ic);
+        pack_a(op, ic, mc, pc, kc, packed_a);
+        macro_kernel(kernel, op, ic, mc, jc, nc, padded(kc), packed_a, packed_b, beta);
+      }
+    }
+  }
+}
+
+// Packing buffers for `copies` threads: an mc x kc A block and a kc x nc B
+// block each, at the largest sizes blocking_for gives for op or any rectangle
+// of it. Allocated before any parallel region, so running out of memory is an
+// exception, not a crash.
+struct PackBuffers {
+  PackBuffers(const Operands& op, int copies)
+      : bl(blocking_for(op.N, op.K)),
+        a_size(std::size_t(bl.mc_cap) * padded(bl.kc)),
+        b_size(std::size_t(padded(bl.kc)) * round_up(std::min(op.N, bl.nc_cap), NR)),
+        a(a_size * copies),
+        b(b_size * copies) {}
+  float* a_for(int copy) const { return a.get() + a_size * copy; }
+  float* b_for(int copy) const { return b.get() + b_size * copy; }
+  Blocking bl;
+  std::size_t a_size, b_size;
+  Workspace<float> a, b;
+};
+
+// Threads take rectangles of C: row ranges when M >= N, else column ranges,
+// so each rectangle repacks the smaller operand (K x N or M x K) for itself
+// and threads never wait on each other. Rectangles are at least ~256 wide
+// (repacking stays a few percent of the arithmetic) and up to 4 per thread,
+// handed out dynamically: a thread that loses its core to another process
+// leaves its share to the others instead of holding up the whole product.
+void gemm_on_threads(const Operands& op, int nt) {
+  if (op.M == 0 || op.N == 0) return;
+  if (op.K == 0 || op.alpha == 0.0f) return scale_c(op);
+  const bool by_rows = op.M >= op.N;
+  const index_t unit = by_rows ? MR : NR;
+  const index_t tiles = ceil_div(by_rows ? op.M : op.N, unit);
+  const index_t parts = std::min<index_t>(
+      tiles, std::clamp<index_t>(tiles * unit / 256, nt, 4 * nt));
+  nt = static_cast<int>(std::min<index_t>(nt, parts));
+  PackBuffers buf(op, nt);
+  if (nt == 1) return gemm_blocked(op, buf.a_for(0), buf.b_for(0));
+
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+  for (index_t part = 0; part < parts; ++part) {
+    const index_t lo = std::min(tiles * part / parts * unit, by_rows ? op.M : op.N);
+    const index_t hi = std::min(tiles * (part + 1) / parts * unit, by_rows ? op.M : op.N);
+    Operands sub = op;
+    if (by_rows) {
+      sub.M = hi - lo;
+      sub.a += lo * op.a_rs;
+      sub.c += lo * op.ldc;
+    } else {
+      sub.N = hi - lo;
+      sub.b += lo * op.b_cs;
+      sub.c += lo;
+    }
+    const int t = thread_index();
+    if (hi > lo) gemm_blocked(sub, buf.a_for(t), buf.b_for(t));
+  }
+}
+
+}  // namespace
+
+void sgemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, float alpha,
+           const float* A, index_t lda, const float* B, index_t ldb, float beta, float* C,
+           index_t ldc) {
+  const Operands op = make_operands(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  gemm_on_threads(op, threads_for(2.0 * M * N * K, kFlopsPerThread));
+}
+
+void sgemm_batched(index_t batch, bool trans_a, bool trans_b, index_t M, index_t N, index_t K,
+                   float alpha, const float* A, index_t lda, index_t stride_a, const float* B,
+                   index_t ldb, index_t stride_b, float beta, float* C, index_t ldc,
+                   index_t stride_c) {
+  if (batch == 0 || M == 0 || N == 0) return;
+  // One B for all and A, C stacked row after row: a single (batch*M, N, K) product.
+  if (stride_b == 0 && !trans_a && stride_a == M * lda && stride_c == M * ldc)
+    return sgemm(false, trans_b, batch * M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+
+  const double flops = 2.0 * M * N * K;
+  auto product = [&](index_t i) {
+    return make_operands(trans_a, trans_b, M, N, K, alpha, A + i * stride_a, lda,
+                         B + i * stride_b, ldb, beta, C + i * stride_c, ldc);
+  };
+  const int nt_each = threads_for(flops, kFlopsPerThread);
+  if (nt_each > 1 || batch == 1) {  // big products: thread inside each
+    for (index_t i = 0; i < batch; ++i) gemm_on_threads(product(i), nt_each);
+    return;
+  }
+  // Small products: whole products per thread, one set of packing buffers each.
+  const int nt = static_cast<int>(std::min<index_t>(batch, threads_for(flops * batch, kFlopsPerThread)));
+  if (K == 0 || alpha == 0.0f) {
+    for (index_t i = 0; i < batch; ++i) scale_c(product(i));
+    return;
+  }
+  PackBuffers buf(product(0), nt);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+  for (index_t i = 0; i < batch; ++i) {
+    const int t = thread_index();
+    gemm_blocked(product(i), buf.a_for(t), buf.b_for(t));
+  }
 }
 
 }  // namespace pydl
