@@ -1,10 +1,47 @@
-"""Shared test helpers: fresh random inputs and a finite-difference gradient checker."""
+"""Shared test helpers: fresh random inputs, the kernel settings every kernel test
+runs under (instruction set x threads), and a finite-difference gradient checker."""
+import contextlib
 import zlib
 
 import numpy as np
 import pytest
 
 import pydl
+from pydl import _C
+
+BEST_ISA = _C.isa()
+ISAS = ["portable"] + (["avx2"] if BEST_ISA == "avx2" else [])
+
+
+@contextlib.contextmanager
+def kernel_settings(isa, threads):
+    """Runs the block on the given instruction set and thread count, then restores both."""
+    before = _C.isa(), _C.get_num_threads()
+    _C.set_isa(isa)
+    _C.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        _C.set_isa(before[0])
+        _C.set_num_threads(before[1])
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    with kernel_settings(request.param, _C.get_num_threads()):
+        yield request.param
+
+
+@pytest.fixture(params=[1, 2])
+def threads(request):
+    with kernel_settings(_C.isa(), request.param):
+        yield request.param
+
+
+@pytest.fixture
+def config(isa, threads):
+    """Both settings at once: every (instruction set, threads) pair."""
+    return isa, threads
 
 
 @pytest.fixture

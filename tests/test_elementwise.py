@@ -6,9 +6,8 @@ from hypothesis import given, settings, strategies as st
 from scipy.special import erfc, expit
 
 import pydl._C as C
+from conftest import ISAS, kernel_settings
 
-BEST_ISA = C.isa()
-ISAS = ["portable"] + (["avx2"] if BEST_ISA == "avx2" else [])
 # Includes sizes that are not multiples of 8 (vector tails) and one big enough
 # that every activation runs on two threads.
 SIZES = [0, 1, 7, 33, 255, 1000, 150_001]
@@ -16,18 +15,6 @@ SIZES = [0, 1, 7, 33, 255, 1000, 150_001]
 # float32 cannot resolve anything (subnormal results).
 RTOL = {"relu": 0, "sigmoid": 5e-7, "tanh": 5e-7, "gelu": 1e-6}
 TINY = 1e-37
-
-
-@pytest.fixture(scope="module", params=[(isa, t) for isa in ISAS for t in (1, 2)],
-                ids=lambda p: f"{p[0]}-t{p[1]}")
-def config(request):
-    isa, threads = request.param
-    old_threads = C.get_num_threads()
-    C.set_isa(isa)
-    C.set_num_threads(threads)
-    yield isa, threads
-    C.set_isa(BEST_ISA)
-    C.set_num_threads(old_threads)
 
 
 def inputs(n, seed):
@@ -217,16 +204,12 @@ def test_softmax_shapes(rows, cols, spread, seed, lead):
     # Leading axes flatten into rows; the last axis is the softmax axis.
     shape = (2, rows, cols) if lead else (rows, cols)
     x = logits(shape, seed, spread)
-    previous = C.isa()
     for isa in ISAS:
-        C.set_isa(isa)
-        try:
+        with kernel_settings(isa, C.get_num_threads()):
             np.testing.assert_allclose(C.softmax_forward(x), softmax64(x.astype(np.float64)),
                                        rtol=2e-6, atol=1e-12)
             np.testing.assert_allclose(C.log_softmax_forward(x), log_softmax64(x.astype(np.float64)),
                                        rtol=1e-6, atol=1e-5)
-        finally:
-            C.set_isa(previous)
 
 
 # ---- bad arguments ------------------------------------------------------------

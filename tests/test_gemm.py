@@ -6,38 +6,14 @@ Every product runs on both instruction sets (AVX2/FMA and portable) and on 1 and
 so it grows with K as rounding error does, while any indexing or blocking
 mistake (an error the size of the terms themselves) still fails it.
 """
-import zlib
-
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from pydl import _C
+from conftest import BEST_ISA, kernel_settings
 
 EPS32 = np.finfo(np.float32).eps
-BEST_ISA = _C.isa()
-ISAS = ["portable"] + (["avx2"] if BEST_ISA == "avx2" else [])
-
-
-@pytest.fixture
-def rng(request):
-    """Fresh inputs per test, seeded from its id so a failure reproduces."""
-    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    _C.set_isa(request.param)
-    yield request.param
-    _C.set_isa(BEST_ISA)
-
-
-@pytest.fixture(params=[1, 2])
-def threads(request):
-    before = _C.get_num_threads()
-    _C.set_num_threads(request.param)
-    yield request.param
-    _C.set_num_threads(before)
 
 
 def op(x, trans):
@@ -210,14 +186,8 @@ def test_drawn_products(M, N, K, trans_a, trans_b, beta, seed, portable, two_thr
     a, b = operands(rng, M, N, K, trans_a, trans_b)
     c0 = rng.standard_normal((M, N)).astype(np.float32)
     out = c0.copy()
-    before = _C.get_num_threads()
-    try:
-        _C.set_isa("portable" if portable else BEST_ISA)
-        _C.set_num_threads(2 if two_threads else 1)
+    with kernel_settings("portable" if portable else BEST_ISA, 2 if two_threads else 1):
         _C.gemm(a, b, trans_a=trans_a, trans_b=trans_b, alpha=1.25, beta=beta, out=out)
-    finally:
-        _C.set_isa(BEST_ISA)
-        _C.set_num_threads(before)
     assert_gemm(out, a, b, trans_a, trans_b, 1.25, beta, c0)
 
 

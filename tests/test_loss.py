@@ -5,22 +5,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import pydl._C as C
+from conftest import ISAS, kernel_settings
 
-BEST_ISA = C.isa()
-ISAS = ["portable"] + (["avx2"] if BEST_ISA == "avx2" else [])
 REDUCTIONS = ["mean", "sum", "none"]
-
-
-@pytest.fixture(scope="module", params=[(isa, t) for isa in ISAS for t in (1, 2)],
-                ids=lambda p: f"{p[0]}-t{p[1]}")
-def config(request):
-    isa, threads = request.param
-    old_threads = C.get_num_threads()
-    C.set_isa(isa)
-    C.set_num_threads(threads)
-    yield isa, threads
-    C.set_isa(BEST_ISA)
-    C.set_num_threads(old_threads)
 
 
 # ---- float64 reference --------------------------------------------------------
@@ -180,13 +167,9 @@ def test_reduction_does_not_depend_on_thread_count():
 def test_shapes(n, c, spread, probs, reduction, seed):
     logits = make_logits(n, c, seed, spread)
     target = prob_targets(n, c, seed) if probs else class_targets(n, c, seed, ignored_fraction=0.2)
-    previous = C.isa()
     for isa in ISAS:
-        C.set_isa(isa)
-        try:
+        with kernel_settings(isa, C.get_num_threads()):
             check(logits, target, reduction)
-        finally:
-            C.set_isa(previous)
 
 
 # ---- bad arguments ------------------------------------------------------------
