@@ -26,7 +26,6 @@ import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
 
 import pydl  # noqa: E402,F401  (package-level settings apply before the kernels load)
 from pydl import _C  # noqa: E402

@@ -86,11 +86,19 @@ def _product(bench, t, label, M, K, N, trans_a, trans_b, batch, rng):
         bench.add(SUITE, kernel, shape, "torch", t, bench.timeit(torch_call), flops=flops, **extra)
 
 
-def _allocation(bench):
-    """ms per step of a loop shaped like a training step: make four outputs
-    (1-4 MiB), write each once, keep them all until the step ends (as the
-    activations are kept for backward), then drop them."""
-    sizes = [(256, 1024), (512, 1024), (768, 1024), (1024, 1024)]   # 1, 2, 3, 4 MiB of float32
+# Training-step output sets: MiB-sized outputs (which glibc's malloc also
+# recycles once warm) and one 64 MiB output, above the size malloc keeps
+# (32 MiB), where every step of a plain np.empty loop pays for fresh pages.
+ALLOCATION_CASES = [
+    ("4 outputs, 1-4 MiB", [(256, 1024), (512, 1024), (768, 1024), (1024, 1024)]),
+    ("1 output, 64 MiB", [(16384, 1024)]),
+]
+
+
+def _allocation(bench, label, sizes):
+    """ms per step of a loop shaped like a training step: make the outputs,
+    write each once, keep them all until the step ends (as the activations are
+    kept for backward), then drop them."""
     src = np.random.default_rng(0).standard_normal(max(s[0] for s in sizes) * 1024).astype(np.float32)
 
     def step(empty):
@@ -106,7 +114,6 @@ def _allocation(bench):
     after = _C.allocator_stats()
     hits, misses = after["hits"] - before["hits"], after["misses"] - before["misses"]
     hit_rate = hits / max(hits + misses, 1)
-    label = "4 outputs, 1-4 MiB"
     bench.add("alloc", "train step", label, "pydl", 1, seconds, hit_rate=round(hit_rate, 4))
     bench.add("alloc", "train step", label, "numpy", 1,
               bench.timeit(lambda: step(lambda shape: np.empty(shape, np.float32))))
@@ -124,4 +131,5 @@ def run(bench):
         for label, M, K, N, trans_a, trans_b, batch in seed:
             _product(bench, t, label, M, K, N, trans_a, trans_b, batch, rng)
     bench.set_threads(1)
-    _allocation(bench)
+    for label, sizes in ALLOCATION_CASES:
+        _allocation(bench, label, sizes)
