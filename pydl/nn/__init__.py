@@ -1,5 +1,5 @@
 """pydl.nn: neural-network building blocks (the stateless forms in pydl.nn.functional)."""
-from pydl.nn import functional
+from pydl.nn import functional, utils
 from pydl.nn.module import Module, ModuleList, Parameter, Sequential
 
-__all__ = ["functional", "Module", "ModuleList", "Parameter", "Sequential"]
+__all__ = ["functional", "utils", "Module", "ModuleList", "Parameter", "Sequential"]
