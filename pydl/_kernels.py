@@ -21,6 +21,9 @@ DEBUG = os.environ.get("PYDL_DEBUG", "") not in ("", "0")
 # Compiled entry points that do arithmetic (the runtime helpers are not timed).
 KERNEL_NAMES = tuple(
     ["gemm", "softmax_cross_entropy"]
+    + ["dropout_mask", "dropout_forward", "dropout_backward", "embedding_forward",
+       "embedding_backward", "batch_norm_forward", "batch_norm_backward", "layer_norm_forward",
+       "layer_norm_backward"]
     + [f"{op}_{pass_}" for op in ("relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax")
        for pass_ in ("forward", "backward")])
 
