@@ -398,8 +398,10 @@ void check_probability(double p) {
 }
 
 void bind_layers(py::module_& m) {
-  m.def("philox4x32_10", [](std::array<std::uint32_t, 4> counter, std::array<std::uint32_t, 2> key) {
-        Philox4x32 r = philox4x32_10({{counter[0], counter[1], counter[2], counter[3]}}, key[0], key[1]);
+  m.def("philox4x32_10", [](std::array<std::uint32_t, 4> counter,
+                            std::array<std::uint32_t, 2> key) {
+        Philox4x32 r =
+            philox4x32_10({{counter[0], counter[1], counter[2], counter[3]}}, key[0], key[1]);
         return std::array<std::uint32_t, 4>{r.v[0], r.v[1], r.v[2], r.v[3]};
       }, py::arg("counter"), py::arg("key"),
       "The Philox4x32-10 block function (four 32-bit counter words, two key words).");
@@ -561,7 +563,8 @@ void bind_layers(py::module_& m) {
         const float* wp = optional_vector(weight_obj, "weight", C, keep_w);
         const float* meanp = optional_vector(mean_obj, "mean", C, keep_mean);
         const float* invp = optional_vector(invstd_obj, "invstd", C, keep_inv);
-        if (!meanp || !invp) throw py::value_error("batch_norm_backward: mean and invstd are needed");
+        if (!meanp || !invp)
+          throw py::value_error("batch_norm_backward: mean and invstd are needed");
         py::object dx = py::none(), dw = py::none(), db = py::none();
         float *dxp = nullptr, *dwp = nullptr, *dbp = nullptr;
         if (input_grad) {

@@ -30,6 +30,20 @@ void normalize_channel(float* y, const float* x, index_t N, index_t C, index_t S
   for_channel(N, C, S, c, [&](index_t i) { y[i] = x[i] * scale + shift; });
 }
 
+// sum_{d < D} term(d): eight float lanes the compiler can keep in one vector
+// register (no reassociation needed), added up in double at the end.
+template <class Term>
+double lane_sum(index_t D, const Term& term) {
+  float lanes[8] = {};
+  index_t d = 0;
+  for (; d + 8 <= D; d += 8)
+    for (int j = 0; j < 8; ++j) lanes[j] += term(d + j);
+  double total = 0.0;
+  for (; d < D; ++d) total += term(d);
+  for (float lane : lanes) total += lane;
+  return total;
+}
+
 }  // namespace
 
 void batch_norm_forward_train(float* y, float* mean, float* invstd, float* running_mean,
@@ -109,12 +123,12 @@ void layer_norm_forward(float* y, float* mean, float* rstd, const float* x, cons
     for (index_t m = begin; m < end; ++m) {
       const float* xr = x + m * D;
       float* yr = y + m * D;
-      double sum = 0.0;
-      for (index_t d = 0; d < D; ++d) sum += xr[d];
-      const double mu = D ? sum / D : 0.0;
-      double squares = 0.0;
-      for (index_t d = 0; d < D; ++d) squares += (xr[d] - mu) * (xr[d] - mu);
-      const float mu_f = static_cast<float>(mu);
+      const float mu_f = static_cast<float>(D ? lane_sum(D, [&](index_t d) { return xr[d]; }) / D
+                                                : 0.0);
+      const double squares = lane_sum(D, [&](index_t d) {
+        const float dev = xr[d] - mu_f;
+        return dev * dev;
+      });
       const float r = static_cast<float>(1.0 / std::sqrt((D ? squares / D : 0.0) + eps));
       mean[m] = mu_f;
       rstd[m] = r;
@@ -133,19 +147,15 @@ void layer_norm_backward(float* dx, float* dgamma, float* dbeta, const float* dy
       for (index_t m = begin; m < end; ++m) {
         const float *xr = x + m * D, *gr = dy + m * D;
         const float mu = mean[m], r = rstd[m];
-        double sum_g = 0.0, sum_g_xhat = 0.0;
-        for (index_t d = 0; d < D; ++d) {
-          const float g = gr[d] * (gamma ? gamma[d] : 1.0f);
-          sum_g += g;
-          sum_g_xhat += static_cast<double>(g) * ((xr[d] - mu) * r);
-        }
+        auto g_at = [&](index_t d) { return gr[d] * (gamma ? gamma[d] : 1.0f); };
+        const double sum_g = lane_sum(D, g_at);
+        const double sum_g_xhat =
+            lane_sum(D, [&](index_t d) { return g_at(d) * ((xr[d] - mu) * r); });
         const float mean_g = static_cast<float>(D ? sum_g / D : 0.0);
         const float mean_g_xhat = static_cast<float>(D ? sum_g_xhat / D : 0.0);
         float* dxr = dx + m * D;
-        for (index_t d = 0; d < D; ++d) {
-          const float g = gr[d] * (gamma ? gamma[d] : 1.0f);
-          dxr[d] = r * (g - mean_g - (xr[d] - mu) * r * mean_g_xhat);
-        }
+        for (index_t d = 0; d < D; ++d)
+          dxr[d] = r * (g_at(d) - mean_g - (xr[d] - mu) * r * mean_g_xhat);
       }
     });
   }

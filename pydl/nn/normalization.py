@@ -40,8 +40,9 @@ class _BatchNorm(Module):
 
     def forward(self, input):
         if input.ndim not in self.expected_ndims:
-            raise ValueError(f"{type(self).__name__}: expected {' or '.join(map(str, self.expected_ndims))}"
-                             f"-D input, got shape {input.shape}")
+            ndims = " or ".join(map(str, self.expected_ndims))
+            raise ValueError(f"{type(self).__name__}: expected {ndims}-D input, got shape "
+                             f"{input.shape}")
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.data += 1
