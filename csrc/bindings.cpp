@@ -5,15 +5,21 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <array>
+#include <cmath>
 #include <string>
 #include <vector>
 
 #include "common.h"
+#include "dropout.h"
 #include "elementwise.h"
+#include "embedding.h"
 #include "gemm.h"
 #include "loss.h"
+#include "norm.h"
 #include "optim.h"
 #include "peak.h"
+#include "philox.h"
 
 namespace py = pybind11;
 using namespace pydl;
@@ -36,6 +42,7 @@ const char* dtype_name() {
   if (std::is_same_v<T, float>) return "float32";
   if (std::is_same_v<T, double>) return "float64";
   if (std::is_same_v<T, std::int64_t>) return "int64";
+  if (std::is_same_v<T, std::uint8_t>) return "uint8";
   return "?";
 }
 
@@ -504,6 +511,277 @@ void bind_optim(py::module_& m) {
      "decoupled_weight_decay=True); step counts this update (1 on the first).");
 }
 
+// ---- layers: dropout, embedding, normalization -----------------------------
+
+// A float32 (n,) vector argument that may be None (returns nullptr).
+const float* optional_vector(const py::handle& obj, const char* name, index_t n,
+                             py::array& keep) {
+  if (obj.is_none()) return nullptr;
+  keep = contiguous<float>(obj, name);
+  if (keep.ndim() != 1 || keep.shape(0) != n)
+    throw py::value_error(std::string(name) + " must have shape (" + std::to_string(n) +
+                          ",), got " + shape_str(keep));
+  return cptr<float>(keep);
+}
+
+void check_probability(double p) {
+  if (!(p >= 0.0 && p <= 1.0))
+    throw py::value_error("dropout probability p must be in [0, 1], got " + std::to_string(p));
+}
+
+void bind_layers(py::module_& m) {
+  m.def("philox4x32_10", [](std::array<std::uint32_t, 4> counter,
+                            std::array<std::uint32_t, 2> key) {
+        Philox4x32 r =
+            philox4x32_10({{counter[0], counter[1], counter[2], counter[3]}}, key[0], key[1]);
+        return std::array<std::uint32_t, 4>{r.v[0], r.v[1], r.v[2], r.v[3]};
+      }, py::arg("counter"), py::arg("key"),
+      "The Philox4x32-10 block function (four 32-bit counter words, two key words).");
+
+  m.def("dropout_mask", [](const std::vector<py::ssize_t>& shape, double p, std::uint64_t seed,
+                           std::uint64_t offset) {
+        check_probability(p);
+        for (auto d : shape)
+          if (d < 0) throw py::value_error("dropout_mask: negative dimension in shape");
+        py::array mask = new_array<std::uint8_t>(shape);
+        std::uint8_t* mp = mptr<std::uint8_t>(mask);
+        index_t n = mask.size();
+        py::gil_scoped_release release;
+        dropout_mask(mp, n, static_cast<float>(p), seed, offset);
+        return mask;
+      }, py::arg("shape"), py::arg("p"), py::arg("seed"), py::arg("offset"),
+      "The uint8 keep mask (1 keep, 0 drop) of the dropout call named (seed, offset).");
+  m.def("dropout_forward", [](const py::handle& x_obj, double p, std::uint64_t seed,
+                              std::uint64_t offset) {
+        check_probability(p);
+        py::array x = contiguous<float>(x_obj, "x");
+        py::array y = new_array<float>(shape_of(x));
+        py::array mask = new_array<std::uint8_t>(shape_of(x));
+        const float* xp = cptr<float>(x);
+        float* yp = mptr<float>(y);
+        std::uint8_t* mp = mptr<std::uint8_t>(mask);
+        index_t n = x.size();
+        {
+          py::gil_scoped_release release;
+          dropout_forward(yp, mp, xp, n, static_cast<float>(p), seed, offset);
+        }
+        return py::make_tuple(y, mask);
+      }, py::arg("x"), py::arg("p"), py::arg("seed"), py::arg("offset"),
+      "(y, mask): y = x * mask / (1 - p) with the mask of the call named (seed, offset).");
+  m.def("dropout_backward", [](const py::handle& dy_obj, const py::handle& mask_obj, double p) {
+        check_probability(p);
+        py::array dy = contiguous<float>(dy_obj, "dy");
+        py::array mask = contiguous<std::uint8_t>(mask_obj, "mask");
+        require_same_shape(dy, "dy", mask, "mask");
+        py::array dx = new_array<float>(shape_of(dy));
+        const float* dyp = cptr<float>(dy);
+        const std::uint8_t* mp = cptr<std::uint8_t>(mask);
+        float* dxp = mptr<float>(dx);
+        index_t n = dy.size();
+        py::gil_scoped_release release;
+        dropout_backward(dxp, dyp, mp, n, static_cast<float>(p));
+        return dx;
+      }, py::arg("dy"), py::arg("mask"), py::arg("p"), "dx = dy * mask / (1 - p).");
+
+  m.def("embedding_forward", [](const py::handle& weight_obj, const py::handle& indices_obj) {
+        py::array weight = contiguous<float>(weight_obj, "weight");
+        py::array indices = contiguous<std::int64_t>(indices_obj, "indices");
+        if (weight.ndim() != 2)
+          throw py::value_error("embedding: weight must be 2-D (num_embeddings, embedding_dim), "
+                                "got " + shape_str(weight));
+        const index_t V = weight.shape(0), D = weight.shape(1), n = indices.size();
+        const std::int64_t* ip = cptr<std::int64_t>(indices);
+        embedding_check_indices(ip, n, V);
+        std::vector<py::ssize_t> shape = shape_of(indices);
+        shape.push_back(D);
+        py::array out = new_array<float>(shape);
+        const float* wp = cptr<float>(weight);
+        float* op = mptr<float>(out);
+        py::gil_scoped_release release;
+        embedding_forward(op, wp, ip, n, V, D);
+        return out;
+      }, py::arg("weight"), py::arg("indices"),
+      "weight[indices]: rows of the (V, D) table, shaped indices.shape + (D,).");
+  m.def("embedding_backward", [](const py::handle& dy_obj, const py::handle& indices_obj,
+                                 index_t num_embeddings, index_t padding_idx) {
+        py::array dy = contiguous<float>(dy_obj, "dy");
+        py::array indices = contiguous<std::int64_t>(indices_obj, "indices");
+        if (num_embeddings < 0) throw py::value_error("num_embeddings must be >= 0");
+        const index_t n = indices.size();
+        const index_t D = dy.ndim() ? dy.shape(dy.ndim() - 1) : 0;
+        if (dy.ndim() != indices.ndim() + 1 || dy.size() != n * D)
+          throw py::value_error("embedding_backward: dy has shape " + shape_str(dy) +
+                                " but indices has shape " + shape_str(indices) +
+                                "; dy must be indices.shape + (embedding_dim,)");
+        const std::int64_t* ip = cptr<std::int64_t>(indices);
+        embedding_check_indices(ip, n, num_embeddings);
+        py::array dweight = new_array<float>({num_embeddings, D});
+        const float* dyp = cptr<float>(dy);
+        float* dwp = mptr<float>(dweight);
+        py::gil_scoped_release release;
+        embedding_backward(dwp, dyp, ip, n, num_embeddings, D, padding_idx);
+        return dweight;
+      }, py::arg("dy"), py::arg("indices"), py::arg("num_embeddings"),
+      py::arg("padding_idx") = -1,
+      "d weight (num_embeddings, D): dy rows summed by index; row padding_idx (if >= 0) zero.");
+
+  // Batch norm input is (N, C) or (N, C, d...): viewed as (N, C, S).
+  auto ncs = [](const py::array& x) {
+    if (x.ndim() < 2)
+      throw py::value_error("batch_norm: input must be (N, C) or (N, C, H, W), got " +
+                            shape_str(x));
+    index_t S = 1;
+    for (py::ssize_t i = 2; i < x.ndim(); ++i) S *= x.shape(i);
+    return std::array<index_t, 3>{x.shape(0), x.shape(1), S};
+  };
+  m.def("batch_norm_forward", [ncs](const py::handle& x_obj, const py::handle& weight_obj,
+                                    const py::handle& bias_obj, const py::handle& rm_obj,
+                                    const py::handle& rv_obj, bool training, double momentum,
+                                    double eps) {
+        py::array x = contiguous<float>(x_obj, "input");
+        auto [N, C, S] = ncs(x);
+        if (training && N * S <= 1)
+          throw py::value_error("batch_norm: expected more than 1 value per channel when "
+                                "training, got input of shape " + shape_str(x));
+        if (!(eps > 0)) throw py::value_error("batch_norm: eps must be > 0");
+        py::array keep_w, keep_b, keep_rm, keep_rv;
+        const float* wp = optional_vector(weight_obj, "weight", C, keep_w);
+        const float* bp = optional_vector(bias_obj, "bias", C, keep_b);
+        if (rm_obj.is_none() != rv_obj.is_none())
+          throw py::value_error("batch_norm: pass both running_mean and running_var, or neither");
+        float *rmp = nullptr, *rvp = nullptr;
+        if (!rm_obj.is_none()) {
+          keep_rm = writable_contiguous<float>(rm_obj, "running_mean");
+          keep_rv = writable_contiguous<float>(rv_obj, "running_var");
+          for (auto* a : {&keep_rm, &keep_rv})
+            if (a->ndim() != 1 || a->shape(0) != C)
+              throw py::value_error("batch_norm: running statistics must have shape (" +
+                                    std::to_string(C) + ",), got " + shape_str(*a));
+          rmp = mptr<float>(keep_rm);
+          rvp = mptr<float>(keep_rv);
+        } else if (!training) {
+          throw py::value_error("batch_norm: evaluation needs running_mean and running_var");
+        }
+        py::array y = new_array<float>(shape_of(x));
+        py::array mean = new_array<float>({C}), invstd = new_array<float>({C});
+        const float* xp = cptr<float>(x);
+        float *yp = mptr<float>(y), *meanp = mptr<float>(mean), *invp = mptr<float>(invstd);
+        {
+          py::gil_scoped_release release;
+          if (training) {
+            batch_norm_forward_train(yp, meanp, invp, rmp, rvp, xp, wp, bp, N, C, S,
+                                     static_cast<float>(eps), static_cast<float>(momentum));
+          } else {
+            for (index_t c = 0; c < C; ++c) {
+              meanp[c] = rmp[c];
+              invp[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(rvp[c]) + eps));
+            }
+            batch_norm_forward_eval(yp, xp, meanp, invp, wp, bp, N, C, S);
+          }
+        }
+        return py::make_tuple(y, mean, invstd);
+      }, py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"),
+      py::arg("running_var"), py::arg("training"), py::arg("momentum"), py::arg("eps"),
+      "(y, mean, invstd). Training normalizes with batch statistics and updates the running\n"
+      "statistics in place (unbiased var); evaluation uses the running statistics.");
+  m.def("batch_norm_backward", [ncs](const py::handle& dy_obj, const py::handle& x_obj,
+                                     const py::handle& mean_obj, const py::handle& invstd_obj,
+                                     const py::handle& weight_obj, bool training,
+                                     bool input_grad, bool affine_grad) {
+        py::array dy = contiguous<float>(dy_obj, "dy"), x = contiguous<float>(x_obj, "input");
+        require_same_shape(dy, "dy", x, "input");
+        auto [N, C, S] = ncs(x);
+        py::array keep_w, keep_mean, keep_inv;
+        const float* wp = optional_vector(weight_obj, "weight", C, keep_w);
+        const float* meanp = optional_vector(mean_obj, "mean", C, keep_mean);
+        const float* invp = optional_vector(invstd_obj, "invstd", C, keep_inv);
+        if (!meanp || !invp)
+          throw py::value_error("batch_norm_backward: mean and invstd are needed");
+        py::object dx = py::none(), dw = py::none(), db = py::none();
+        float *dxp = nullptr, *dwp = nullptr, *dbp = nullptr;
+        if (input_grad) {
+          py::array a = new_array<float>(shape_of(x));
+          dxp = mptr<float>(a);
+          dx = a;
+        }
+        if (affine_grad) {
+          py::array a = new_array<float>({C}), b = new_array<float>({C});
+          dwp = mptr<float>(a);
+          dbp = mptr<float>(b);
+          dw = a;
+          db = b;
+        }
+        const float *dyp = cptr<float>(dy), *xp = cptr<float>(x);
+        {
+          py::gil_scoped_release release;
+          batch_norm_backward(dxp, dwp, dbp, dyp, xp, meanp, invp, wp, N, C, S, training);
+        }
+        return py::make_tuple(dx, dw, db);
+      }, py::arg("dy"), py::arg("input"), py::arg("mean"), py::arg("invstd"), py::arg("weight"),
+      py::arg("training"), py::arg("input_grad") = true, py::arg("affine_grad") = true,
+      "(dx, dweight, dbias), each None when not asked for.");
+
+  m.def("layer_norm_forward", [](const py::handle& x_obj, const py::handle& weight_obj,
+                                 const py::handle& bias_obj, double eps) {
+        py::array x = contiguous<float>(x_obj, "input");
+        if (x.ndim() != 2)
+          throw py::value_error("layer_norm_forward: input must be 2-D (rows, normalized size), "
+                                "got " + shape_str(x));
+        if (!(eps > 0)) throw py::value_error("layer_norm: eps must be > 0");
+        const index_t M = x.shape(0), D = x.shape(1);
+        py::array keep_w, keep_b;
+        const float* wp = optional_vector(weight_obj, "weight", D, keep_w);
+        const float* bp = optional_vector(bias_obj, "bias", D, keep_b);
+        py::array y = new_array<float>({M, D}), mean = new_array<float>({M}),
+                  rstd = new_array<float>({M});
+        const float* xp = cptr<float>(x);
+        float *yp = mptr<float>(y), *meanp = mptr<float>(mean), *rp = mptr<float>(rstd);
+        {
+          py::gil_scoped_release release;
+          layer_norm_forward(yp, meanp, rp, xp, wp, bp, M, D, static_cast<float>(eps));
+        }
+        return py::make_tuple(y, mean, rstd);
+      }, py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("eps"),
+      "(y, mean, rstd) of each row of a (M, D) input normalized over its D values.");
+  m.def("layer_norm_backward", [](const py::handle& dy_obj, const py::handle& x_obj,
+                                  const py::handle& mean_obj, const py::handle& rstd_obj,
+                                  const py::handle& weight_obj, bool input_grad,
+                                  bool affine_grad) {
+        py::array dy = contiguous<float>(dy_obj, "dy"), x = contiguous<float>(x_obj, "input");
+        require_same_shape(dy, "dy", x, "input");
+        if (x.ndim() != 2)
+          throw py::value_error("layer_norm_backward: input must be 2-D, got " + shape_str(x));
+        const index_t M = x.shape(0), D = x.shape(1);
+        py::array keep_w, keep_mean, keep_r;
+        const float* wp = optional_vector(weight_obj, "weight", D, keep_w);
+        const float* meanp = optional_vector(mean_obj, "mean", M, keep_mean);
+        const float* rp = optional_vector(rstd_obj, "rstd", M, keep_r);
+        if (!meanp || !rp) throw py::value_error("layer_norm_backward: mean and rstd are needed");
+        py::object dx = py::none(), dw = py::none(), db = py::none();
+        float *dxp = nullptr, *dwp = nullptr, *dbp = nullptr;
+        if (input_grad) {
+          py::array a = new_array<float>({M, D});
+          dxp = mptr<float>(a);
+          dx = a;
+        }
+        if (affine_grad) {
+          py::array a = new_array<float>({D}), b = new_array<float>({D});
+          dwp = mptr<float>(a);
+          dbp = mptr<float>(b);
+          dw = a;
+          db = b;
+        }
+        const float *dyp = cptr<float>(dy), *xp = cptr<float>(x);
+        {
+          py::gil_scoped_release release;
+          layer_norm_backward(dxp, dwp, dbp, dyp, xp, meanp, rp, wp, M, D);
+        }
+        return py::make_tuple(dx, dw, db);
+      }, py::arg("dy"), py::arg("input"), py::arg("mean"), py::arg("rstd"), py::arg("weight"),
+      py::arg("input_grad") = true, py::arg("affine_grad") = true,
+      "(dx, dweight, dbias), each None when not asked for.");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -513,4 +791,5 @@ PYBIND11_MODULE(_C, m) {
   bind_elementwise(m);
   bind_loss(m);
   bind_optim(m);
+  bind_layers(m);
 }

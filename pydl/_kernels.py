@@ -21,6 +21,9 @@ DEBUG = os.environ.get("PYDL_DEBUG", "") not in ("", "0")
 # Compiled entry points that do arithmetic (the runtime helpers are not timed).
 KERNEL_NAMES = tuple(
     ["gemm", "softmax_cross_entropy", "sgd_step", "rmsprop_step", "adagrad_step", "adam_step"]
+    + ["dropout_mask", "dropout_forward", "dropout_backward", "embedding_forward",
+       "embedding_backward", "batch_norm_forward", "batch_norm_backward", "layer_norm_forward",
+       "layer_norm_backward"]
     + [f"{op}_{pass_}" for op in ("relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax")
        for pass_ in ("forward", "backward")])
 
@@ -62,11 +65,18 @@ class KernelSet:
     """The kernels of one compiled module (pydl._C or pydl._cuda) by name."""
 
     def __init__(self, module):
+        self._module_name = module.__name__
         for name in KERNEL_NAMES:
             fn = getattr(module, name, None)
             if fn is None:  # a family this device's module does not implement yet
                 continue
             setattr(self, name, functools.partial(_timed_call, name, fn) if DEBUG else fn)
+
+    def __getattr__(self, name):
+        # Only reached for kernels the module lacks (found ones are attributes).
+        if name in KERNEL_NAMES:
+            raise NotImplementedError(f"{name} has no kernel in {self._module_name} yet")
+        raise AttributeError(name)
 
 
 cpu = KernelSet(_C)

@@ -1,5 +1,17 @@
 """pydl.nn: neural-network building blocks (the stateless forms in pydl.nn.functional)."""
-from pydl.nn import functional, utils
+from pydl.nn import functional, init, utils
+from pydl.nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from pydl.nn.attention import MultiheadAttention
+from pydl.nn.dropout import Dropout
+from pydl.nn.embedding import Embedding
+from pydl.nn.linear import Identity, Linear
+from pydl.nn.loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss,
+                          NLLLoss)
 from pydl.nn.module import Module, ModuleList, Parameter, Sequential
+from pydl.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 
-__all__ = ["functional", "utils", "Module", "ModuleList", "Parameter", "Sequential"]
+__all__ = ["functional", "init", "utils", "Module", "ModuleList", "Parameter", "Sequential",
+           "Identity", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax",
+           "LogSoftmax", "Dropout", "Embedding", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
+           "MultiheadAttention", "CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "BCELoss",
+           "BCEWithLogitsLoss"]

@@ -91,3 +91,220 @@ def mse_loss(input, target, reduction="mean"):
 
 __all__ = ["relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax", "cross_entropy",
            "mse_loss"]
+
+
+# ---- layers and losses: linear, dropout, embedding, normalization, attention -------
+
+from pydl import _random  # noqa: E402
+from pydl.ops import dropout as _dropout_ops  # noqa: E402
+from pydl.ops import embedding as _embedding_ops  # noqa: E402
+from pydl.ops import linear as _linear_ops  # noqa: E402
+from pydl.ops import norm as _norm_ops  # noqa: E402
+
+
+def linear(input, weight, bias=None):
+    """input @ weight^T + bias, with weight (out_features, in_features)."""
+    input, weight = _as_tensor(input), _as_tensor(weight)
+    if input.shape[-1:] != weight.shape[1:2] or weight.ndim != 2:
+        raise ValueError(f"linear: input of shape {input.shape} does not fit weight of shape "
+                         f"{weight.shape} (expected input (..., {weight.shape[-1]}))")
+    if bias is None:
+        return _linear_ops.Linear.apply(input, weight)
+    return _linear_ops.Linear.apply(input, weight, _as_tensor(bias))
+
+
+def leaky_relu(input, negative_slope=0.01):
+    input = _as_tensor(input)
+    return input.where(input > 0, input * negative_slope)
+
+
+def dropout(input, p=0.5, training=True):
+    """Zeroes each element with probability p and scales the rest by 1/(1-p) (training
+    only). The mask comes from the Philox stream seeded by pydl.manual_seed."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    input = _as_tensor(input)
+    if not training or p == 0:
+        return input
+    seed, offset = _random.philox_next()
+    return _dropout_ops.Dropout.apply(input, p=float(p), seed=seed, offset=offset)
+
+
+def _index_array(indices, name):
+    array = indices.data if isinstance(indices, Tensor) else np.asarray(indices)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer indices, got dtype {array.dtype}")
+    return array.astype(np.int64, copy=False)
+
+
+def embedding(input, weight, padding_idx=None):
+    """weight[input]: rows of the (num_embeddings, dim) table; padding_idx's row gets no
+    gradient."""
+    weight = _as_tensor(weight)
+    indices = _index_array(input, "embedding input")
+    num = weight.shape[0]
+    if padding_idx is None:
+        padding_idx = -1
+    elif not -num <= padding_idx < num:
+        raise ValueError(f"padding_idx {padding_idx} must be within num_embeddings {num}")
+    else:
+        padding_idx %= num
+    return _embedding_ops.Embedding.apply(weight, indices=indices, padding_idx=padding_idx)
+
+
+def _affine(weight, bias):
+    if (weight is None) != (bias is None):
+        raise ValueError("pass both weight and bias, or neither")
+    return () if weight is None else (_as_tensor(weight), _as_tensor(bias))
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Normalizes each channel of (N, C) or (N, C, ...) input; training uses the batch's
+    statistics and updates running_mean/running_var in place, evaluation uses them."""
+    input = _as_tensor(input)
+    if input.ndim < 2:
+        raise ValueError(f"batch_norm: input must be (N, C) or (N, C, ...), got {input.shape}")
+    stats = []
+    for name, t in (("running_mean", running_mean), ("running_var", running_var)):
+        if t is None:
+            stats.append(None)
+            continue
+        array = t.data if isinstance(t, Tensor) else t
+        if array.shape != (input.shape[1],) or array.dtype != input.dtype:
+            raise ValueError(f"batch_norm: {name} must be {input.dtype} of shape "
+                             f"({input.shape[1]},), got {array.dtype} {array.shape}")
+        stats.append(array)
+    if not training and stats[0] is None:
+        raise ValueError("batch_norm: evaluation (training=False) needs running_mean and "
+                         "running_var")
+    return _norm_ops.BatchNorm.apply(input, *_affine(weight, bias), running_mean=stats[0],
+                                     running_var=stats[1], training=bool(training),
+                                     momentum=float(momentum), eps=float(eps))
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Normalizes over the trailing dimensions `normalized_shape` of input."""
+    input = _as_tensor(input)
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if input.shape[input.ndim - len(shape):] != shape or len(shape) > input.ndim:
+        raise ValueError(f"layer_norm: input of shape {input.shape} does not end in "
+                         f"normalized_shape {shape}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != shape:
+            raise ValueError(f"layer_norm: {name} must have shape {shape}, got {tuple(t.shape)}")
+    return _norm_ops.LayerNorm.apply(input, *_affine(weight, bias), normalized_ndim=len(shape),
+                                     eps=float(eps))
+
+
+def _reduce(loss, reduction):
+    _check_reduction(reduction)
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def _target_like(target, input, op):
+    target = target if isinstance(target, Tensor) else Tensor._wrap(
+        np.asarray(target, dtype=input.dtype))
+    if target.shape != input.shape:
+        raise ValueError(f"{op}: target shape {target.shape} differs from input shape "
+                         f"{input.shape}")
+    return target
+
+
+def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
+    """-input[i, target_i] * weight[target_i] for log-probabilities input (N, C) or
+    (N, C, d...); 'mean' divides by the summed weights of the targets not ignored."""
+    _check_reduction(reduction)
+    input = _as_tensor(input)
+    t = _index_array(target, "nll_loss target")
+    if input.ndim < 2 or t.shape != input.shape[:1] + input.shape[2:]:
+        raise ValueError(f"nll_loss: expected input (N, C) or (N, C, d...) and target shaped "
+                         f"like input without C; got input {input.shape}, target {t.shape}")
+    classes = input.shape[1]
+    log_probs = input
+    if input.ndim > 2:
+        log_probs = input.permute(0, *range(2, input.ndim), 1).reshape(-1, classes)
+    flat = t.reshape(-1)
+    valid = flat != ignore_index
+    bad = valid & ((flat < 0) | (flat >= classes))
+    if bad.any():
+        raise ValueError(f"nll_loss: target {int(flat[bad][0])} is not a class index in "
+                         f"[0, {classes})")
+    safe = np.where(valid, flat, 0)
+    w = np.ones(classes) if weight is None else np.asarray(
+        weight.data if isinstance(weight, Tensor) else weight)
+    if w.shape != (classes,):
+        raise ValueError(f"nll_loss: weight must have shape ({classes},), got {w.shape}")
+    row_weight = Tensor._wrap((w[safe] * valid).astype(input.dtype))
+    losses = -(log_probs[np.arange(flat.size), safe] * row_weight)
+    if reduction == "none":
+        return losses.reshape(t.shape)
+    if reduction == "sum":
+        return losses.sum()
+    return losses.sum() / float(row_weight.data.sum())
+
+
+def l1_loss(input, target, reduction="mean"):
+    input = _as_tensor(input)
+    return _reduce(abs(input - _target_like(target, input, "l1_loss")), reduction)
+
+
+def binary_cross_entropy(input, target, weight=None, reduction="mean"):
+    """-(t log x + (1 - t) log(1 - x)) for probabilities x, each log clamped at -100."""
+    input = _as_tensor(input)
+    target = _target_like(target, input, "binary_cross_entropy")
+    loss = -(target * input.log().clamp(min=-100)
+             + (1 - target) * (1 - input).log().clamp(min=-100))
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean",
+                                     pos_weight=None):
+    """BCE of sigmoid(x), stably:
+    (1 - t) x + (1 + (pos_weight - 1) t) (log(1 + exp(-|x|)) + max(-x, 0))."""
+    input = _as_tensor(input)
+    target = _target_like(target, input, "binary_cross_entropy_with_logits")
+    softplus_neg = (1 + (-abs(input)).exp()).log() + (-input).clamp(min=0)
+    log_weight = 1 if pos_weight is None else 1 + (pos_weight - 1) * target
+    loss = (1 - target) * input + log_weight * softplus_neg
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def _additive_mask(mask, dtype, allowed_when_true):
+    """A float mask to add to attention scores: bool masks become 0 / -inf (True means
+    'attend' when allowed_when_true, 'masked' otherwise); float masks pass through."""
+    array = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+    if array.dtype == np.bool_:
+        blocked = ~array if allowed_when_true else array
+        return np.where(blocked, -np.inf, 0.0).astype(dtype)
+    return array.astype(dtype, copy=False)
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
+                                 is_causal=False, scale=None):
+    """softmax(q k^T * scale + mask) v over (..., L, E) queries and (..., S, E) keys;
+    scale defaults to 1/sqrt(E). A bool attn_mask is True where attention is allowed."""
+    query, key, value = _as_tensor(query), _as_tensor(key), _as_tensor(value)
+    scale = 1 / np.sqrt(query.shape[-1]) if scale is None else scale
+    scores = query.matmul(key.transpose(-2, -1)) * scale
+    length, source = query.shape[-2], key.shape[-2]
+    if is_causal:
+        causal = np.triu(np.ones((length, source), bool), k=1)
+        scores = scores + Tensor._wrap(_additive_mask(causal, scores.dtype, False))
+    if attn_mask is not None:
+        scores = scores + Tensor._wrap(_additive_mask(attn_mask, scores.dtype, True))
+    weights = dropout(scores.softmax(-1), dropout_p, training=dropout_p > 0)
+    return weights.matmul(value)
+
+
+__all__ += ["linear", "leaky_relu", "dropout", "embedding", "batch_norm", "layer_norm",
+            "nll_loss", "l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+            "scaled_dot_product_attention"]

@@ -1,0 +1,76 @@
+"""Activation modules: the stateless functions of pydl.nn.functional as layers."""
+from pydl.nn import functional as F
+from pydl.nn.module import Module
+
+
+class ReLU(Module):
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace  # accepted for torch compatibility; pydl never works in place
+
+    def forward(self, input):
+        return F.relu(input)
+
+
+class LeakyReLU(Module):
+    def __init__(self, negative_slope=0.01, inplace=False):
+        super().__init__()
+        self.negative_slope = negative_slope
+        self.inplace = inplace
+
+    def forward(self, input):
+        return F.leaky_relu(input, self.negative_slope)
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}"
+
+
+class Sigmoid(Module):
+    def forward(self, input):
+        return F.sigmoid(input)
+
+
+class Tanh(Module):
+    def forward(self, input):
+        return F.tanh(input)
+
+
+class GELU(Module):
+    """x Phi(x) (approximate='none'), or its tanh approximation (approximate='tanh')."""
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, input):
+        if self.approximate == "none":
+            return F.gelu(input)
+        # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+        inner = (input + 0.044715 * input ** 3) * 0.7978845608028654
+        return 0.5 * input * (1 + F.tanh(inner))
+
+
+def _legacy_softmax_dim(ndim):
+    # torch's choice when dim is not given.
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+class Softmax(Module):
+    def __init__(self, dim=None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input):
+        dim = _legacy_softmax_dim(input.ndim) if self.dim is None else self.dim
+        return F.softmax(input, dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class LogSoftmax(Softmax):
+    def forward(self, input):
+        dim = _legacy_softmax_dim(input.ndim) if self.dim is None else self.dim
+        return F.log_softmax(input, dim)

@@ -1,0 +1,30 @@
+"""The affine map of a Linear layer: y = x W^T + b, with W (out, in).
+
+Every product goes to the GEMM with transpose flags, so W is never copied
+transposed:  y = x op(W) with op = transpose,  dx = dy W,  dW = dy^T x,
+db = sum over rows of dy. Leading axes of x are folded into the rows.
+"""
+from pydl.autograd import Function
+from pydl.ops.gemm import matmul_arrays
+
+
+class Linear(Function):
+    def forward(self, x, weight, bias=None):
+        x_rows = x.reshape(-1, x.shape[-1])
+        y = matmul_arrays(x_rows, weight, trans_b=True)
+        if bias is not None:
+            y += bias
+        self.save(x_rows, weight)
+        self.x_shape = x.shape
+        return y.reshape(x.shape[:-1] + (weight.shape[0],))
+
+    def backward(self, g):
+        x_rows, weight = self.saved
+        g_rows = g.reshape(-1, g.shape[-1])
+        need_x, need_w = self.needs_input_grad[:2]
+        dx = matmul_arrays(g_rows, weight).reshape(self.x_shape) if need_x else None
+        dw = matmul_arrays(g_rows, x_rows, trans_a=True) if need_w else None
+        grads = (dx, dw)
+        if len(self.needs_input_grad) == 3:
+            grads += (g_rows.sum(axis=0) if self.needs_input_grad[2] else None,)
+        return grads
