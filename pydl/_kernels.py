@@ -20,7 +20,7 @@ DEBUG = os.environ.get("PYDL_DEBUG", "") not in ("", "0")
 
 # Compiled entry points that do arithmetic (the runtime helpers are not timed).
 KERNEL_NAMES = tuple(
-    ["gemm", "softmax_cross_entropy"]
+    ["gemm", "softmax_cross_entropy", "rnn_forward", "rnn_backward"]
     + [f"{op}_{pass_}" for op in ("relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax")
        for pass_ in ("forward", "backward")])
 
