@@ -12,6 +12,7 @@
 #include "elementwise.h"
 #include "gemm.h"
 #include "loss.h"
+#include "optim.h"
 #include "peak.h"
 #include "rnn.h"
 
@@ -545,6 +546,137 @@ void bind_rnn(py::module_& m) {
         "dw_hh, db_ih or None, db_hh or None).");
 }
 
+// ---- optim -----------------------------------------------------------------
+
+// The arrays of one in-place update: the parameter (written), its gradient
+// (read) and state arrays (written), all float32, C-contiguous and shaped like
+// the parameter. Writable arrays must not overlap each other or the gradient.
+class UpdateArrays {
+ public:
+  UpdateArrays(const char* kernel, const py::handle& param, const py::handle& grad)
+      : kernel_(kernel),
+        param_(writable_contiguous<float>(param, "param")),
+        grad_(contiguous<float>(grad, "grad")) {
+    require_same_shape(grad_, "grad", param_, "param");
+    claim(param_, "param");
+  }
+
+  // A state array, or nullptr for None when `needed` is false.
+  float* state(const py::handle& obj, const char* name, bool needed = true) {
+    if (obj.is_none()) {
+      if (needed) throw py::value_error(std::string(kernel_) + ": " + name +
+                                        " is required with these options, got None");
+      return nullptr;
+    }
+    py::array a = writable_contiguous<float>(obj, name);
+    require_same_shape(a, name, param_, "param");
+    claim(a, name);
+    keep_.push_back(a);
+    return mptr<float>(a);
+  }
+
+  float* param() { return mptr<float>(param_); }
+  const float* grad() const { return cptr<float>(grad_); }
+  index_t size() const { return param_.size(); }
+
+ private:
+  void claim(const py::array& a, const char* name) {
+    const char* begin = static_cast<const char*>(a.data());
+    const char* end = begin + a.nbytes();
+    auto overlaps = [&](const py::array& b) {
+      const char* b0 = static_cast<const char*>(b.data());
+      return a.nbytes() > 0 && b.nbytes() > 0 && begin < b0 + b.nbytes() && b0 < end;
+    };
+    if (a.ptr() != param_.ptr() && overlaps(param_))
+      throw py::value_error(std::string(kernel_) + ": " + name + " shares memory with param");
+    if (overlaps(grad_))
+      throw py::value_error(std::string(kernel_) + ": " + name + " shares memory with grad");
+    for (std::size_t i = 0; i < keep_.size(); ++i)
+      if (overlaps(keep_[i]))
+        throw py::value_error(std::string(kernel_) + ": " + name +
+                              " shares memory with another state array");
+  }
+
+  const char* kernel_;
+  py::array param_, grad_;
+  std::vector<py::array> keep_;
+};
+
+void require_step(std::int64_t step, const char* kernel) {
+  if (step < 1)
+    throw py::value_error(std::string(kernel) + ": step must be >= 1 (it counts this update), got " +
+                          std::to_string(step));
+}
+
+void bind_optim(py::module_& m) {
+  m.def("sgd_step", [](const py::handle& param, const py::handle& grad,
+                       const py::handle& momentum_buffer, double lr, double momentum,
+                       double dampening, double weight_decay, bool nesterov, bool maximize,
+                       bool first_step) {
+    UpdateArrays arrays("sgd_step", param, grad);
+    float* buf = arrays.state(momentum_buffer, "momentum_buffer", momentum != 0);
+    SgdOptions o{lr, momentum, dampening, weight_decay, nesterov, maximize, first_step};
+    py::gil_scoped_release release;
+    sgd_step(arrays.param(), arrays.grad(), buf, arrays.size(), o);
+  }, py::arg("param"), py::arg("grad"), py::arg("momentum_buffer") = py::none(), py::kw_only(),
+     py::arg("lr"), py::arg("momentum") = 0.0, py::arg("dampening") = 0.0,
+     py::arg("weight_decay") = 0.0, py::arg("nesterov") = false, py::arg("maximize") = false,
+     py::arg("first_step") = false,
+     "In-place SGD update of a float32 param (torch.optim.SGD's formula); first_step sets\n"
+     "the momentum buffer to the gradient instead of updating it.");
+  m.def("rmsprop_step", [](const py::handle& param, const py::handle& grad,
+                           const py::handle& square_avg, const py::handle& grad_avg,
+                           const py::handle& momentum_buffer, double lr, double alpha, double eps,
+                           double weight_decay, double momentum, bool centered, bool maximize) {
+    UpdateArrays arrays("rmsprop_step", param, grad);
+    float* sq = arrays.state(square_avg, "square_avg");
+    float* ga = arrays.state(grad_avg, "grad_avg", centered);
+    float* buf = arrays.state(momentum_buffer, "momentum_buffer", momentum > 0);
+    RmspropOptions o{lr, alpha, eps, weight_decay, momentum, centered, maximize};
+    py::gil_scoped_release release;
+    rmsprop_step(arrays.param(), arrays.grad(), sq, ga, buf, arrays.size(), o);
+  }, py::arg("param"), py::arg("grad"), py::arg("square_avg"), py::arg("grad_avg") = py::none(),
+     py::arg("momentum_buffer") = py::none(), py::kw_only(), py::arg("lr"),
+     py::arg("alpha") = 0.99, py::arg("eps") = 1e-8, py::arg("weight_decay") = 0.0,
+     py::arg("momentum") = 0.0, py::arg("centered") = false, py::arg("maximize") = false,
+     "In-place RMSprop update of a float32 param (torch.optim.RMSprop's formula).");
+  m.def("adagrad_step", [](const py::handle& param, const py::handle& grad,
+                           const py::handle& state_sum, double lr, double lr_decay,
+                           double weight_decay, double eps, std::int64_t step, bool maximize) {
+    require_step(step, "adagrad_step");
+    UpdateArrays arrays("adagrad_step", param, grad);
+    float* sum = arrays.state(state_sum, "state_sum");
+    AdagradOptions o{lr, lr_decay, weight_decay, eps, step, maximize};
+    py::gil_scoped_release release;
+    adagrad_step(arrays.param(), arrays.grad(), sum, arrays.size(), o);
+  }, py::arg("param"), py::arg("grad"), py::arg("state_sum"), py::kw_only(), py::arg("lr"),
+     py::arg("lr_decay") = 0.0, py::arg("weight_decay") = 0.0, py::arg("eps") = 1e-10,
+     py::arg("step"), py::arg("maximize") = false,
+     "In-place Adagrad update of a float32 param (torch.optim.Adagrad's formula);\n"
+     "step counts this update (1 on the first).");
+  m.def("adam_step", [](const py::handle& param, const py::handle& grad,
+                        const py::handle& exp_avg, const py::handle& exp_avg_sq,
+                        const py::handle& max_exp_avg_sq, double lr, double beta1, double beta2,
+                        double eps, double weight_decay, std::int64_t step, bool amsgrad,
+                        bool decoupled_weight_decay, bool maximize) {
+    require_step(step, "adam_step");
+    UpdateArrays arrays("adam_step", param, grad);
+    float* m1 = arrays.state(exp_avg, "exp_avg");
+    float* m2 = arrays.state(exp_avg_sq, "exp_avg_sq");
+    float* vmax = arrays.state(max_exp_avg_sq, "max_exp_avg_sq", amsgrad);
+    AdamOptions o{lr, beta1, beta2, eps, weight_decay, step, amsgrad, decoupled_weight_decay,
+                  maximize};
+    py::gil_scoped_release release;
+    adam_step(arrays.param(), arrays.grad(), m1, m2, vmax, arrays.size(), o);
+  }, py::arg("param"), py::arg("grad"), py::arg("exp_avg"), py::arg("exp_avg_sq"),
+     py::arg("max_exp_avg_sq") = py::none(), py::kw_only(), py::arg("lr"),
+     py::arg("beta1") = 0.9, py::arg("beta2") = 0.999, py::arg("eps") = 1e-8,
+     py::arg("weight_decay") = 0.0, py::arg("step"), py::arg("amsgrad") = false,
+     py::arg("decoupled_weight_decay") = false, py::arg("maximize") = false,
+     "In-place Adam update of a float32 param (torch.optim.Adam's formula; AdamW's with\n"
+     "decoupled_weight_decay=True); step counts this update (1 on the first).");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -553,5 +685,6 @@ PYBIND11_MODULE(_C, m) {
   bind_gemm(m);
   bind_elementwise(m);
   bind_loss(m);
+  bind_optim(m);
   bind_rnn(m);
 }

@@ -7,7 +7,7 @@ import os
 os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 
 from pydl import _C  # noqa: E402
-from pydl import cuda, nn  # noqa: E402
+from pydl import cuda, nn, optim  # noqa: E402
 from pydl._device import Device, device  # noqa: E402
 from pydl._random import manual_seed  # noqa: E402
 from pydl._runtime import get_num_threads, set_num_threads  # noqa: E402
@@ -30,7 +30,7 @@ double = float64
 long = int64
 
 __all__ = [
-    "Tensor", "Device", "device", "cuda", "nn", "tensor", "from_numpy", "from_dlpack", "zeros",
+    "Tensor", "Device", "device", "cuda", "nn", "optim", "tensor", "from_numpy", "from_dlpack", "zeros",
     "ones", "empty", "full", "zeros_like", "ones_like", "randn", "rand", "randint", "randperm",
     "arange", "eye", "cat", "concatenate", "stack", "where", "matmul", "manual_seed", "no_grad",
     "enable_grad", "is_grad_enabled", "set_num_threads", "get_num_threads", "float32",

@@ -20,7 +20,8 @@ DEBUG = os.environ.get("PYDL_DEBUG", "") not in ("", "0")
 
 # Compiled entry points that do arithmetic (the runtime helpers are not timed).
 KERNEL_NAMES = tuple(
-    ["gemm", "softmax_cross_entropy", "rnn_forward", "rnn_backward"]
+    ["gemm", "softmax_cross_entropy", "sgd_step", "rmsprop_step", "adagrad_step", "adam_step",
+     "rnn_forward", "rnn_backward"]
     + [f"{op}_{pass_}" for op in ("relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax")
        for pass_ in ("forward", "backward")])
 
@@ -63,7 +64,9 @@ class KernelSet:
 
     def __init__(self, module):
         for name in KERNEL_NAMES:
-            fn = getattr(module, name)
+            fn = getattr(module, name, None)
+            if fn is None:  # a family this device's module does not implement yet
+                continue
             setattr(self, name, functools.partial(_timed_call, name, fn) if DEBUG else fn)
 
 

@@ -76,6 +76,18 @@ def check_gemm_against_cpu(backend, a, b, c, trans_a, trans_b, alpha, beta,
     np.testing.assert_allclose(backend.get(out), expected, rtol=1e-5, atol=1e-5 * max(K, 1))
 
 
+def check_gemm_views(backend, rng):
+    """Transposed (column-major) views and rows 4 bytes past 16-byte alignment
+    (the scalar load path)."""
+    a, b, c = gemm_operands(rng, None, 23, 19, 14, False, False)
+    # a.T of a (K, M) array is a column-major (M, K) view: passes as trans_a.
+    check_gemm_against_cpu(backend, np.ascontiguousarray(a.T), np.ascontiguousarray(b.T),
+                           c, False, False, 1.0, 0.0, view=lambda x: x.T)
+    wide_a, wide_b = random(rng, (23, 15)), random(rng, (14, 20))
+    check_gemm_against_cpu(backend, wide_a, wide_b, c, False, False, 1.0, 0.0,
+                           view=lambda x: x[:, 1:])
+
+
 def check_gemm_case(backend, case, rng):
     batch, M, N, K, trans_a, trans_b, alpha, beta = case
     a, b, c = gemm_operands(rng, batch, M, N, K, trans_a, trans_b)

@@ -114,3 +114,17 @@ def test_errors_are_clear():
         nn.Module()(1)
     with pytest.raises(TypeError, match="expected a Parameter"):
         nn.Module().register_parameter("w", pydl.zeros(1))
+
+
+def test_containers_index_slice_and_iterate():
+    layers = [Affine(4, 4) for _ in range(3)]
+    seq, lst = nn.Sequential(*layers), nn.ModuleList(layers[:2]).append(layers[2])
+    for container in (seq, lst):
+        assert len(container) == 3 and list(container) == layers
+        assert container[1] is layers[1] and container[-1] is layers[2]
+        part = container[1:]
+        assert type(part) is type(container) and list(part) == layers[1:]
+    assert [n for n, _ in lst.named_parameters()][:2] == ["0.weight", "0.bias"]
+    x = pydl.randn(2, 4)
+    expected = layers[2](layers[1](layers[0](x)))
+    np.testing.assert_allclose(seq(x).detach().numpy(), expected.detach().numpy())

@@ -9,7 +9,9 @@ import numpy as np
 import pydl
 from pydl import _C, _kernels
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The folder holding the pydl these tests import (the installed one, or the source
+# tree in a dev build), for the child processes.
+PYDL_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(pydl.__file__)))
 
 
 def test_set_and_get_num_threads():
@@ -35,9 +37,10 @@ def test_openmp_spin_count_is_set_before_the_kernels_load():
 
 
 def _run_with_debug(code):
-    env = dict(os.environ, PYDL_DEBUG="1", PYTHONPATH=REPO)
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=60, check=True)
+    # Run from PYDL_ROOT: `python -c` puts the working directory first on the path.
+    env = dict(os.environ, PYDL_DEBUG="1", PYTHONPATH=PYDL_ROOT)
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=PYDL_ROOT,
+                          capture_output=True, text=True, timeout=60, check=True)
 
 
 def test_debug_logs_every_kernel_call_with_shape_time_and_rate():

@@ -260,8 +260,26 @@ class Module:
         return f"{type(self).__name__}(\n  {body}\n)"
 
 
-class Sequential(Module):
-    """Runs its modules in order; indexable like a list."""
+class _ModuleSequence(Module):
+    """Children named "0", "1", ... in order, with list-style access."""
+
+    def append(self, module):
+        self.add_module(str(len(self._modules)), module)
+        return self
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, index):
+        modules = list(self._modules.values())
+        return type(self)._of(modules[index]) if isinstance(index, slice) else modules[index]
+
+
+class Sequential(_ModuleSequence):
+    """Runs its modules in order: Sequential(a, b, c) or Sequential(OrderedDict(name=module))."""
 
     def __init__(self, *modules):
         super().__init__()
@@ -269,56 +287,31 @@ class Sequential(Module):
             for name, module in modules[0].items():
                 self.add_module(name, module)
         else:
-            for i, module in enumerate(modules):
-                self.add_module(str(i), module)
+            for module in modules:
+                self.append(module)
+
+    @classmethod
+    def _of(cls, modules):
+        return cls(*modules)
 
     def forward(self, x):
         for module in self._modules.values():
             x = module(x)
         return x
 
-    def append(self, module):
-        self.add_module(str(len(self._modules)), module)
-        return self
 
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def __getitem__(self, index):
-        modules = list(self._modules.values())
-        if isinstance(index, slice):
-            return Sequential(*modules[index])
-        return modules[index]
-
-
-class ModuleList(Module):
+class ModuleList(_ModuleSequence):
     """A list of modules whose parameters the parent module sees."""
 
     def __init__(self, modules=()):
         super().__init__()
-        for module in modules:
-            self.append(module)
+        self.extend(modules)
 
-    def append(self, module):
-        self.add_module(str(len(self._modules)), module)
-        return self
+    @classmethod
+    def _of(cls, modules):
+        return cls(modules)
 
     def extend(self, modules):
         for module in modules:
             self.append(module)
         return self
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def __getitem__(self, index):
-        modules = list(self._modules.values())
-        if isinstance(index, slice):
-            return ModuleList(modules[index])
-        return modules[index]

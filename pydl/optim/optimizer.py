@@ -1,0 +1,209 @@
+"""Optimizer: the base of every pydl optimizer, with PyTorch's interface.
+
+Parameters live in param groups (a dict of options plus 'params'), per-parameter
+state in `optimizer.state[param]`, and state_dict() has torch's structure:
+{'state': {index: {name: value}}, 'param_groups': [{options..., 'params': [indices]}]}
+with parameters numbered in group order and state arrays as NumPy arrays.
+"""
+import numpy as np
+
+from pydl.autograd import enable_grad
+from pydl.ops.common import xp_of
+from pydl.optim._updates import update_kernel
+from pydl.tensor import Tensor
+
+
+class Optimizer:
+    """Subclasses define `_validate(group)` (raise ValueError for a bad option) and
+    `_update(param, grad, state, group)`, one parameter's step on its arrays."""
+
+    def __init__(self, params, defaults):
+        self.defaults = dict(defaults)
+        self._validate(self.defaults)
+        self.state = {}
+        self.param_groups = []
+        if isinstance(params, Tensor):
+            raise TypeError("params must be an iterable of Tensors or dicts, got a Tensor; "
+                            "pass [tensor] or model.parameters()")
+        groups = list(params)
+        if not groups:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    def __repr__(self):
+        lines = [type(self).__name__ + " ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {v}" for k, v in sorted(group.items()) if k != "params"]
+        return "\n".join(lines + [")"])
+
+    def add_param_group(self, param_group):
+        """Adds a group of parameters with its own options (missing ones from defaults)."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        group = dict(param_group)
+        if "params" not in group:
+            raise ValueError("param_group must have a 'params' entry")
+        params = group["params"]
+        if isinstance(params, (set, frozenset)):
+            raise TypeError("params must be an ordered iterable (a set's order changes between "
+                            "runs, so state would not map back); use a list")
+        params = [params] if isinstance(params, Tensor) else list(params)
+        for p in params:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"optimizer can only optimize Tensors, got {type(p).__name__}")
+            if not p.is_leaf:
+                raise ValueError("can't optimize a non-leaf Tensor")
+            if p.dtype.kind != "f":
+                raise TypeError(f"optimizer can only optimize floating-point Tensors, got {p.dtype}")
+        if len({id(p) for p in params}) != len(params):
+            raise ValueError("a parameter appears more than once in the group")
+        taken = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in taken for p in params):
+            raise ValueError("some parameters appear in more than one parameter group")
+        for name, value in self.defaults.items():
+            group.setdefault(name, value)
+        self._validate(group)
+        group["params"] = params
+        self.param_groups.append(group)
+
+    def zero_grad(self, set_to_none=True):
+        """Drops every gradient (set_to_none) or sets it to zero in place."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad = Tensor._wrap(xp_of(p.grad.data).zeros_like(p.grad.data))
+
+    def step(self, closure=None):
+        """One update of every parameter that has a gradient; returns closure()'s loss,
+        where closure (optional) re-evaluates the model and returns the loss."""
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                param = _updatable(p)
+                grad = p.grad.data
+                if grad.shape != param.shape:
+                    raise ValueError(f"gradient has shape {grad.shape} but its parameter has "
+                                     f"shape {param.shape}")
+                grad = xp_of(grad).ascontiguousarray(grad, dtype=param.dtype)
+                self._update(param, grad, self.state.setdefault(p, {}), group)
+        return loss
+
+    # ---- state_dict ------------------------------------------------------------
+
+    def state_dict(self):
+        """{'state': {index: {...}}, 'param_groups': [{..., 'params': [indices]}]}, with
+        copies of the state arrays (the dict does not change as training goes on)."""
+        index = {}
+        groups = []
+        for group in self.param_groups:
+            ids = []
+            for p in group["params"]:
+                index.setdefault(id(p), len(index))
+                ids.append(index[id(p)])
+            groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": ids})
+        state = {}
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p in self.state:
+                    state[index[id(p)]] = {k: _copy_value(v) for k, v in self.state[p].items()}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        """Restores the options and state saved by state_dict() of an optimizer over
+        parameters of the same shapes, in the same groups."""
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"loaded state dict has {len(saved_groups)} parameter groups, this "
+                             f"optimizer has {len(self.param_groups)}")
+        for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(f"loaded state dict's parameter group {i} has "
+                                 f"{len(saved['params'])} parameters, this optimizer's has "
+                                 f"{len(group['params'])}")
+        by_index = {}
+        for saved, group in zip(saved_groups, self.param_groups):
+            by_index.update(zip(saved["params"], group["params"]))
+        new_state = {}
+        for key, entries in state_dict["state"].items():
+            p = by_index.get(int(key))
+            if p is None:
+                raise ValueError(f"loaded state dict has state for parameter {key}, which is in "
+                                 "no parameter group")
+            new_state[p] = {name: _restore_value(value, p, name) for name, value in entries.items()}
+        for saved, group in zip(saved_groups, self.param_groups):
+            options = {k: v for k, v in saved.items() if k != "params"}
+            self._validate({**group, **options})
+            group.update(options)
+        self.state = new_state
+
+    # ---- for subclasses --------------------------------------------------------------
+
+    def _validate(self, group):
+        pass
+
+    def _update(self, param, grad, state, group):
+        raise NotImplementedError
+
+    @staticmethod
+    def _kernel(param, name):
+        return update_kernel(param, name)
+
+    @staticmethod
+    def _state_array(state, name, param, fill=0.0):
+        """state[name], created as an array like param filled with `fill` if missing."""
+        if name not in state:
+            state[name] = xp_of(param).full_like(param, fill)
+        return state[name]
+
+
+def _updatable(p):
+    """p.data as a C-contiguous writable array (made so once, in place of p.data)."""
+    data = p.data
+    if not (data.flags.c_contiguous and data.flags.writeable):
+        data = xp_of(data).array(data, order="C")
+        p.data = data
+    return data
+
+
+def _copy_value(value):
+    return value.copy() if hasattr(value, "shape") and getattr(value, "ndim", 0) > 0 else value
+
+
+def _restore_value(value, p, name):
+    """A saved state entry for parameter p: arrays shaped like p in p's dtype and device
+    (anything np.asarray takes, e.g. a torch tensor), the step count as an int."""
+    if name == "step":
+        return int(float(value))
+    array = np.asarray(value)
+    if array.ndim == 0:
+        return array.item()
+    if array.shape != p.shape:
+        raise ValueError(f"loaded state '{name}' has shape {array.shape} but its parameter has "
+                         f"shape {p.shape}")
+    xp = xp_of(p.data)
+    return xp.array(array, dtype=p.dtype, order="C")
+
+
+def check_lr(group):
+    lr = group["lr"]
+    if not lr >= 0.0:
+        raise ValueError(f"Invalid learning rate: {lr} (must be >= 0)")
+
+
+def check_nonnegative(group, *names):
+    for name in names:
+        if not group[name] >= 0.0:
+            raise ValueError(f"Invalid {name} value: {group[name]} (must be >= 0)")

@@ -1,0 +1,29 @@
+"""Stochastic gradient descent with momentum, Nesterov momentum and weight decay."""
+from pydl.optim.optimizer import Optimizer, check_lr, check_nonnegative
+
+
+class SGD(Optimizer):
+    """torch.optim.SGD: g = grad + weight_decay p; with momentum,
+    buf = momentum buf + (1 - dampening) g (buf = g on the first step) and
+    g = g + momentum buf (nesterov) or buf; then p -= lr g."""
+
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                 nesterov=False, *, maximize=False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov,
+                                      maximize=maximize))
+
+    def _validate(self, group):
+        check_lr(group)
+        check_nonnegative(group, "momentum", "weight_decay")
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+
+    def _update(self, param, grad, state, group):
+        momentum = group["momentum"]
+        first_step = momentum != 0 and "momentum_buffer" not in state
+        buf = self._state_array(state, "momentum_buffer", param) if momentum != 0 else None
+        self._kernel(param, "sgd_step")(
+            param, grad, buf, lr=group["lr"], momentum=momentum, dampening=group["dampening"],
+            weight_decay=group["weight_decay"], nesterov=group["nesterov"],
+            maximize=group["maximize"], first_step=first_step)
