@@ -20,6 +20,7 @@
 #include "optim.h"
 #include "peak.h"
 #include "philox.h"
+#include "rnn.h"
 
 namespace py = pybind11;
 using namespace pydl;
@@ -378,6 +379,178 @@ void bind_loss(py::module_& m) {
         py::arg("compute_grad") = true,
         "Fused softmax cross-entropy over (N, C) float32 logits with int64 class indices\n"
         "or float32 probabilities. Returns (loss, per-row losses, d loss/d logits or None).");
+}
+
+// ---- rnn -------------------------------------------------------------------
+
+RnnMode parse_rnn_mode(const std::string& mode) {
+  if (mode == "rnn_tanh") return RnnMode::rnn_tanh;
+  if (mode == "rnn_relu") return RnnMode::rnn_relu;
+  if (mode == "lstm") return RnnMode::lstm;
+  if (mode == "gru") return RnnMode::gru;
+  throw py::value_error("mode must be 'rnn_tanh', 'rnn_relu', 'lstm' or 'gru', got '" + mode +
+                        "'");
+}
+
+// The sizes of one recurrent layer call, read from x (T, B, I) and w_hh (G*H, H).
+struct RnnSizes {
+  RnnMode mode;
+  std::string fn;  // "rnn_forward (lstm)", for messages
+  index_t G, T, B, I, H;
+
+  // A float32 C-contiguous array of exactly `shape` (`meaning` spells it in
+  // T, B, I, H, G for the message), or null for None when `optional`.
+  const float* arg(const py::handle& obj, const char* name, std::vector<index_t> shape,
+                   const char* meaning, std::vector<py::array>& keep, bool optional = false) const {
+    if (obj.is_none()) {
+      if (optional) return nullptr;
+      throw py::type_error(fn + ": " + name + " must be a float32 array " + meaning + ", got None");
+    }
+    py::array a = contiguous<float>(obj, name);
+    bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+    for (std::size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
+    if (!ok) {
+      std::string want = "(";
+      for (std::size_t i = 0; i < shape.size(); ++i) {
+        if (i) want += ", ";
+        want += std::to_string(shape[i]);
+      }
+      want += shape.size() == 1 ? ",)" : ")";
+      throw py::value_error(fn + ": " + name + " has shape " + shape_str(a) + ", expected " +
+                            meaning + " = " + want);
+    }
+    keep.push_back(a);
+    return cptr<float>(a);
+  }
+};
+
+RnnSizes rnn_sizes(const std::string& fn, const std::string& mode_name, const py::handle& x_obj,
+                   const py::handle& w_hh_obj) {
+  RnnSizes z;
+  z.mode = parse_rnn_mode(mode_name);
+  z.fn = fn + " (" + mode_name + ")";
+  z.G = rnn_gate_count(z.mode);
+  py::array x = contiguous<float>(x_obj, "x"), w_hh = contiguous<float>(w_hh_obj, "w_hh");
+  if (x.ndim() != 3 || x.shape(0) < 1 || x.shape(1) < 1 || x.shape(2) < 1)
+    throw py::value_error(z.fn + ": x must be (seq_len, batch, input_size) with every size >= 1, "
+                          "got " + shape_str(x));
+  if (w_hh.ndim() != 2 || w_hh.shape(1) < 1 || w_hh.shape(0) != z.G * w_hh.shape(1))
+    throw py::value_error(z.fn + ": w_hh must be (" + std::to_string(z.G) +
+                          "*hidden_size, hidden_size), got " + shape_str(w_hh));
+  z.T = x.shape(0);
+  z.B = x.shape(1);
+  z.I = x.shape(2);
+  z.H = w_hh.shape(1);
+  return z;
+}
+
+// Returns (y, c or None, saved or None).
+py::tuple rnn_forward(const std::string& mode_name, const py::handle& x_obj,
+                      const py::handle& h0_obj, const py::handle& c0_obj,
+                      const py::handle& w_ih_obj, const py::handle& w_hh_obj,
+                      const py::handle& b_ih_obj, const py::handle& b_hh_obj, bool reverse) {
+  const RnnSizes z = rnn_sizes("rnn_forward", mode_name, x_obj, w_hh_obj);
+  const bool lstm = z.mode == RnnMode::lstm;
+  const index_t T = z.T, B = z.B, I = z.I, H = z.H, GH = z.G * H;
+  std::vector<py::array> keep;
+  const float* x = z.arg(x_obj, "x", {T, B, I}, "(T, B, I)", keep);
+  const float* w_hh = z.arg(w_hh_obj, "w_hh", {GH, H}, "(G*H, H)", keep);
+  const float* w_ih = z.arg(w_ih_obj, "w_ih", {GH, I}, "(G*H, I)", keep);
+  const float* h0 = z.arg(h0_obj, "h0", {B, H}, "(B, H)", keep);
+  const float* c0 = nullptr;
+  if (lstm) c0 = z.arg(c0_obj, "c0", {B, H}, "(B, H)", keep);
+  else if (!c0_obj.is_none()) throw py::value_error(z.fn + ": c0 is for LSTM only");
+  const float* b_ih = z.arg(b_ih_obj, "b_ih", {GH}, "(G*H,)", keep, true);
+  const float* b_hh = z.arg(b_hh_obj, "b_hh", {GH}, "(G*H,)", keep, true);
+  if ((b_ih == nullptr) != (b_hh == nullptr))
+    throw py::value_error(z.fn + ": give both b_ih and b_hh, or neither");
+  py::array y = new_array<float>({T, B, H});
+  py::object c = py::none(), saved = py::none();
+  float *cp = nullptr, *sp = nullptr;
+  if (lstm) {
+    py::array a = new_array<float>({T, B, H});
+    cp = mptr<float>(a);
+    c = a;
+  }
+  if (index_t width = rnn_saved_width(z.mode, H)) {
+    py::array a = new_array<float>({T, B, width});
+    sp = mptr<float>(a);
+    saved = a;
+  }
+  float* yp = mptr<float>(y);
+  {
+    py::gil_scoped_release release;
+    rnn_layer_forward(z.mode, yp, cp, sp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, T, B, I, H,
+                      reverse);
+  }
+  return py::make_tuple(y, c, saved);
+}
+
+// Returns (dx or None, dh0, dc0 or None, dw_ih, dw_hh, db_ih or None, db_hh or None).
+py::tuple rnn_backward(const std::string& mode_name, const py::handle& dy_obj,
+                       const py::handle& dc_last_obj, const py::handle& x_obj,
+                       const py::handle& h0_obj, const py::handle& c0_obj,
+                       const py::handle& w_ih_obj, const py::handle& w_hh_obj,
+                       const py::handle& y_obj, const py::handle& c_obj,
+                       const py::handle& saved_obj, bool reverse, bool has_bias, bool need_dx) {
+  const RnnSizes z = rnn_sizes("rnn_backward", mode_name, x_obj, w_hh_obj);
+  const bool lstm = z.mode == RnnMode::lstm;
+  const index_t T = z.T, B = z.B, I = z.I, H = z.H, GH = z.G * H;
+  std::vector<py::array> keep;
+  const float* x = z.arg(x_obj, "x", {T, B, I}, "(T, B, I)", keep);
+  const float* w_hh = z.arg(w_hh_obj, "w_hh", {GH, H}, "(G*H, H)", keep);
+  const float* w_ih = z.arg(w_ih_obj, "w_ih", {GH, I}, "(G*H, I)", keep);
+  const float* h0 = z.arg(h0_obj, "h0", {B, H}, "(B, H)", keep);
+  const float* dy = z.arg(dy_obj, "dy", {T, B, H}, "(T, B, H)", keep);
+  const float* y = z.arg(y_obj, "y", {T, B, H}, "(T, B, H)", keep);
+  const float *c0 = nullptr, *c = nullptr, *dc_last = nullptr, *saved = nullptr;
+  if (lstm) {
+    c0 = z.arg(c0_obj, "c0", {B, H}, "(B, H)", keep);
+    c = z.arg(c_obj, "c", {T, B, H}, "(T, B, H)", keep);
+    dc_last = z.arg(dc_last_obj, "dc_last", {B, H}, "(B, H)", keep, true);
+  }
+  if (index_t width = rnn_saved_width(z.mode, H))
+    saved = z.arg(saved_obj, "saved", {T, B, width}, "(T, B, 4*H)", keep);
+  py::object dx = py::none(), dc0 = py::none(), db_ih = py::none(), db_hh = py::none();
+  float *dxp = nullptr, *dc0p = nullptr, *db_ihp = nullptr, *db_hhp = nullptr;
+  auto make = [](std::vector<py::ssize_t> shape, py::object& obj) {
+    py::array a = new_array<float>(shape);
+    obj = a;
+    return mptr<float>(a);
+  };
+  if (need_dx) dxp = make({T, B, I}, dx);
+  if (lstm) dc0p = make({B, H}, dc0);
+  if (has_bias) {
+    db_ihp = make({GH}, db_ih);
+    db_hhp = make({GH}, db_hh);
+  }
+  py::object dh0, dw_ih, dw_hh;
+  float* dh0p = make({B, H}, dh0);
+  float* dw_ihp = make({GH, I}, dw_ih);
+  float* dw_hhp = make({GH, H}, dw_hh);
+  {
+    py::gil_scoped_release release;
+    rnn_layer_backward(z.mode, dxp, dh0p, dc0p, dw_ihp, dw_hhp, db_ihp, db_hhp, dy, dc_last, x,
+                       h0, c0, w_ih, w_hh, y, c, saved, T, B, I, H, reverse);
+  }
+  return py::make_tuple(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh);
+}
+
+void bind_rnn(py::module_& m) {
+  m.def("rnn_forward", &rnn_forward, py::arg("mode"), py::arg("x"), py::arg("h0"),
+        py::arg("c0"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"),
+        py::kw_only(), py::arg("reverse") = false,
+        "One recurrent layer, one direction, over a whole float32 sequence x (T, B, I).\n"
+        "mode: 'rnn_tanh', 'rnn_relu', 'lstm' (gates i, f, g, o) or 'gru' (r, z, n).\n"
+        "Returns (y (T, B, H), c (T, B, H) for LSTM else None, saved state for backward\n"
+        "(T, B, 4H) for LSTM/GRU else None). reverse runs t = T-1 .. 0.");
+  m.def("rnn_backward", &rnn_backward, py::arg("mode"), py::arg("dy"), py::arg("dc_last"),
+        py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("w_ih"), py::arg("w_hh"),
+        py::arg("y"), py::arg("c"), py::arg("saved"), py::kw_only(), py::arg("reverse") = false,
+        py::arg("has_bias") = true, py::arg("need_dx") = true,
+        "Backward through time of rnn_forward: dy (T, B, H) and the final cell state's\n"
+        "gradient dc_last (B, H) or None. Returns (dx or None, dh0, dc0 or None, dw_ih,\n"
+        "dw_hh, db_ih or None, db_hh or None).");
 }
 
 // ---- optim -----------------------------------------------------------------
@@ -792,4 +965,5 @@ PYBIND11_MODULE(_C, m) {
   bind_loss(m);
   bind_optim(m);
   bind_layers(m);
+  bind_rnn(m);
 }

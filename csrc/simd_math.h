@@ -1,5 +1,5 @@
-// AVX2/FMA math over 8 floats: exp, exp(-x^2/2), the normal CDF (erf), the
-// small helpers (tail masks, horizontal reductions), and the row reductions
+// AVX2/FMA math over 8 floats: exp, exp(-x^2/2), the normal CDF (erf), sigmoid,
+// tanh, the small helpers (tail masks, horizontal reductions), and the row reductions
 // (max, sum of exp) that softmax and the cross-entropy share. The simd::
 // functions are compiled for AVX2+FMA only and must be called only when
 // use_avx2() is true; row_max / row_sum_exp at the end choose the path.
@@ -151,6 +151,33 @@ PYDL_TARGET_AVX2 inline __m256 normal_cdf(__m256 x, __m256 g) {
   const __m256 half_erfc = _mm256_mul_ps(_mm256_mul_ps(g, erfc_scaled(a)), _mm256_set1_ps(0.5f));
   const __m256 upper = _mm256_sub_ps(_mm256_set1_ps(1.0f), half_erfc);
   return _mm256_blendv_ps(upper, half_erfc, x);  // sign bit of x picks the lower tail
+}
+
+// sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0, e = exp(-|x|):
+// exp never overflows and both tails keep their relative accuracy.
+PYDL_TARGET_AVX2 inline __m256 sigmoid(__m256 x) {
+  const __m256 e = exp(_mm256_or_ps(x, _mm256_set1_ps(-0.0f)));  // exp(-|x|)
+  const __m256 s = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+  return _mm256_blendv_ps(s, _mm256_mul_ps(e, s), x);
+}
+
+// tanh(x) = sign(x) (1 - e) / (1 + e), e = exp(-2|x|), for |x| >= 0.625; below,
+// where 1 - e would cancel, the odd polynomial x + x^3 P(x^2) (max 0.7 ulp).
+PYDL_TARGET_AVX2 inline __m256 tanh(__m256 x) {
+  const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+  const __m256 ax = _mm256_andnot_ps(sign, x);
+  const __m256 e = exp(_mm256_mul_ps(ax, _mm256_set1_ps(-2.0f)));
+  const __m256 large = _mm256_or_ps(_mm256_and_ps(sign, x),
+                                    _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e)));
+  const __m256 x2 = _mm256_mul_ps(x, x);
+  __m256 p = _mm256_set1_ps(0.0021489840000867844f);
+  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-0.008184662088751793f));
+  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(0.021703999489545822f));
+  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-0.05394745245575905f));
+  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(0.13333211839199066f));
+  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-0.3333333134651184f));
+  const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(x, x2), p, x);
+  return _mm256_blendv_ps(large, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
 }
 
 

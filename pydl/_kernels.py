@@ -23,7 +23,7 @@ KERNEL_NAMES = tuple(
     ["gemm", "softmax_cross_entropy", "sgd_step", "rmsprop_step", "adagrad_step", "adam_step"]
     + ["dropout_mask", "dropout_forward", "dropout_backward", "embedding_forward",
        "embedding_backward", "batch_norm_forward", "batch_norm_backward", "layer_norm_forward",
-       "layer_norm_backward"]
+       "layer_norm_backward", "rnn_forward", "rnn_backward"]
     + [f"{op}_{pass_}" for op in ("relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax")
        for pass_ in ("forward", "backward")])
 

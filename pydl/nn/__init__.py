@@ -9,9 +9,10 @@ from pydl.nn.loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, 
                           NLLLoss)
 from pydl.nn.module import Module, ModuleList, Parameter, Sequential
 from pydl.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from pydl.nn.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
 __all__ = ["functional", "init", "utils", "Module", "ModuleList", "Parameter", "Sequential",
            "Identity", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax",
            "LogSoftmax", "Dropout", "Embedding", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
            "MultiheadAttention", "CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "BCELoss",
-           "BCEWithLogitsLoss"]
+           "BCEWithLogitsLoss", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"]
