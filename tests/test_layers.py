@@ -165,6 +165,7 @@ def test_linear_errors_and_identity(rng):
     ("ReLU", ()), ("Sigmoid", ()), ("Tanh", ()), ("GELU", ()), ("GELU", ("tanh",)),
     ("Softmax", (1,)), ("Softmax", (-1,)), ("LogSoftmax", (0,)), ("LeakyReLU", (0.2,)),
     ("Softmax", ()), ("LogSoftmax", ())])
+@pytest.mark.filterwarnings("ignore:Implicit dimension choice")  # torch on the legacy default dim
 def test_activations_match_torch(rng, dtype, name, args):
     x = rng.standard_normal((6, 5, 4)).astype(dtype) * 3
     if name == "Softmax" and not args:
