@@ -92,8 +92,7 @@ void check_pool2d(const Pool2dShape& s, const char* op) {
   require(s.stride_h >= 1 && s.stride_w >= 1, name + ": stride must be >= 1: " + s.describe());
   require(s.dilation_h >= 1 && s.dilation_w >= 1,
           name + ": dilation must be >= 1: " + s.describe());
-  require(s.pad_h >= 0 && s.pad_w >= 0 && 2 * s.pad_h <= s.dilation_h * (s.KH - 1) + 1 &&
-              2 * s.pad_w <= s.dilation_w * (s.KW - 1) + 1,
+  require(s.pad_h >= 0 && s.pad_w >= 0 && 2 * s.pad_h <= s.KH && 2 * s.pad_w <= s.KW,
           name + ": padding must be >= 0 and at most half the kernel size: " + s.describe());
   require(s.H_out() >= 1 && s.W_out() >= 1,
           name + ": the output would be empty (kernel larger than the padded input): " +

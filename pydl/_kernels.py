@@ -21,6 +21,8 @@ DEBUG = os.environ.get("PYDL_DEBUG", "") not in ("", "0")
 # Compiled entry points that do arithmetic (the runtime helpers are not timed).
 KERNEL_NAMES = tuple(
     ["gemm", "softmax_cross_entropy"]
+    + [f"{op}_{pass_}" for op in ("conv2d", "max_pool2d", "avg_pool2d")
+       for pass_ in ("forward", "backward")]
     + [f"{op}_{pass_}" for op in ("relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax")
        for pass_ in ("forward", "backward")])
 
