@@ -5,7 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <limits>
+#include <vector>
 
 #include "parallel.h"
 
@@ -33,6 +33,16 @@ void valid_taps(index_t start, index_t k, index_t dilation, index_t size, index_
   hi = size - start <= 0 ? 0 : std::min(k, (size - start + dilation - 1) / dilation);
   lo = std::min(lo, hi);
 }
+
+// valid_taps for every output position along one axis, computed once per call
+// (the divisions would otherwise cost more than a small window's compares).
+struct TapRanges {
+  std::vector<index_t> lo, hi;
+  TapRanges(index_t out, index_t k, index_t stride, index_t pad, index_t dilation, index_t size)
+      : lo(out), hi(out) {
+    for (index_t o = 0; o < out; ++o) valid_taps(o * stride - pad, k, dilation, size, lo[o], hi[o]);
+  }
+};
 
 template <class Body>
 void for_each_plane(const Pool2dShape& s, const Body& body) {
@@ -102,29 +112,28 @@ void check_pool2d(const Pool2dShape& s, const char* op) {
 void max_pool2d_forward(float* out, std::int64_t* indices, const float* in, const Pool2dShape& s) {
   check_pool2d(s, "max_pool2d");
   const index_t Ho = s.H_out(), Wo = s.W_out(), HW = s.H * s.W;
+  const TapRanges rows(Ho, s.KH, s.stride_h, s.pad_h, s.dilation_h, s.H);
+  const TapRanges cols(Wo, s.KW, s.stride_w, s.pad_w, s.dilation_w, s.W);
   for_each_plane(s, [&](index_t plane) {
     const float* x = in + plane * HW;
     float* y = out + plane * Ho * Wo;
     std::int64_t* arg = indices + plane * Ho * Wo;
     for (index_t oh = 0; oh < Ho; ++oh) {
-      const index_t h0 = oh * s.stride_h - s.pad_h;
-      index_t i_lo, i_hi;
-      valid_taps(h0, s.KH, s.dilation_h, s.H, i_lo, i_hi);
+      const index_t h0 = oh * s.stride_h - s.pad_h, i_lo = rows.lo[oh], i_hi = rows.hi[oh];
       for (index_t ow = 0; ow < Wo; ++ow) {
-        const index_t w0 = ow * s.stride_w - s.pad_w;
-        index_t j_lo, j_hi;
-        valid_taps(w0, s.KW, s.dilation_w, s.W, j_lo, j_hi);
-        float best = -std::numeric_limits<float>::infinity();
-        index_t best_at = -1;
+        const index_t w0 = ow * s.stride_w - s.pad_w, j_lo = cols.lo[ow], j_hi = cols.hi[ow];
+        // Start from the window's first element; then selects, not branches
+        // (on noisy data a compare branch mispredicts about half the time).
+        index_t best_at = (h0 + i_lo * s.dilation_h) * s.W + w0 + j_lo * s.dilation_w;
+        float best = x[best_at];
         for (index_t i = i_lo; i < i_hi; ++i) {
           const index_t row = (h0 + i * s.dilation_h) * s.W;
           for (index_t j = j_lo; j < j_hi; ++j) {
             const index_t at = row + w0 + j * s.dilation_w;
             const float v = x[at];
-            if (best_at < 0 || v > best || v != v) {  // v != v: NaN propagates
-              best = v;
-              best_at = at;
-            }
+            const bool take = (v > best) | (v != v);  // v != v: NaN propagates
+            best = take ? v : best;
+            best_at = take ? at : best_at;
           }
         }
         y[oh * Wo + ow] = best;
