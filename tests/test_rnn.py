@@ -7,7 +7,7 @@ import pytest
 import pydl
 from pydl import _C, nn
 from pydl.ops.rnn import MODES, RecurrentLayer, gate_count, reference_backward, reference_forward
-from tests.conftest import check_grad
+from conftest import check_grad, kernel_settings
 
 
 def layer_inputs(rng, mode, T, B, I, H, bias=True, dtype=np.float32):
@@ -80,7 +80,6 @@ def test_kernels_without_bias_or_dx(rng, mode):
 def test_kernel_thread_counts_agree(rng):
     """A long sequence and a batch wide enough for 2 threads in the gate kernels."""
     inputs = layer_inputs(rng, "lstm", 20, 64, 24, 40)
-    from tests.conftest import kernel_settings
     results = []
     for threads in (1, 2):
         with kernel_settings(_C.isa(), threads):
