@@ -5,9 +5,10 @@ import random
 import numpy as np
 
 
-def load_data(seed=None):
+def load_data(seed=None, num_samples=None):
     """((x_train, y_train), (x_test, y_test)) with the package's default arguments
-    (4000 train / 1000 test): signals float32 (N, 40), labels int64. The generator reseeds
+    (5000 samples split 4000 train / 1000 test, seed 42) unless seed or num_samples
+    override them: signals float32 (N, 40), labels int64. The generator reseeds
     NumPy's and Python's global random state; both are restored afterwards."""
     try:
         from mnist1d.data import get_dataset_args, make_dataset
@@ -17,6 +18,8 @@ def load_data(seed=None):
     args = get_dataset_args()
     if seed is not None:
         args.seed = int(seed)
+    if num_samples is not None:
+        args.num_samples = int(num_samples)
     numpy_state, python_state = np.random.get_state(), random.getstate()
     try:
         data = make_dataset(args)
