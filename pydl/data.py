@@ -122,7 +122,9 @@ class DataLoader:
 
     def __iter__(self):
         order = self._order()
-        fast = isinstance(self.dataset, TensorDataset) and self.collate_fn is None
+        # The one-index fast path, unless a subclass changed what an item is.
+        fast = (isinstance(self.dataset, TensorDataset) and self.collate_fn is None
+                and type(self.dataset).__getitem__ is TensorDataset.__getitem__)
         collate = self.collate_fn or default_collate
         for b in range(len(self)):
             indices = order[b * self.batch_size:(b + 1) * self.batch_size]

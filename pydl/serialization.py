@@ -58,7 +58,8 @@ class _Writer:
             kind = "list" if isinstance(value, list) else "tuple"
             return {kind: [self.encode(item, f"{where}[{i}]") for i, item in enumerate(value)]}
         raise TypeError(f"pydl.save: {where} is a {type(value).__name__}; a checkpoint holds "
-                        "dicts, lists, tuples, tensors, NumPy arrays and scalars, str, bool and None")
+                        "dicts, lists, tuples, tensors, NumPy arrays and scalars, str, bool "
+                        "and None")
 
     def _array(self, array, where):
         if array.dtype.hasobject:

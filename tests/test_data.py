@@ -46,7 +46,8 @@ def test_collate_types_and_order():
 
 
 def test_collate_nested_and_errors():
-    batch = default_collate([[pydl.tensor([1.0, 2.0]), ("a", 3)], [pydl.tensor([3.0, 4.0]), ("b", 5)]])
+    batch = default_collate([[pydl.tensor([1.0, 2.0]), ("a", 3)],
+                             [pydl.tensor([3.0, 4.0]), ("b", 5)]])
     assert isinstance(batch, list) and batch[0].shape == (2, 2)
     assert batch[1][0] == ["a", "b"] and batch[1][1].tolist() == [3, 5]
     # uint8 arrays (images) become int64 tensors: pydl has no uint8 dtype.
