@@ -9,9 +9,12 @@ os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 from pydl import _C  # noqa: E402
 from pydl import cuda, nn, optim  # noqa: E402
 from pydl._device import Device, device  # noqa: E402
-from pydl._random import manual_seed  # noqa: E402
+from pydl._random import get_rng_state, manual_seed, set_rng_state  # noqa: E402
 from pydl._runtime import get_num_threads, set_num_threads  # noqa: E402
 from pydl.autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
+# Data loading, data sets and checkpoints (pydl.save / pydl.load).
+from pydl import data, datasets  # noqa: E402
+from pydl.serialization import load, save  # noqa: E402
 from pydl.tensor import (  # noqa: E402
     FUNCTION_FORMS, Tensor, arange, bool_, cat, concatenate, empty, eye, float32, float64,
     from_dlpack, from_numpy, full, function_form, int64, matmul, ones, ones_like, rand, randint,
@@ -33,5 +36,6 @@ __all__ = [
     "Tensor", "Device", "device", "cuda", "nn", "optim", "tensor", "from_numpy", "from_dlpack", "zeros",
     "ones", "empty", "full", "zeros_like", "ones_like", "randn", "rand", "randint", "randperm",
     "arange", "eye", "cat", "concatenate", "stack", "where", "matmul", "manual_seed", "no_grad",
+    "get_rng_state", "set_rng_state", "data", "datasets", "save", "load",
     "enable_grad", "is_grad_enabled", "set_num_threads", "get_num_threads", "float32",
     "float64", "int64", "bool", "float", "double", "long", *FUNCTION_FORMS]

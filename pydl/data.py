@@ -1,0 +1,134 @@
+"""Datasets and the DataLoader that batches them into pydl Tensors.
+
+A map-style Dataset has __getitem__(i) and __len__(). DataLoader draws indices (in
+order, or a fresh permutation each epoch when shuffling), fetches the items and
+collates them: arrays and tensors are stacked along a new first dimension, Python ints
+become int64, floats float32, and tuples, lists and dicts are collated field by field.
+A TensorDataset is batched by indexing its arrays with the whole batch of indices at
+once, which gives the same batches without a Python loop over items.
+"""
+import math
+import numbers
+
+import numpy as np
+
+from pydl import _random
+from pydl.tensor import Tensor, _to_array
+
+
+class Dataset:
+    """A map-style dataset: subclasses define __getitem__(index) and __len__()."""
+
+    def __getitem__(self, index):
+        raise NotImplementedError(f"{type(self).__name__} must define __getitem__")
+
+    def __len__(self):
+        raise NotImplementedError(f"{type(self).__name__} must define __len__")
+
+
+class TensorDataset(Dataset):
+    """Item i is (t[i] for t in tensors); tensors (or arrays) must agree in their first
+    dimension."""
+
+    def __init__(self, *tensors):
+        if not tensors:
+            raise ValueError("TensorDataset needs at least one tensor")
+        self.tensors = tuple(t if isinstance(t, Tensor) else Tensor(t) for t in tensors)
+        for i, t in enumerate(self.tensors):
+            if t.ndim == 0:
+                raise ValueError(f"TensorDataset: tensor {i} is a scalar; each needs a first "
+                                 "dimension to index")
+        sizes = [t.shape[0] for t in self.tensors]
+        if len(set(sizes)) != 1:
+            raise ValueError(f"TensorDataset: tensors must have the same first dimension, got "
+                             f"sizes {sizes} (shapes {[tuple(t.shape) for t in self.tensors]})")
+
+    def __getitem__(self, index):
+        return tuple(t[index] for t in self.tensors)
+
+    def __len__(self):
+        return self.tensors[0].shape[0]
+
+    def batch(self, indices):
+        """The collated batch for an array of indices: one fancy-index per tensor."""
+        return tuple(Tensor._wrap(t.data[indices]) for t in self.tensors)
+
+
+def default_collate(items):
+    """Stacks a list of samples into a batch (see the module docstring)."""
+    first = items[0]
+    if isinstance(first, Tensor):
+        return Tensor._wrap(np.stack([item.data for item in items]))
+    if isinstance(first, (np.ndarray, np.generic)):
+        return Tensor._wrap(_to_array(np.stack(items), copy=False))
+    if isinstance(first, (bool, np.bool_)):
+        return Tensor._wrap(np.array(items, dtype=np.bool_))
+    if isinstance(first, numbers.Integral):
+        return Tensor._wrap(np.array(items, dtype=np.int64))
+    if isinstance(first, numbers.Real):
+        return Tensor._wrap(np.array(items, dtype=np.float32))
+    if isinstance(first, (str, bytes)):
+        return list(items)
+    if isinstance(first, dict):
+        return {key: default_collate([item[key] for item in items]) for key in first}
+    if isinstance(first, (tuple, list)):
+        lengths = {len(item) for item in items}
+        if len(lengths) != 1:
+            raise ValueError(f"default_collate: samples have different lengths {sorted(lengths)}")
+        fields = [default_collate(list(field)) for field in zip(*items)]
+        return tuple(fields) if isinstance(first, tuple) else fields
+    raise TypeError(f"default_collate: cannot batch samples of type {type(first).__name__}; "
+                    "pass collate_fn")
+
+
+class DataLoader:
+    """Iterates over a dataset in batches.
+
+    shuffle draws a new order every epoch from `generator` (a numpy Generator), else
+    from a generator seeded once with `seed`, else from pydl's global generator (so
+    pydl.manual_seed fixes the order). drop_last drops a last, smaller batch."""
+
+    def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, collate_fn=None,
+                 generator=None, seed=None):
+        if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+            raise TypeError(f"DataLoader: dataset must define __getitem__ and __len__, got "
+                            f"{type(dataset).__name__}")
+        if (not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool)
+                or batch_size < 1):
+            raise ValueError(f"DataLoader: batch_size must be a positive integer, got "
+                             f"{batch_size!r}")
+        if generator is not None and seed is not None:
+            raise ValueError("DataLoader: pass generator or seed, not both")
+        if generator is not None and not isinstance(generator, np.random.Generator):
+            raise TypeError(f"DataLoader: generator must be a numpy.random.Generator, got "
+                            f"{type(generator).__name__}")
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
+        self.collate_fn = collate_fn
+        self.generator = np.random.default_rng(seed) if seed is not None else generator
+
+    def __len__(self):
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def _order(self):
+        n = len(self.dataset)
+        if not self.shuffle:
+            return np.arange(n)
+        generator = self.generator if self.generator is not None else _random.generator()
+        return generator.permutation(n)
+
+    def __iter__(self):
+        order = self._order()
+        # The one-index fast path, unless a subclass changed what an item is.
+        fast = (isinstance(self.dataset, TensorDataset) and self.collate_fn is None
+                and type(self.dataset).__getitem__ is TensorDataset.__getitem__)
+        collate = self.collate_fn or default_collate
+        for b in range(len(self)):
+            indices = order[b * self.batch_size:(b + 1) * self.batch_size]
+            if fast:
+                yield self.dataset.batch(indices)
+            else:
+                yield collate([self.dataset[int(i)] for i in indices])

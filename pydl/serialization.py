@@ -1,0 +1,181 @@
+"""pydl.save / pydl.load: checkpoints in a format that never runs code when read.
+
+A checkpoint is a zip archive (stored, not compressed) of
+  structure.json   the object's shape: dicts (with their key types), lists, tuples,
+                   scalars, and for each array leaf the name of its member below
+  arrays/<n>.npy   one NumPy .npy file per tensor or array, written and read with
+                   allow_pickle=False (so object arrays are refused both ways)
+Reading parses JSON and .npy headers only, never pickle. Writing goes to a temporary
+file in the target's directory, is flushed and fsync'ed, then os.replace'd over the
+target (and the directory fsync'ed): a crash at any point leaves either the old file
+or the new one, never a mix.
+"""
+import json
+import math
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from pydl.tensor import Tensor
+
+FORMAT = "pydl.checkpoint"
+VERSION = 1
+_STRUCTURE = "structure.json"
+_KEY_TYPES = (str, int, float, bool, type(None))
+
+
+class _Writer:
+    """Turns an object into a JSON-able node tree, collecting its arrays on the way."""
+
+    def __init__(self):
+        self.arrays = []
+
+    def encode(self, value, where):
+        if value is None or isinstance(value, (bool, str)):
+            return {"value": value}
+        if isinstance(value, int):
+            return {"int": str(value)}  # a string: exact for any size, whatever reads the JSON
+        if isinstance(value, float):
+            return {"float": repr(value) if not math.isfinite(value) else value}
+        if isinstance(value, Tensor):
+            data = value.data if isinstance(value.data, np.ndarray) else value.cpu().data
+            return {"tensor": self._array(data, where), "requires_grad": value.requires_grad}
+        if isinstance(value, np.ndarray):
+            return {"ndarray": self._array(value, where)}
+        if isinstance(value, np.generic):
+            return {"scalar": self._array(np.asarray(value), where)}
+        if isinstance(value, dict):
+            items = []
+            for key, item in value.items():
+                if not isinstance(key, _KEY_TYPES):
+                    raise TypeError(f"pydl.save: {where} has a key of type {type(key).__name__}; "
+                                    "keys must be str, int, float, bool or None")
+                items.append([self.encode(key, where), self.encode(item, f"{where}[{key!r}]")])
+            return {"dict": items}
+        if isinstance(value, (list, tuple)):
+            kind = "list" if isinstance(value, list) else "tuple"
+            return {kind: [self.encode(item, f"{where}[{i}]") for i, item in enumerate(value)]}
+        raise TypeError(f"pydl.save: {where} is a {type(value).__name__}; a checkpoint holds "
+                        "dicts, lists, tuples, tensors, NumPy arrays and scalars, str, bool "
+                        "and None")
+
+    def _array(self, array, where):
+        if array.dtype.hasobject:
+            raise TypeError(f"pydl.save: {where} is an array of Python objects (dtype "
+                            f"{array.dtype}), which cannot be saved without pickle")
+        self.arrays.append(array)
+        return f"arrays/{len(self.arrays) - 1}.npy"
+
+
+def _write_array(file, array):
+    np.lib.format.write_array(file, np.asarray(array), allow_pickle=False)
+
+
+def save(obj, path):
+    """Writes obj (nested dicts/lists/tuples of tensors, NumPy arrays, ints, floats,
+    strings, bools and None; e.g. {'model': model.state_dict(), 'optimizer':
+    opt.state_dict(), 'epoch': 3, 'rng': pydl.get_rng_state()}) to path, atomically."""
+    path = os.fspath(path)
+    writer = _Writer()
+    structure = {"format": FORMAT, "version": VERSION, "root": writer.encode(obj, "obj")}
+    directory = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
+                                         suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            with zipfile.ZipFile(file, "w", zipfile.ZIP_STORED) as archive:
+                archive.writestr(_STRUCTURE, json.dumps(structure))
+                for i, array in enumerate(writer.arrays):
+                    with archive.open(f"arrays/{i}.npy", "w", force_zip64=True) as member:
+                        _write_array(member, array)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory):
+    """Makes the rename itself durable (POSIX; Windows has no directory handles)."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _Reader:
+    """Rebuilds the object from the node tree, reading array members on demand."""
+
+    def __init__(self, archive):
+        self.archive = archive
+        self.members = set(archive.namelist())
+
+    def decode(self, node):
+        if not isinstance(node, dict) or len(node) not in (1, 2):
+            raise ValueError(f"malformed node {node!r:.80}")
+        tag = next(iter(node))
+        body = node[tag]
+        if tag == "value" and (body is None or isinstance(body, (bool, str))):
+            return body
+        if tag == "int" and isinstance(body, str):
+            return int(body)
+        if tag == "float" and isinstance(body, (int, float, str)) and not isinstance(body, bool):
+            return float(body)
+        if tag == "tensor":
+            return Tensor(self._array(body), requires_grad=bool(node.get("requires_grad", False)))
+        if tag == "ndarray":
+            return self._array(body)
+        if tag == "scalar":
+            return self._array(body)[()]
+        if tag in ("list", "tuple") and isinstance(body, list):
+            items = [self.decode(item) for item in body]
+            return items if tag == "list" else tuple(items)
+        if tag == "dict" and isinstance(body, list):
+            result = {}
+            for pair in body:
+                if not isinstance(pair, list) or len(pair) != 2:
+                    raise ValueError(f"malformed dict entry {pair!r:.80}")
+                key = self.decode(pair[0])
+                if not isinstance(key, _KEY_TYPES):
+                    raise ValueError(f"dict key of type {type(key).__name__}")
+                result[key] = self.decode(pair[1])
+            return result
+        raise ValueError(f"unknown node {node!r:.80}")
+
+    def _array(self, name):
+        if not isinstance(name, str) or name not in self.members:
+            raise ValueError(f"missing array member {name!r:.80}")
+        with self.archive.open(name) as member:
+            array = np.lib.format.read_array(member, allow_pickle=False)
+            if member.read(1):
+                raise ValueError(f"{name} has data past its array")
+        return array
+
+
+def load(path):
+    """Reads a checkpoint written by pydl.save: tensors come back as pydl Tensors (on the
+    CPU), arrays as NumPy arrays. A truncated or corrupted file raises ValueError naming
+    the path; no code in the file is ever run."""
+    path = os.fspath(path)
+    with open(path, "rb") as file:  # a missing file raises FileNotFoundError as usual
+        try:
+            with zipfile.ZipFile(file) as archive:
+                structure = json.loads(archive.read(_STRUCTURE).decode("utf-8"))
+                if not isinstance(structure, dict) or structure.get("format") != FORMAT:
+                    raise ValueError("not a pydl checkpoint (no format tag)")
+                if structure.get("version") != VERSION:
+                    raise ValueError(f"checkpoint format version {structure.get('version')!r}; "
+                                     f"this pydl reads version {VERSION}")
+                return _Reader(archive).decode(structure.get("root"))
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, ValueError, EOFError,
+                UnicodeDecodeError, RecursionError, OSError) as error:
+            raise ValueError(f"pydl.load: {path} is not a readable pydl checkpoint "
+                             f"(truncated or corrupted?): {error}") from error
