@@ -32,7 +32,7 @@ from pydl import _C  # noqa: E402
 
 from harness import Bench  # noqa: E402
 
-SUITES = ["gemm", "loss", "optim", "rnn"]
+SUITES = ["gemm", "loss", "conv", "rnn", "optim"]
 
 
 def _numpy_blas(bench):

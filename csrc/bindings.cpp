@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common.h"
+#include "conv.h"
 #include "dropout.h"
 #include "elementwise.h"
 #include "embedding.h"
@@ -20,6 +21,7 @@
 #include "optim.h"
 #include "peak.h"
 #include "philox.h"
+#include "pool.h"
 #include "rnn.h"
 
 namespace py = pybind11;
@@ -955,6 +957,219 @@ void bind_layers(py::module_& m) {
       "(dx, dweight, dbias), each None when not asked for.");
 }
 
+// ---- conv and pool -----------------------------------------------------------
+
+using Pair = std::array<index_t, 2>;
+
+py::array four_d(const py::handle& obj, const char* name, const char* layout) {
+  py::array a = contiguous<float>(obj, name);
+  if (a.ndim() != 4)
+    throw py::value_error(std::string(name) + " must be 4-D " + layout + ", got shape " +
+                          shape_str(a));
+  return a;
+}
+
+Conv2dShape conv_shape(const py::array& input, const py::array& weight, Pair stride,
+                       Pair padding, Pair dilation, index_t groups) {
+  Conv2dShape s{input.shape(0), input.shape(1), input.shape(2), input.shape(3),
+                weight.shape(0), weight.shape(2), weight.shape(3),
+                stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], groups};
+  if (groups >= 1 && weight.shape(1) * groups != input.shape(1))
+    throw py::value_error("conv2d: weight " + shape_str(weight) + " with groups " +
+                          std::to_string(groups) + " expects " +
+                          std::to_string(weight.shape(1) * groups) +
+                          " input channels, but input " + shape_str(input) + " has " +
+                          std::to_string(input.shape(1)));
+  check_conv2d(s);
+  return s;
+}
+
+py::array conv2d_forward_py(const py::handle& input_obj, const py::handle& weight_obj,
+                            const py::handle& bias_obj, Pair stride, Pair padding, Pair dilation,
+                            index_t groups) {
+  py::array input = four_d(input_obj, "input", "(N, C_in, H, W)");
+  py::array weight = four_d(weight_obj, "weight", "(C_out, C_in/groups, KH, KW)");
+  const Conv2dShape s = conv_shape(input, weight, stride, padding, dilation, groups);
+  const float* bias = nullptr;
+  py::array bias_array;
+  if (!bias_obj.is_none()) {
+    bias_array = contiguous<float>(bias_obj, "bias");
+    if (bias_array.ndim() != 1 || bias_array.shape(0) != s.C_out)
+      throw py::value_error("conv2d: bias must have shape (" + std::to_string(s.C_out) +
+                            ",) for weight " + shape_str(weight) + ", got " +
+                            shape_str(bias_array));
+    bias = cptr<float>(bias_array);
+  }
+  py::array out = new_array<float>({s.N, s.C_out, s.H_out(), s.W_out()});
+  float* out_ptr = mptr<float>(out);
+  const float* in_ptr = cptr<float>(input);
+  const float* w_ptr = cptr<float>(weight);
+  {
+    py::gil_scoped_release release;
+    conv2d_forward(out_ptr, in_ptr, w_ptr, bias, s);
+  }
+  return out;
+}
+
+// Returns (grad_input, grad_weight, grad_bias), None for those not asked for.
+py::tuple conv2d_backward_py(const py::handle& grad_obj, const py::handle& input_obj,
+                             const py::handle& weight_obj, Pair stride, Pair padding,
+                             Pair dilation, index_t groups, bool input_grad, bool weight_grad,
+                             bool bias_grad) {
+  py::array input = four_d(input_obj, "input", "(N, C_in, H, W)");
+  py::array weight = four_d(weight_obj, "weight", "(C_out, C_in/groups, KH, KW)");
+  const Conv2dShape s = conv_shape(input, weight, stride, padding, dilation, groups);
+  py::array grad = four_d(grad_obj, "grad_output", "(N, C_out, H_out, W_out)");
+  if (grad.shape(0) != s.N || grad.shape(1) != s.C_out || grad.shape(2) != s.H_out() ||
+      grad.shape(3) != s.W_out())
+    throw py::value_error("conv2d_backward: grad_output must have shape (" +
+                          std::to_string(s.N) + ", " + std::to_string(s.C_out) + ", " +
+                          std::to_string(s.H_out()) + ", " + std::to_string(s.W_out()) +
+                          ") for " + s.describe() + ", got " + shape_str(grad));
+  py::object gi = py::none(), gw = py::none(), gb = py::none();
+  float *gi_ptr = nullptr, *gw_ptr = nullptr, *gb_ptr = nullptr;
+  if (input_grad) {
+    py::array a = new_array<float>(shape_of(input));
+    gi_ptr = mptr<float>(a);
+    gi = a;
+  }
+  if (weight_grad) {
+    py::array a = new_array<float>(shape_of(weight));
+    gw_ptr = mptr<float>(a);
+    gw = a;
+  }
+  if (bias_grad) {
+    py::array a = new_array<float>({s.C_out});
+    gb_ptr = mptr<float>(a);
+    gb = a;
+  }
+  const float* dy = cptr<float>(grad);
+  const float* x = cptr<float>(input);
+  const float* w = cptr<float>(weight);
+  {
+    py::gil_scoped_release release;
+    if (gi_ptr) conv2d_backward_input(gi_ptr, dy, w, s);
+    if (gw_ptr) conv2d_backward_weight(gw_ptr, dy, x, s);
+    if (gb_ptr) conv2d_backward_bias(gb_ptr, dy, s);
+  }
+  return py::make_tuple(gi, gw, gb);
+}
+
+Pool2dShape pool_shape(index_t N, index_t C, index_t H, index_t W, Pair kernel, Pair stride,
+                       Pair padding, Pair dilation, bool ceil_mode, const char* op) {
+  Pool2dShape s{N, C, H, W, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1],
+                dilation[0], dilation[1], ceil_mode};
+  check_pool2d(s, op);
+  return s;
+}
+
+// grad_output must be (N, C, H_out, W_out) for an input (N, C, H, W) = input_shape.
+Pool2dShape pool_backward_shape(const py::array& grad, const std::vector<index_t>& input_shape,
+                                Pair kernel, Pair stride, Pair padding, Pair dilation,
+                                bool ceil_mode, const char* op) {
+  if (input_shape.size() != 4)
+    throw py::value_error(std::string(op) + ": input_shape must have 4 entries (N, C, H, W)");
+  Pool2dShape s = pool_shape(input_shape[0], input_shape[1], input_shape[2], input_shape[3],
+                             kernel, stride, padding, dilation, ceil_mode, op);
+  if (grad.shape(0) != s.N || grad.shape(1) != s.C || grad.shape(2) != s.H_out() ||
+      grad.shape(3) != s.W_out())
+    throw py::value_error(std::string(op) + ": grad_output must have shape (" +
+                          std::to_string(s.N) + ", " + std::to_string(s.C) + ", " +
+                          std::to_string(s.H_out()) + ", " + std::to_string(s.W_out()) +
+                          ") for " + s.describe() + ", got " + shape_str(grad));
+  return s;
+}
+
+void bind_conv_pool(py::module_& m) {
+  m.def("conv2d_forward", &conv2d_forward_py, py::arg("input"), py::arg("weight"),
+        py::arg("bias") = py::none(), py::kw_only(), py::arg("stride") = Pair{1, 1},
+        py::arg("padding") = Pair{0, 0}, py::arg("dilation") = Pair{1, 1},
+        py::arg("groups") = 1,
+        "2-D convolution (cross-correlation), NCHW float32: (N, C_out, H_out, W_out).");
+  m.def("conv2d_backward", &conv2d_backward_py, py::arg("grad_output"), py::arg("input"),
+        py::arg("weight"), py::kw_only(), py::arg("stride") = Pair{1, 1},
+        py::arg("padding") = Pair{0, 0}, py::arg("dilation") = Pair{1, 1},
+        py::arg("groups") = 1, py::arg("input_grad") = true, py::arg("weight_grad") = true,
+        py::arg("bias_grad") = true,
+        "Gradients of conv2d: (grad_input, grad_weight, grad_bias), None where not asked.");
+
+  m.def("max_pool2d_forward", [](const py::handle& input_obj, Pair kernel, Pair stride,
+                                 Pair padding, Pair dilation, bool ceil_mode) {
+        py::array input = four_d(input_obj, "input", "(N, C, H, W)");
+        const Pool2dShape s = pool_shape(input.shape(0), input.shape(1), input.shape(2),
+                                         input.shape(3), kernel, stride, padding, dilation,
+                                         ceil_mode, "max_pool2d");
+        py::array out = new_array<float>({s.N, s.C, s.H_out(), s.W_out()});
+        py::array indices = new_array<std::int64_t>({s.N, s.C, s.H_out(), s.W_out()});
+        float* y = mptr<float>(out);
+        std::int64_t* arg = mptr<std::int64_t>(indices);
+        const float* x = cptr<float>(input);
+        {
+          py::gil_scoped_release release;
+          max_pool2d_forward(y, arg, x, s);
+        }
+        return py::make_tuple(out, indices);
+      }, py::arg("input"), py::kw_only(), py::arg("kernel_size"), py::arg("stride"),
+      py::arg("padding") = Pair{0, 0}, py::arg("dilation") = Pair{1, 1},
+      py::arg("ceil_mode") = false,
+      "Max pooling, NCHW float32: (output, int64 argmax indices within each H*W plane).");
+  m.def("max_pool2d_backward", [](const py::handle& grad_obj, const py::handle& indices_obj,
+                                  const std::vector<index_t>& input_shape, Pair kernel,
+                                  Pair stride, Pair padding, Pair dilation, bool ceil_mode) {
+        py::array grad = four_d(grad_obj, "grad_output", "(N, C, H_out, W_out)");
+        py::array indices = contiguous<std::int64_t>(indices_obj, "indices");
+        require_same_shape(indices, "indices", grad, "grad_output");
+        const Pool2dShape s = pool_backward_shape(grad, input_shape, kernel, stride, padding,
+                                                  dilation, ceil_mode, "max_pool2d_backward");
+        py::array out = new_array<float>({s.N, s.C, s.H, s.W});
+        float* dx = mptr<float>(out);
+        const float* dy = cptr<float>(grad);
+        const std::int64_t* arg = cptr<std::int64_t>(indices);
+        {
+          py::gil_scoped_release release;
+          max_pool2d_backward(dx, dy, arg, s);
+        }
+        return out;
+      }, py::arg("grad_output"), py::arg("indices"), py::arg("input_shape"), py::kw_only(),
+      py::arg("kernel_size"), py::arg("stride"), py::arg("padding") = Pair{0, 0},
+      py::arg("dilation") = Pair{1, 1}, py::arg("ceil_mode") = false);
+  m.def("avg_pool2d_forward", [](const py::handle& input_obj, Pair kernel, Pair stride,
+                                 Pair padding, bool ceil_mode, bool count_include_pad) {
+        py::array input = four_d(input_obj, "input", "(N, C, H, W)");
+        const Pool2dShape s = pool_shape(input.shape(0), input.shape(1), input.shape(2),
+                                         input.shape(3), kernel, stride, padding, Pair{1, 1},
+                                         ceil_mode, "avg_pool2d");
+        py::array out = new_array<float>({s.N, s.C, s.H_out(), s.W_out()});
+        float* y = mptr<float>(out);
+        const float* x = cptr<float>(input);
+        {
+          py::gil_scoped_release release;
+          avg_pool2d_forward(y, x, s, count_include_pad);
+        }
+        return out;
+      }, py::arg("input"), py::kw_only(), py::arg("kernel_size"), py::arg("stride"),
+      py::arg("padding") = Pair{0, 0}, py::arg("ceil_mode") = false,
+      py::arg("count_include_pad") = true, "Average pooling, NCHW float32.");
+  m.def("avg_pool2d_backward", [](const py::handle& grad_obj,
+                                  const std::vector<index_t>& input_shape, Pair kernel,
+                                  Pair stride, Pair padding, bool ceil_mode,
+                                  bool count_include_pad) {
+        py::array grad = four_d(grad_obj, "grad_output", "(N, C, H_out, W_out)");
+        const Pool2dShape s = pool_backward_shape(grad, input_shape, kernel, stride, padding,
+                                                  Pair{1, 1}, ceil_mode, "avg_pool2d_backward");
+        py::array out = new_array<float>({s.N, s.C, s.H, s.W});
+        float* dx = mptr<float>(out);
+        const float* dy = cptr<float>(grad);
+        {
+          py::gil_scoped_release release;
+          avg_pool2d_backward(dx, dy, s, count_include_pad);
+        }
+        return out;
+      }, py::arg("grad_output"), py::arg("input_shape"), py::kw_only(), py::arg("kernel_size"),
+      py::arg("stride"), py::arg("padding") = Pair{0, 0}, py::arg("ceil_mode") = false,
+      py::arg("count_include_pad") = true);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -966,4 +1181,5 @@ PYBIND11_MODULE(_C, m) {
   bind_optim(m);
   bind_layers(m);
   bind_rnn(m);
+  bind_conv_pool(m);
 }

@@ -24,6 +24,8 @@ KERNEL_NAMES = tuple(
     + ["dropout_mask", "dropout_forward", "dropout_backward", "embedding_forward",
        "embedding_backward", "batch_norm_forward", "batch_norm_backward", "layer_norm_forward",
        "layer_norm_backward", "rnn_forward", "rnn_backward"]
+    + [f"{op}_{pass_}" for op in ("conv2d", "max_pool2d", "avg_pool2d")
+       for pass_ in ("forward", "backward")]
     + [f"{op}_{pass_}" for op in ("relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax")
        for pass_ in ("forward", "backward")])
 
@@ -54,9 +56,9 @@ def _timed_call(name, fn, *args, **kwargs):
     shapes = " ".join(_shape(a) for a in args if isinstance(a, np.ndarray) or hasattr(a, "shape"))
     flags = "".join(f" {k}={v}" for k, v in kwargs.items() if k != "out")
     if name == "gemm":
-        rate = f"{_gemm_flops(args, kwargs) / seconds / 1e9:.2f} GFLOP/s"
+        rate = f"{_gemm_flops(args, kwargs) / seconds / 1e9:.3g} GFLOP/s"
     else:
-        rate = f"{_bytes_moved(args, result) / seconds / 1e9:.2f} GB/s"
+        rate = f"{_bytes_moved(args, result) / seconds / 1e9:.3g} GB/s"
     print(f"pydl: {name} {shapes}{flags} {seconds * 1e3:.3f} ms {rate}", file=sys.stderr)
     return result
 

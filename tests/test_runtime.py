@@ -53,14 +53,14 @@ def test_debug_logs_every_kernel_call_with_shape_time_and_rate():
     gemm = [line for line in lines if line.startswith("pydl: gemm")]
     assert gemm, result.stderr
     forward = re.fullmatch(r"pydl: gemm \(64, 32\) \(32, 16\) trans_a=False trans_b=False "
-                           r"([0-9.]+) ms ([0-9.]+) GFLOP/s", gemm[0])
+                           r"([0-9.]+) ms ([0-9.e+-]+) GFLOP/s", gemm[0])
     assert forward, gemm[0]
     assert float(forward.group(1)) > 0 and float(forward.group(2)) > 0
     # The backward gemm for a's gradient passes b transposed as a flag, not a copy.
     assert any(re.match(r"pydl: gemm \(64, 16\) \(32, 16\) trans_a=False trans_b=True ", line)
                for line in gemm), gemm
     for name in ("relu_forward", "relu_backward", "softmax_cross_entropy"):
-        assert any(re.match(rf"pydl: {name} .* ms [0-9.]+ GB/s$", line) for line in lines), name
+        assert any(re.match(rf"pydl: {name} .* ms [0-9.e+-]+ GB/s$", line) for line in lines), name
     assert result.stdout == ""
 
 

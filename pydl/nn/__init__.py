@@ -2,17 +2,21 @@
 from pydl.nn import functional, init, utils
 from pydl.nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from pydl.nn.attention import MultiheadAttention
+from pydl.nn.conv import Conv2d
 from pydl.nn.dropout import Dropout
 from pydl.nn.embedding import Embedding
+from pydl.nn.flatten import Flatten
 from pydl.nn.linear import Identity, Linear
 from pydl.nn.loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss,
                           NLLLoss)
 from pydl.nn.module import Module, ModuleList, Parameter, Sequential
 from pydl.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from pydl.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from pydl.nn.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
 __all__ = ["functional", "init", "utils", "Module", "ModuleList", "Parameter", "Sequential",
            "Identity", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax",
            "LogSoftmax", "Dropout", "Embedding", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
            "MultiheadAttention", "CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "BCELoss",
-           "BCEWithLogitsLoss", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"]
+           "BCEWithLogitsLoss", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
+           "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten"]

@@ -1,7 +1,9 @@
 """Stateless activations and losses, named as in torch.nn.functional."""
 import numpy as np
 
+from pydl.ops import conv as conv_ops
 from pydl.ops import elementwise as ew
+from pydl.ops import pool as pool_ops
 from pydl.ops.loss import SoftmaxCrossEntropy
 from pydl.tensor import Tensor, _as_tensor
 
@@ -308,3 +310,104 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
 __all__ += ["linear", "leaky_relu", "dropout", "embedding", "batch_norm", "layer_norm",
             "nll_loss", "l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
             "scaled_dot_product_attention"]
+
+
+# ---- convolution and pooling ------------------------------------------------------
+
+def _pair(value, name):
+    """An int or a pair of ints as a pair of Python ints."""
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                 for v in pair):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return tuple(int(v) for v in pair)
+
+
+def _require_4d(name, input):
+    if input.ndim != 4:
+        raise ValueError(f"{name}: input must be 4-D (N, C, H, W), got shape {input.shape}")
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D cross-correlation of input (N, C_in, H, W) with weight (C_out, C_in/groups, KH, KW).
+    padding: int, pair, 'valid' (none) or 'same' (stride 1; odd totals pad one more
+    on the bottom/right, as PyTorch does)."""
+    input, weight = _as_tensor(input), _as_tensor(weight)
+    _require_4d("conv2d", input)
+    if weight.ndim != 4:
+        raise ValueError(f"conv2d: weight must be 4-D (C_out, C_in/groups, KH, KW), "
+                         f"got shape {weight.shape}")
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    crop = (0, 0)
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = (0, 0)
+        elif padding == "same":
+            if stride != (1, 1):
+                raise ValueError(f"conv2d: padding='same' needs stride 1, got stride {stride}")
+            totals = [d * (k - 1) for d, k in zip(dilation, weight.shape[2:])]
+            # Pad ceil(total/2) on both sides, then drop the extra first row/column.
+            padding = tuple((t + 1) // 2 for t in totals)
+            crop = tuple(t % 2 for t in totals)
+        else:
+            raise ValueError(f"conv2d: padding must be an int, a pair, 'valid' or 'same', "
+                             f"got {padding!r}")
+    padding = _pair(padding, "padding")
+    if not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
+    inputs = (input, weight) if bias is None else (input, weight, _as_tensor(bias))
+    out = conv_ops.Conv2d.apply(*inputs, stride=stride, padding=padding, dilation=dilation,
+                                groups=int(groups))
+    return out[:, :, crop[0]:, crop[1]:] if crop != (0, 0) else out
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Max over each window; with return_indices, also the int64 argmax (ih * W + iw)."""
+    input = _as_tensor(input)
+    kernel = _pair(kernel_size, "kernel_size")
+    stride = kernel if stride is None else _pair(stride, "stride")
+    padding, dilation = _pair(padding, "padding"), _pair(dilation, "dilation")
+    pool_ops.check_pool_args("max_pool2d", input.shape, kernel, stride, padding, dilation,
+                             ceil_mode)
+    indices = [] if return_indices else None
+    out = pool_ops.MaxPool2d.apply(input, kernel=kernel, stride=stride, padding=padding,
+                                   dilation=dilation, ceil_mode=bool(ceil_mode),
+                                   indices_out=indices)
+    return (out, Tensor._wrap(indices[0])) if return_indices else out
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True):
+    """Mean over each window (the padded zeros count when count_include_pad)."""
+    input = _as_tensor(input)
+    kernel = _pair(kernel_size, "kernel_size")
+    stride = kernel if stride is None else _pair(stride, "stride")
+    padding = _pair(padding, "padding")
+    pool_ops.check_pool_args("avg_pool2d", input.shape, kernel, stride, padding, (1, 1),
+                             ceil_mode)
+    return pool_ops.AvgPool2d.apply(input, kernel=kernel, stride=stride, padding=padding,
+                                    ceil_mode=bool(ceil_mode),
+                                    count_include_pad=bool(count_include_pad))
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """Average pooling to output_size (int or pair; None keeps that input size)."""
+    input = _as_tensor(input)
+    _require_4d("adaptive_avg_pool2d", input)
+    size = (output_size, output_size) if not isinstance(output_size, (tuple, list)) else output_size
+    if len(size) != 2:
+        raise ValueError(f"adaptive_avg_pool2d: output_size must be an int or a pair, "
+                         f"got {output_size!r}")
+    size = tuple(input.shape[2 + a] if s is None else s for a, s in enumerate(size))
+    size = _pair(size, "output_size")
+    if min(size) < 1:
+        raise ValueError(f"adaptive_avg_pool2d: output_size must be positive, got {size}")
+    h, w = input.shape[2:]
+    if h % size[0] == 0 and w % size[1] == 0:  # even tiling: plain average pooling
+        kernel = (h // size[0], w // size[1])
+        return avg_pool2d(input, kernel, kernel)
+    return pool_ops.AdaptiveAvgPool2d.apply(input, output_size=size)
+
+
+__all__ += ["conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"]
