@@ -101,7 +101,7 @@ class Layer:
         return [w for w, t, _ in self._weights if not (t and self.trainable)]
 
     def get_weights(self):
-        return [w.numpy().copy() for w in self.weights]
+        return [w.detach().numpy().copy() for w in self.weights]
 
     def set_weights(self, weights):
         if len(weights) != len(self._weights):

@@ -124,7 +124,7 @@ class Model:
         return [w for layer in self.layers for w in layer.non_trainable_weights]
 
     def get_weights(self):
-        return [w.numpy().copy() for w in self.weights]
+        return [w.detach().numpy().copy() for w in self.weights]
 
     def set_weights(self, weights):
         own = self.weights
