@@ -30,7 +30,6 @@ class Mean(Metric):
         self.count += sample_weight
 
 
-
 class CategoricalAccuracy(Metric):
     default_name = "categorical_accuracy"
 
