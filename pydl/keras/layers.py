@@ -1,0 +1,801 @@
+"""Keras layers on pydl's kernels.
+
+A layer takes its configuration in __init__, creates its weights in build(input_shape)
+on the first call (input_shape has None for the batch axis), and computes in
+call(x, training). The layer's activation is applied after call(), so a model can
+stop before a final softmax/sigmoid and hand the logits to a fused loss.
+
+Calling a layer on a KerasTensor (from keras.Input) records a graph node instead of
+computing: that is how the functional API builds a Model. Images are channels-last
+(N, H, W, C), transposed around pydl's NCHW convolution and pooling kernels.
+"""
+import collections
+import re
+
+import numpy as np
+
+from pydl.keras import activations, initializers
+from pydl.tensor import Tensor, cat
+
+_name_counts = collections.Counter()
+
+
+def _unique_name(cls_name):
+    base = re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", cls_name).lower()
+    base = re.sub(r"(?<=[a-z])(?=\d)", "", base)
+    count = _name_counts[base]
+    _name_counts[base] += 1
+    return base if count == 0 else f"{base}_{count}"
+
+
+def _pair(value, name):
+    if isinstance(value, int):
+        return (value, value)
+    value = tuple(value)
+    if len(value) != 2 or not all(isinstance(v, int) and v > 0 for v in value):
+        raise ValueError(f"{name} must be a positive int or a pair of them, got {value!r}")
+    return value
+
+
+class KerasTensor:
+    """A symbolic tensor of the functional API: its shape (None for the batch axis),
+    dtype, and the layer call that produces it from `inputs` (None for an Input)."""
+
+    def __init__(self, shape, dtype="float32", layer=None, inputs=()):
+        self.shape, self.dtype = tuple(shape), dtype
+        self.layer, self.inputs = layer, list(inputs)
+
+    def __repr__(self):
+        return f"<KerasTensor shape={self.shape}, dtype={self.dtype}>"
+
+
+def _shape_of(x):
+    if isinstance(x, (list, tuple)):
+        return [_shape_of(v) for v in x]
+    return x.shape
+
+
+class Layer:
+    """Base of every layer: weights via add_weight, the Keras call/build protocol."""
+
+    integer_input = False  # Embedding takes indices; every other layer casts ints to float
+
+    def __init__(self, activation=None, name=None, trainable=True, input_shape=None,
+                 input_dim=None, batch_input_shape=None, dtype=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}: unexpected keyword arguments "
+                            f"{sorted(kwargs)}")
+        self.name = name or _unique_name(type(self).__name__)
+        self.trainable = trainable
+        self.activation = activations.get(activation)
+        self.built = False
+        self._weights = []  # (Tensor, trainable, name) in creation order
+        self.batch_input_shape = None
+        if batch_input_shape is not None:
+            self.batch_input_shape = tuple(batch_input_shape)
+        elif input_shape is not None:
+            self.batch_input_shape = (None, *tuple(input_shape))
+        elif input_dim is not None:
+            self.batch_input_shape = (None, input_dim)
+        self.output_shape = None
+
+    # ---- weights -------------------------------------------------------------------
+
+    def add_weight(self, shape, initializer="glorot_uniform", trainable=True, name=None):
+        from pydl.nn.module import Parameter
+        value = initializers.get(initializer)(tuple(shape))
+        weight = Parameter(value) if trainable else Tensor(value)
+        self._weights.append((weight, trainable, f"{self.name}/{name or 'weight'}"))
+        return weight
+
+    @property
+    def weights(self):
+        return [w for w, _, _ in self._weights]
+
+    @property
+    def trainable_weights(self):
+        return [w for w, t, _ in self._weights if t and self.trainable]
+
+    @property
+    def non_trainable_weights(self):
+        return [w for w, t, _ in self._weights if not (t and self.trainable)]
+
+    def get_weights(self):
+        return [w.detach().numpy().copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        if len(weights) != len(self._weights):
+            raise ValueError(f"{self.name}: set_weights got {len(weights)} arrays, the layer "
+                             f"has {len(self._weights)} weights")
+        for (target, _, name), value in zip(self._weights, weights):
+            value = np.asarray(value)
+            if value.shape != target.shape:
+                raise ValueError(f"{self.name}: weight {name} has shape "
+                                 f"{target.shape}, got an array of shape {value.shape}")
+            target.data[...] = value.astype(target.dtype)
+
+    def count_params(self):
+        return int(sum(w.numel() for w in self.weights))
+
+    # ---- the call protocol -------------------------------------------------------------
+
+    def build(self, input_shape):
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def call(self, inputs, training=False):
+        return inputs
+
+    def _ensure_built(self, input_shape):
+        if not self.built:
+            self.build(input_shape)
+            self.built = True
+        if self.output_shape is None:
+            self.output_shape = self.compute_output_shape(input_shape)
+
+    def _to_tensor(self, x):
+        array = x if isinstance(x, Tensor) else Tensor(np.asarray(x))
+        if self.integer_input:
+            return array if array.dtype.kind in "iu" else array.to("int64")
+        if array.dtype.kind != "f":
+            return array.to("float32")
+        return array
+
+    def forward_pre_activation(self, inputs, training=False):
+        """call() on concrete inputs (building the layer first), without the activation."""
+        if isinstance(inputs, (list, tuple)):
+            inputs = [self._to_tensor(x) for x in inputs]
+        else:
+            inputs = self._to_tensor(inputs)
+        self._ensure_built(_batch_shape(inputs))
+        return self.call(inputs, training=training)
+
+    def __call__(self, inputs, training=False):
+        symbolic = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+        if all(isinstance(x, KerasTensor) for x in symbolic):
+            self._ensure_built(_shape_of(inputs))
+            dtype = "float32" if not self.integer_input else symbolic[0].dtype
+            return KerasTensor(self.compute_output_shape(_shape_of(inputs)), dtype, self,
+                               symbolic)
+        return self.activation(self.forward_pre_activation(inputs, training))
+
+    def get_config(self):
+        config = {"name": self.name, "trainable": self.trainable}
+        if self.batch_input_shape is not None:
+            config["batch_input_shape"] = list(self.batch_input_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def _batch_shape(inputs):
+    if isinstance(inputs, list):
+        return [(None, *x.shape[1:]) for x in inputs]
+    return (None, *inputs.shape[1:])
+
+
+class _ActivationConfig:
+    """get_config entries shared by layers with an `activation=` argument."""
+
+    def _activation_config(self):
+        return {"activation": activations.serialize(self.activation)}
+
+
+class InputLayer(Layer):
+    """The placeholder a functional model starts from (keras.Input makes one)."""
+
+    def __init__(self, shape=None, batch_size=None, dtype="float32", input_shape=None,
+                 batch_input_shape=None, name=None, **kwargs):
+        if batch_input_shape is None:
+            shape = shape if shape is not None else input_shape
+            if shape is None:
+                raise ValueError("InputLayer needs shape= (the shape of one sample)")
+            batch_input_shape = (batch_size, *tuple(shape))
+        super().__init__(name=name, batch_input_shape=batch_input_shape, **kwargs)
+        self.dtype = dtype or "float32"
+        self.integer_input = np.dtype(self.dtype).kind in "iu"
+        self.output = KerasTensor(self.batch_input_shape, self.dtype, self)
+        self.built = True
+        self.output_shape = self.batch_input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "dtype": self.dtype}
+
+
+def Input(shape=None, batch_size=None, dtype="float32", name=None, batch_shape=None):
+    """A symbolic input of the given per-sample shape, to call layers on."""
+    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name,
+                      batch_input_shape=batch_shape).output
+
+
+class Dense(Layer, _ActivationConfig):
+    """activation(x @ kernel + bias), kernel (in, units), over the last axis of x."""
+
+    def __init__(self, units, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+        super().__init__(activation=activation, **kwargs)
+        if not isinstance(units, int) or units <= 0:
+            raise ValueError(f"Dense: units must be a positive integer, got {units!r}")
+        self.units, self.use_bias = units, bool(use_bias)
+        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+
+    def build(self, input_shape):
+        if input_shape[-1] is None:
+            raise ValueError(f"{self.name}: the last axis of the input must be known, got "
+                             f"shape {input_shape}")
+        self.kernel = self.add_weight((input_shape[-1], self.units), self.kernel_initializer,
+                                      name="kernel")
+        self.bias = (self.add_weight((self.units,), self.bias_initializer, name="bias")
+                     if self.use_bias else None)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def call(self, inputs, training=False):
+        out = inputs.matmul(self.kernel)
+        return out + self.bias if self.use_bias else out
+
+    def get_config(self):
+        return {**super().get_config(), **self._activation_config(), "units": self.units,
+                "use_bias": self.use_bias}
+
+
+class Activation(Layer, _ActivationConfig):
+    def __init__(self, activation, **kwargs):
+        super().__init__(activation=activation, **kwargs)
+
+    def get_config(self):
+        return {**super().get_config(), **self._activation_config()}
+
+
+class Flatten(Layer):
+    def compute_output_shape(self, input_shape):
+        rest = input_shape[1:]
+        size = None if any(d is None for d in rest) else int(np.prod(rest))
+        return (input_shape[0], size)
+
+    def call(self, inputs, training=False):
+        return inputs.reshape(inputs.shape[0], -1)
+
+
+class Reshape(Layer):
+    """Reshapes each sample to target_shape (one entry may be -1)."""
+
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.target_shape = tuple(target_shape)
+
+    def compute_output_shape(self, input_shape):
+        shape = list(self.target_shape)
+        if -1 in shape and all(d is not None for d in input_shape[1:]):
+            known = int(np.prod([d for d in shape if d != -1]))
+            shape[shape.index(-1)] = int(np.prod(input_shape[1:])) // known
+        return (input_shape[0], *[None if d == -1 else d for d in shape])
+
+    def call(self, inputs, training=False):
+        return inputs.reshape(inputs.shape[0], *self.target_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "target_shape": list(self.target_shape)}
+
+
+class Dropout(Layer):
+    """Zeroes a fraction `rate` of the inputs while training, scaling the rest by
+    1 / (1 - rate); the identity at inference."""
+
+    def __init__(self, rate, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= rate < 1:
+            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+
+    def call(self, inputs, training=False):
+        from pydl.nn import functional as F
+        return F.dropout(inputs, self.rate, training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate}
+
+
+def _same_padding(size, kernel, stride, dilation=1):
+    """(before, after) padding so that the output has ceil(size / stride) positions;
+    an odd total puts the extra row/column after, as Keras (TensorFlow) does."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def _window_output(size, kernel, stride, padding, dilation=1):
+    if size is None:
+        return None
+    if padding == "same":
+        return -(-size // stride)
+    return (size - (kernel - 1) * dilation - 1) // stride + 1
+
+
+def _pad_nchw(x, pads, value):
+    """x (N, C, H, W) with constant `value` rows/columns added: pads = ((top, bottom),
+    (left, right))."""
+    for axis, (before, after) in zip((2, 3), pads):
+        parts = []
+        for count in (before, after):
+            if count:
+                shape = list(x.shape)
+                shape[axis] = count
+                parts.append(Tensor(np.full(shape, value, x.dtype)))
+            else:
+                parts.append(None)
+        if parts[0] is not None or parts[1] is not None:
+            x = cat([p for p in (parts[0], x, parts[1]) if p is not None], dim=axis)
+    return x
+
+
+def _check_padding(padding, name):
+    padding = padding.lower() if isinstance(padding, str) else padding
+    if padding not in ("valid", "same"):
+        raise ValueError(f"{name}: padding must be 'valid' or 'same', got {padding!r}")
+    return padding
+
+
+def _check_data_format(data_format, name):
+    data_format = data_format or "channels_last"
+    if data_format not in ("channels_last", "channels_first"):
+        raise ValueError(f"{name}: data_format must be 'channels_last' or 'channels_first', "
+                         f"got {data_format!r}")
+    return data_format
+
+
+class _Spatial2D(Layer):
+    """Shared by Conv2D and the pooling layers: channels-last <-> NCHW and the
+    spatial output size."""
+
+    def _init_spatial(self, kernel_size, strides, padding, data_format, dilation_rate=1):
+        name = type(self).__name__
+        self.kernel_size = _pair(kernel_size, f"{name}: kernel_size")
+        self.strides = _pair(strides, f"{name}: strides")
+        self.dilation_rate = _pair(dilation_rate, f"{name}: dilation_rate")
+        self.padding = _check_padding(padding, name)
+        self.data_format = _check_data_format(data_format, name)
+
+    def _spatial_axes(self):
+        return (1, 2) if self.data_format == "channels_last" else (2, 3)
+
+    def _channel_axis(self):
+        return -1 if self.data_format == "channels_last" else 1
+
+    def _check_rank(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(f"{self.name}: expected a 4-D input (batch, rows, cols, channels) "
+                             f"for data_format={self.data_format}, got shape {input_shape}")
+
+    def _output_spatial(self, input_shape):
+        return [_window_output(input_shape[axis], k, s, self.padding, d)
+                for axis, k, s, d in zip(self._spatial_axes(), self.kernel_size, self.strides,
+                                         self.dilation_rate)]
+
+    def _output_shape(self, input_shape, channels):
+        rows, cols = self._output_spatial(input_shape)
+        if self.data_format == "channels_last":
+            return (input_shape[0], rows, cols, channels)
+        return (input_shape[0], channels, rows, cols)
+
+    def _to_nchw(self, x):
+        return x.permute(0, 3, 1, 2) if self.data_format == "channels_last" else x
+
+    def _from_nchw(self, x):
+        return x.permute(0, 2, 3, 1) if self.data_format == "channels_last" else x
+
+    def _same_pads(self, x_nchw):
+        return [_same_padding(x_nchw.shape[axis], k, s, d)
+                for axis, k, s, d in zip((2, 3), self.kernel_size, self.strides,
+                                         self.dilation_rate)]
+
+    def get_config(self):
+        return {**super().get_config(), "strides": list(self.strides), "padding": self.padding,
+                "data_format": self.data_format}
+
+
+def _functional():
+    """pydl.nn.functional, checked for the convolution and pooling kernels."""
+    from pydl.nn import functional as F
+    if not hasattr(F, "conv2d"):
+        raise NotImplementedError("pydl.nn.functional has no conv2d/max_pool2d yet: this build "
+                                  "of pydl lacks the convolution and pooling kernels")
+    return F
+
+
+class Conv2D(_Spatial2D, _ActivationConfig):
+    """2-D convolution of channels-last images: kernel (kh, kw, in, filters)."""
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
+                 dilation_rate=(1, 1), groups=1, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+        super().__init__(activation=activation, **kwargs)
+        if not isinstance(filters, int) or filters <= 0:
+            raise ValueError(f"Conv2D: filters must be a positive integer, got {filters!r}")
+        self._init_spatial(kernel_size, strides, padding, data_format, dilation_rate)
+        if not isinstance(groups, int) or groups <= 0 or filters % groups:
+            raise ValueError(f"Conv2D: groups must be a positive integer dividing filters "
+                             f"({filters}), got {groups!r}")
+        self.filters, self.groups, self.use_bias = filters, groups, bool(use_bias)
+        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+
+    def build(self, input_shape):
+        self._check_rank(input_shape)
+        channels = input_shape[self._channel_axis()]
+        if channels is None or channels % self.groups:
+            raise ValueError(f"{self.name}: the channel axis must be known and divisible by "
+                             f"groups={self.groups}, got input shape {input_shape}")
+        self.kernel = self.add_weight((*self.kernel_size, channels // self.groups, self.filters),
+                                      self.kernel_initializer, name="kernel")
+        self.bias = (self.add_weight((self.filters,), self.bias_initializer, name="bias")
+                     if self.use_bias else None)
+
+    def compute_output_shape(self, input_shape):
+        return self._output_shape(input_shape, self.filters)
+
+    def call(self, inputs, training=False):
+        F = _functional()
+        x = self._to_nchw(inputs)
+        padding = (0, 0)
+        if self.padding == "same":
+            pads = self._same_pads(x)
+            if all(before == after for before, after in pads):
+                padding = (pads[0][0], pads[1][0])
+            else:
+                x = _pad_nchw(x, pads, 0.0)
+        weight = self.kernel.permute(3, 2, 0, 1)  # (kh, kw, in, out) -> (out, in, kh, kw)
+        out = F.conv2d(x, weight, self.bias, stride=self.strides, padding=padding,
+                       dilation=self.dilation_rate, groups=self.groups)
+        return self._from_nchw(out)
+
+    def get_config(self):
+        return {**super().get_config(), **self._activation_config(), "filters": self.filters,
+                "kernel_size": list(self.kernel_size), "dilation_rate": list(self.dilation_rate),
+                "groups": self.groups, "use_bias": self.use_bias}
+
+
+class _Pooling2D(_Spatial2D):
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self._init_spatial(pool_size, pool_size if strides is None else strides, padding,
+                           data_format)
+
+    @property
+    def pool_size(self):
+        return self.kernel_size
+
+    def build(self, input_shape):
+        self._check_rank(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return self._output_shape(input_shape, input_shape[self._channel_axis()])
+
+    def call(self, inputs, training=False):
+        x = self._to_nchw(inputs)
+        pads = self._same_pads(x) if self.padding == "same" else ((0, 0), (0, 0))
+        return self._from_nchw(self._pool(_functional(), x, pads))
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": list(self.pool_size)}
+
+
+class MaxPooling2D(_Pooling2D):
+    def _pool(self, F, x, pads):
+        x = _pad_nchw(x, pads, -np.inf)  # padding never wins the max
+        return F.max_pool2d(x, self.kernel_size, self.strides)
+
+
+class AveragePooling2D(_Pooling2D):
+    def _pool(self, F, x, pads):
+        out = F.avg_pool2d(_pad_nchw(x, pads, 0.0), self.kernel_size, self.strides)
+        if pads == ((0, 0), (0, 0)):
+            return out
+        # 'same' averages over the window's real pixels only: divide the zero-padded
+        # sums by the fraction of each window that lies inside the image.
+        ones = Tensor(np.ones((1, 1, *x.shape[2:]), x.dtype))
+        inside = F.avg_pool2d(_pad_nchw(ones, pads, 0.0), self.kernel_size, self.strides)
+        return out / inside
+
+
+class GlobalAveragePooling2D(_Spatial2D):
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self._init_spatial(1, 1, "valid", data_format)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[self._channel_axis()])
+
+    def call(self, inputs, training=False):
+        return inputs.mean(dim=self._spatial_axes())
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, "data_format": self.data_format}
+
+
+class BatchNormalization(Layer):
+    """Normalizes over every axis but `axis` with the batch's statistics while training
+    and the moving ones at inference; moving = momentum * moving + (1 - momentum) * batch.
+    Weights: gamma, beta (trained), moving_mean, moving_variance (not trained). The
+    moving variance uses the unbiased batch variance (as pydl's batch_norm kernel)."""
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
+        super().__init__(**kwargs)
+        self.axis, self.momentum, self.epsilon = axis, float(momentum), float(epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+
+    def build(self, input_shape):
+        axis = self.axis % len(input_shape)
+        if axis == 0 or input_shape[axis] is None:
+            raise ValueError(f"{self.name}: axis {self.axis} of input shape {input_shape} must "
+                             "be a known, non-batch axis")
+        channels = input_shape[axis]
+        self.gamma = self.add_weight((channels,), "ones", name="gamma") if self.scale else None
+        self.beta = self.add_weight((channels,), "zeros", name="beta") if self.center else None
+        self.moving_mean = self.add_weight((channels,), "zeros", trainable=False,
+                                           name="moving_mean")
+        self.moving_variance = self.add_weight((channels,), "ones", trainable=False,
+                                               name="moving_variance")
+
+    def call(self, inputs, training=False):
+        from pydl.nn import functional as F
+        axis = self.axis % inputs.ndim
+        order = [0, axis] + [d for d in range(1, inputs.ndim) if d != axis]
+        x = inputs.permute(*order) if axis != 1 else inputs
+        channels = x.shape[1]
+        gamma = self.gamma if self.scale else Tensor(np.ones(channels, x.dtype))
+        beta = self.beta if self.center else Tensor(np.zeros(channels, x.dtype))
+        out = F.batch_norm(x, self.moving_mean, self.moving_variance, gamma, beta,
+                           training=training and self.trainable, momentum=1 - self.momentum,
+                           eps=self.epsilon)
+        if axis == 1:
+            return out
+        return out.permute(*np.argsort(order).tolist())
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
+                "epsilon": self.epsilon, "center": self.center, "scale": self.scale}
+
+
+class Embedding(Layer):
+    """Rows of an (input_dim, output_dim) table for integer indices."""
+
+    integer_input = True
+
+    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
+                 input_length=None, **kwargs):
+        if input_length is not None and "input_shape" not in kwargs:
+            kwargs["input_shape"] = (input_length,)
+        super().__init__(**kwargs)
+        for arg, value in (("input_dim", input_dim), ("output_dim", output_dim)):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"Embedding: {arg} must be a positive integer, got {value!r}")
+        self.input_dim, self.output_dim = input_dim, output_dim
+        self.embeddings_initializer = embeddings_initializer
+
+    def build(self, input_shape):
+        self.embeddings = self.add_weight((self.input_dim, self.output_dim),
+                                          self.embeddings_initializer, name="embeddings")
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.output_dim)
+
+    def call(self, inputs, training=False):
+        from pydl.nn import functional as F
+        indices = inputs.numpy()
+        if indices.size and (indices.min() < 0 or indices.max() >= self.input_dim):
+            raise ValueError(f"{self.name}: indices must lie in [0, input_dim={self.input_dim}),"
+                             f" got values from {indices.min()} to {indices.max()}")
+        return F.embedding(inputs, self.embeddings)
+
+    def get_config(self):
+        return {**super().get_config(), "input_dim": self.input_dim,
+                "output_dim": self.output_dim}
+
+
+class _Recurrent(Layer):
+    """SimpleRNN, LSTM and GRU over batch-major (batch, time, features) input.
+
+    Weights in Keras's layout: kernel (features, G * units), recurrent_kernel
+    (units, G * units) and bias; they run through pydl's recurrent kernel, whose
+    weights are the transposes (gates in its order: LSTM i, f, g, o; GRU r, z, n with
+    the reset gate applied after the recurrent product, Keras's reset_after=True)."""
+
+    mode = None
+    gates = 1
+
+    def __init__(self, units, use_bias=True, return_sequences=False,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(units, int) or units <= 0:
+            raise ValueError(f"{type(self).__name__}: units must be a positive integer, got "
+                             f"{units!r}")
+        self.units, self.use_bias = units, bool(use_bias)
+        self.return_sequences = bool(return_sequences)
+        self.kernel_initializer = kernel_initializer
+        self.recurrent_initializer = recurrent_initializer
+        self.bias_initializer = bias_initializer
+
+    def _bias_shape(self):
+        return (self.gates * self.units,)
+
+    def build(self, input_shape):
+        if len(input_shape) != 3 or input_shape[-1] is None:
+            raise ValueError(f"{self.name}: expected input (batch, time, features) with known "
+                             f"features, got shape {input_shape}")
+        rows = self.gates * self.units
+        self.kernel = self.add_weight((input_shape[-1], rows), self.kernel_initializer,
+                                      name="kernel")
+        recurrent = np.concatenate([initializers.get(self.recurrent_initializer)(
+            (self.units, self.units)) for _ in range(self.gates)], axis=1)
+        self.recurrent_kernel = self.add_weight((self.units, rows), lambda shape: recurrent,
+                                                name="recurrent_kernel")
+        self.bias = (self.add_weight(self._bias_shape(), self._initial_bias, name="bias")
+                     if self.use_bias else None)
+
+    def _initial_bias(self, shape):
+        return initializers.get(self.bias_initializer)(shape)
+
+    def _biases(self, dtype):
+        """(b_ih, b_hh) for the kernel."""
+        zeros = Tensor(np.zeros(self.gates * self.units, dtype))
+        return [self.bias, zeros]
+
+    def compute_output_shape(self, input_shape):
+        if self.return_sequences:
+            return (input_shape[0], input_shape[1], self.units)
+        return (input_shape[0], self.units)
+
+    def call(self, inputs, training=False):
+        from pydl.ops.rnn import RecurrentLayer
+        x = inputs.transpose(0, 1)  # (T, B, F), the kernel's layout
+        batch = x.shape[1]
+        state = [Tensor(np.zeros((batch, self.units), x.dtype))]
+        if self.mode == "lstm":
+            state.append(Tensor(np.zeros((batch, self.units), x.dtype)))
+        weights = [self.kernel.transpose(0, 1), self.recurrent_kernel.transpose(0, 1)]
+        if self.use_bias:
+            weights += self._biases(x.dtype)
+        y = RecurrentLayer.apply(x, *state, *weights, mode=self.mode, reverse=False)
+        steps = x.shape[0]
+        if self.return_sequences:
+            return y[:steps].transpose(0, 1)
+        return y[steps - 1]
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "use_bias": self.use_bias,
+                "return_sequences": self.return_sequences}
+
+
+class SimpleRNN(_Recurrent):
+    """h_t = activation(x_t W + h_{t-1} U + b), activation 'tanh' or 'relu'."""
+
+    def __init__(self, units, activation="tanh", **kwargs):
+        if activation not in ("tanh", "relu"):
+            raise ValueError(f"SimpleRNN: activation must be 'tanh' or 'relu', got "
+                             f"{activation!r}")
+        self.cell_activation = activation
+        self.mode = "rnn_" + activation
+        super().__init__(units, **kwargs)
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.cell_activation}
+
+
+class LSTM(_Recurrent):
+    """Long short-term memory; one bias vector (as Keras), the forget gate's started at 1
+    (unit_forget_bias)."""
+
+    mode, gates = "lstm", 4
+
+    def __init__(self, units, unit_forget_bias=True, **kwargs):
+        super().__init__(units, **kwargs)
+        self.unit_forget_bias = bool(unit_forget_bias)
+
+    def _initial_bias(self, shape):
+        bias = super()._initial_bias(shape)
+        if self.unit_forget_bias:
+            bias[self.units:2 * self.units] = 1.0
+        return bias
+
+    def get_config(self):
+        return {**super().get_config(), "unit_forget_bias": self.unit_forget_bias}
+
+
+class GRU(_Recurrent):
+    """Gated recurrent unit with reset_after=True: bias (2, 3 * units), the input and
+    the recurrent bias, as Keras's default GRU (and PyTorch's)."""
+
+    mode, gates = "gru", 3
+
+    def _bias_shape(self):
+        return (2, self.gates * self.units)
+
+    def _biases(self, dtype):
+        return [self.bias[0], self.bias[1]]
+
+
+class _Merge(Layer):
+    """A layer over a list of same-shaped inputs."""
+
+    def call(self, inputs, training=False):
+        out = inputs[0]
+        for x in inputs[1:]:
+            out = self._merge(out, x)
+        return out
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
+class Add(_Merge):
+    def _merge(self, a, b):
+        return a + b
+
+
+class Multiply(_Merge):
+    def _merge(self, a, b):
+        return a * b
+
+
+class Concatenate(Layer):
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = axis
+
+    def compute_output_shape(self, input_shape):
+        axis = self.axis % len(input_shape[0])
+        sizes = [s[axis] for s in input_shape]
+        out = list(input_shape[0])
+        out[axis] = None if None in sizes else sum(sizes)
+        return tuple(out)
+
+    def call(self, inputs, training=False):
+        return cat(list(inputs), dim=self.axis % inputs[0].ndim)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
+
+
+def add(inputs):
+    return Add()(inputs)
+
+
+def concatenate(inputs, axis=-1):
+    return Concatenate(axis=axis)(inputs)
+
+
+class Rescaling(Layer):
+    """x * scale + offset (e.g. 1/255 for pixel values)."""
+
+    def __init__(self, scale, offset=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale, self.offset = float(scale), float(offset)
+
+    def call(self, inputs, training=False):
+        return inputs * self.scale + self.offset
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset}
+
+# Keras's aliases.
+Convolution2D = Conv2D
+MaxPool2D = MaxPooling2D
+AvgPool2D = AveragePooling2D
+
+LAYER_CLASSES = {cls.__name__: cls for cls in (
+    InputLayer, Dense, Activation, Flatten, Reshape, Dropout, Conv2D, MaxPooling2D,
+    AveragePooling2D, GlobalAveragePooling2D, BatchNormalization, Embedding, SimpleRNN, LSTM,
+    GRU, Add, Multiply, Concatenate, Rescaling)}
+
+__all__ = ["Layer", "InputLayer", "Input", "KerasTensor", "add", "concatenate", "Convolution2D",
+           "MaxPool2D", "AvgPool2D", *LAYER_CLASSES]

@@ -1,0 +1,587 @@
+"""Sequential and functional models: compile, fit, evaluate, predict, summary, save.
+
+Training runs the model up to the last layer's activation; a loss that can take the
+logits of that activation (categorical cross-entropy after softmax, binary after
+sigmoid) is computed from them in one stable pass, and the metrics see the activated
+outputs. Files written by save() are a NumPy .npz archive (no pickle): the weights,
+the optimizer state, and the architecture and compile settings as JSON.
+"""
+import json
+import math
+import os
+import tempfile
+
+import numpy as np
+
+from pydl._random import generator
+from pydl.autograd import no_grad
+from pydl.keras import callbacks as callbacks_module
+from pydl.keras import layers as layers_module
+from pydl.keras import losses, metrics as metrics_module, optimizers
+from pydl.keras.layers import InputLayer, KerasTensor, Layer
+from pydl.keras.utils import Progbar
+from pydl.tensor import Tensor
+
+
+def _as_array(data, name):
+    if data is None:
+        return None
+    array = data.numpy() if isinstance(data, Tensor) else np.asarray(data)
+    if array.dtype.kind == "f" and array.dtype != np.float32:
+        array = array.astype(np.float32)
+    if array.ndim == 0:
+        raise ValueError(f"{name} must have a batch axis, got a scalar")
+    return array
+
+
+class Model:
+    """A functional model, Model(inputs, outputs), from keras.Input tensors through layer
+    calls to the output tensor (one input and one output, any DAG between)."""
+
+    def __init__(self, inputs=None, outputs=None, name=None):
+        self.name = name or layers_module._unique_name(type(self).__name__)
+        self.stop_training = False
+        self.optimizer = None
+        self.compiled = False
+        self.history = None
+        if inputs is None and outputs is None:
+            return
+        inputs = inputs[0] if isinstance(inputs, (list, tuple)) and len(inputs) == 1 else inputs
+        outputs = outputs[0] if isinstance(outputs, (list, tuple)) and len(outputs) == 1 \
+            else outputs
+        if not isinstance(inputs, KerasTensor) or not isinstance(outputs, KerasTensor):
+            raise TypeError("Model(inputs, outputs): pass one keras.Input tensor and the one "
+                            "tensor computed from it (several inputs or outputs are not "
+                            "supported)")
+        self.input, self.output = inputs, outputs
+        self._nodes = self._topological(outputs)
+        if inputs not in self._nodes:
+            raise ValueError("Model: the output does not depend on the given input")
+        stray = [n for n in self._nodes if n.layer is not None and not n.inputs
+                 and n is not inputs]
+        if stray:
+            raise ValueError(f"Model: the output depends on an input that is not "
+                             f"{inputs!r}: {stray[0]!r}")
+
+    @staticmethod
+    def _topological(output):
+        order, seen = [], set()
+
+        def visit(node):
+            if id(node) in seen:
+                return
+            seen.add(id(node))
+            for parent in node.inputs:
+                visit(parent)
+            order.append(node)
+        visit(output)
+        return order
+
+    # ---- structure -------------------------------------------------------------------
+
+    @property
+    def layers(self):
+        found = []
+        for node in self._nodes:
+            if node.layer not in found:
+                found.append(node.layer)
+        return found
+
+    @property
+    def built(self):
+        return all(layer.built for layer in self.layers) and bool(self.layers)
+
+    def _run(self, x, training):
+        """(pre-activation output, final activation) for concrete input x."""
+        values = {id(self.input): x}
+        result = None
+        for node in self._nodes:
+            if node is self.input:
+                continue
+            args = [values[id(p)] for p in node.inputs]
+            args = args if len(args) > 1 else args[0]
+            pre = node.layer.forward_pre_activation(args, training)
+            if node is self.output:
+                result = pre, node.layer.activation
+            else:
+                values[id(node)] = node.layer.activation(pre)
+        return result
+
+    def __call__(self, x, training=False):
+        pre, activation = self._run(x, training)
+        return activation(pre)
+
+    @property
+    def weights(self):
+        return [w for layer in self.layers for w in layer.weights]
+
+    @property
+    def trainable_weights(self):
+        return [w for layer in self.layers for w in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        return [w for layer in self.layers for w in layer.non_trainable_weights]
+
+    def get_weights(self):
+        return [w.detach().numpy().copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        own = self.weights
+        if len(weights) != len(own):
+            raise ValueError(f"set_weights: the model has {len(own)} weights, got "
+                             f"{len(weights)} arrays")
+        offset = 0
+        for layer in self.layers:
+            count = len(layer.weights)
+            layer.set_weights(weights[offset:offset + count])
+            offset += count
+
+    def count_params(self):
+        return sum(layer.count_params() for layer in self.layers)
+
+    def get_layer(self, name=None, index=None):
+        if index is not None:
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No such layer: {name}")
+
+    def _require_built(self, what):
+        if not self.built:
+            raise ValueError(f"This model has not yet been built, so {what} is not possible. "
+                             "Build the model first by calling build(input_shape), by calling "
+                             "fit() on data, or by giving the first layer input_shape= (or "
+                             "starting from keras.Input).")
+
+    # ---- compile ---------------------------------------------------------------------
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
+        unsupported = set(kwargs) - {"run_eagerly", "jit_compile", "steps_per_execution"}
+        if unsupported:
+            raise TypeError(f"compile: unsupported arguments {sorted(unsupported)}")
+        if loss is None:
+            raise ValueError("compile: pass a loss (e.g. 'categorical_crossentropy')")
+        self.optimizer = optimizers.get(optimizer)
+        self.loss = losses.get(loss)
+        self._metric_specs = list(metrics or [])
+        self.compiled = True
+
+    def _make_metrics(self, output_shape):
+        return [metrics_module.get(m, self.loss.name, output_shape) for m in self._metric_specs]
+
+    def _require_compiled(self, what):
+        if not self.compiled:
+            raise RuntimeError(f"You must compile your model before {what}. Call "
+                               "model.compile(optimizer, loss).")
+
+    # ---- one batch -------------------------------------------------------------------
+
+    def _loss_and_output(self, x, y, training):
+        pre, activation = self._run(x, training)
+        loss = self.loss.fused(y, pre, activation)
+        if loss is None:
+            output = activation(pre)
+            loss = self.loss(y, output)
+            return loss, output.detach()
+        with no_grad():
+            return loss, activation(pre.detach())
+
+    def _train_batch(self, x, y, trackers):
+        loss, output = self._loss_and_output(x, y, training=True)
+        if not self.optimizer.built:
+            self.optimizer.build(self.trainable_weights)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        self._track(trackers, loss, output, y, len(x))
+
+    def _track(self, trackers, loss, output, y, batch):
+        loss_tracker, metric_list = trackers
+        loss_tracker.update_state(float(loss.item()), batch)
+        predictions = output.numpy()
+        for metric in metric_list:
+            metric.update_state(y, predictions)
+
+    def _logs(self, trackers, prefix=""):
+        loss_tracker, metric_list = trackers
+        logs = {prefix + "loss": loss_tracker.result()}
+        for metric in metric_list:
+            logs[prefix + metric.name] = metric.result()
+        return logs
+
+    def _trackers(self, x):
+        if not self.built:
+            self._build_from_data(x)
+        return metrics_module.Mean("loss"), self._make_metrics(self._output_shape())
+
+    def _build_from_data(self, x):
+        with no_grad():
+            self._run(Tensor(x[:1]) if not isinstance(x, Tensor) else x[:1], False)
+
+    def _output_shape(self):
+        return self.output.shape
+
+    # ---- fit / evaluate / predict ------------------------------------------------------
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
+            steps_per_epoch=None):
+        self._require_compiled("training")
+        x, y = _as_array(x, "x"), _as_array(y, "y")
+        if x is None or y is None:
+            raise ValueError("fit needs arrays x and y")
+        if len(x) != len(y):
+            raise ValueError(f"fit: x has {len(x)} samples but y has {len(y)}")
+        batch_size = batch_size or 32
+        verbose = 1 if verbose == "auto" else verbose
+        if validation_data is None and validation_split:
+            if not 0 < validation_split < 1:
+                raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
+            split = int(len(x) * (1 - validation_split))  # the last samples, before shuffling
+            validation_data = (x[split:], y[split:])
+            x, y = x[:split], y[:split]
+        if validation_data is not None:
+            if len(validation_data) != 2:
+                raise ValueError("validation_data must be a tuple (x_val, y_val)")
+            validation_data = (_as_array(validation_data[0], "x_val"),
+                               _as_array(validation_data[1], "y_val"))
+        steps = steps_per_epoch or math.ceil(len(x) / batch_size)
+        self.history = callbacks_module.History()
+        callback_list = callbacks_module.CallbackList(
+            [*(callbacks or []), self.history], self,
+            {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size})
+        trackers = self._trackers(x)
+        self.stop_training = False
+        callback_list.call("on_train_begin", {})
+        logs = {}
+        for epoch in range(initial_epoch, epochs):
+            for tracker in (trackers[0], *trackers[1]):
+                tracker.reset_state()
+            callback_list.call("on_epoch_begin", epoch, {})
+            if verbose:
+                print(f"Epoch {epoch + 1}/{epochs}")
+            bar = Progbar(steps, verbose=verbose)
+            order = generator().permutation(len(x)) if shuffle else np.arange(len(x))
+            for step in range(steps):
+                index = order[step * batch_size:(step + 1) * batch_size]
+                if index.size == 0:
+                    break
+                callback_list.call("on_batch_begin", step, {})
+                self._train_batch(x[index], y[index], trackers)
+                logs = self._logs(trackers)
+                callback_list.call("on_batch_end", step, dict(logs))
+                bar.update(step + 1, list(logs.items()), finalize=False)
+                if self.stop_training:
+                    break
+            logs = self._logs(trackers)
+            if validation_data is not None:
+                logs.update(self._evaluate_logs(*validation_data, batch_size, prefix="val_"))
+            bar.update(steps, list(logs.items()), finalize=True)
+            callback_list.call("on_epoch_end", epoch, logs)
+            if self.stop_training:
+                break
+        callback_list.call("on_train_end", logs)
+        return self.history
+
+    def _evaluate_logs(self, x, y, batch_size, prefix="", verbose=0):
+        trackers = self._trackers(x)
+        steps = math.ceil(len(x) / batch_size)
+        bar = Progbar(steps, verbose=verbose)
+        with no_grad():
+            for step in range(steps):
+                xb, yb = x[step * batch_size:(step + 1) * batch_size], \
+                    y[step * batch_size:(step + 1) * batch_size]
+                loss, output = self._loss_and_output(xb, yb, training=False)
+                self._track(trackers, loss, output, yb, len(xb))
+                bar.update(step + 1, list(self._logs(trackers).items()), finalize=False)
+        logs = self._logs(trackers, prefix)
+        bar.update(steps, list(logs.items()), finalize=True)
+        return logs
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False):
+        """The loss (a float) without metrics, else [loss, metric, ...] (or a dict)."""
+        self._require_compiled("evaluating")
+        x, y = _as_array(x, "x"), _as_array(y, "y")
+        if len(x) != len(y):
+            raise ValueError(f"evaluate: x has {len(x)} samples but y has {len(y)}")
+        logs = self._evaluate_logs(x, y, batch_size or 32,
+                                   verbose=1 if verbose == "auto" else verbose)
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    def predict(self, x, batch_size=None, verbose="auto"):
+        """The model's outputs for x as one NumPy array (inference mode, in batches)."""
+        x = _as_array(x, "x")
+        batch_size = batch_size or 32
+        steps = math.ceil(len(x) / batch_size)
+        bar = Progbar(steps, verbose=1 if verbose == "auto" else verbose)
+        outputs = []
+        with no_grad():
+            for step in range(steps):
+                outputs.append(self(x[step * batch_size:(step + 1) * batch_size]).numpy())
+                bar.update(step + 1, finalize=step + 1 == steps)
+        return np.concatenate(outputs) if outputs else np.empty((0,), np.float32)
+
+    def train_on_batch(self, x, y):
+        self._require_compiled("training")
+        x, y = _as_array(x, "x"), _as_array(y, "y")
+        trackers = self._trackers(x)
+        self._train_batch(x, y, trackers)
+        values = list(self._logs(trackers).values())
+        return values[0] if len(values) == 1 else values
+
+    def test_on_batch(self, x, y):
+        return self.evaluate(x, y, batch_size=len(x), verbose=0)
+
+    def predict_on_batch(self, x):
+        return self.predict(x, batch_size=len(x), verbose=0)
+
+    # ---- summary -----------------------------------------------------------------------
+
+    def _summary_rows(self):
+        return [(layer, layer.output_shape) for layer in self.layers]
+
+    def summary(self, line_length=65, print_fn=None):
+        """Prints a table of the layers (name and type, output shape, parameter count)
+        and the total, trainable and non-trainable parameter counts."""
+        self._require_built("summary()")
+        print_fn = print_fn or print
+        widths = [int(line_length * f) for f in (0.45, 0.3)]
+        widths.append(line_length - sum(widths))
+
+        def row(cells):
+            return "".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+        lines = [f'Model: "{self.name}"', "_" * line_length,
+                 row([" Layer (type)", "Output Shape", "Param #"]), "=" * line_length]
+        for i, (layer, shape) in enumerate(self._summary_rows()):
+            shape_text = str(tuple(shape)) if shape is not None else "?"
+            lines.append(row([f" {layer.name} ({type(layer).__name__})", shape_text,
+                              f"{layer.count_params():,}"]))
+            lines.append("_" * line_length if i + 1 < len(self.layers) else "=" * line_length)
+        trainable = sum(w.numel() for w in self.trainable_weights)
+        total = self.count_params()
+        lines += [f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+                  f"Non-trainable params: {total - trainable:,}", "_" * line_length]
+        for line in lines:
+            print_fn(line)
+
+    # ---- saving -------------------------------------------------------------------------
+
+    def get_config(self):
+        names = {id(node): i for i, node in enumerate(self._nodes)}
+        return {"name": self.name,
+                "layers": [_layer_config(layer) for layer in self.layers],
+                "nodes": [{"layer": node.layer.name,
+                           "inputs": [names[id(p)] for p in node.inputs]}
+                          for node in self._nodes],
+                "input": names[id(self.input)], "output": names[id(self.output)]}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        made = {c["config"]["name"]: _layer_from_config(c, custom_objects)
+                for c in config["layers"]}
+        tensors = []
+        for node in config["nodes"]:
+            layer = made[node["layer"]]
+            if isinstance(layer, InputLayer) and not node["inputs"]:
+                tensors.append(layer.output)
+                continue
+            args = [tensors[i] for i in node["inputs"]]
+            tensors.append(layer(args if len(args) > 1 else args[0]))
+        return cls(tensors[config["input"]], tensors[config["output"]], name=config["name"])
+
+    def _compile_config(self):
+        if not self.compiled:
+            return None
+        return {"optimizer": {"class_name": type(self.optimizer).__name__,
+                              "config": self.optimizer.get_config()},
+                "loss": {"class_name": type(self.loss).__name__,
+                         "config": self.loss.get_config()},
+                "metrics": [m if isinstance(m, str) else m.name for m in self._metric_specs]}
+
+    def save_weights(self, filepath):
+        self._require_built("save_weights()")
+        _atomic_savez(filepath, {f"weight_{i}": w for i, w in enumerate(self.get_weights())})
+
+    def load_weights(self, filepath):
+        with np.load(os.fspath(filepath), allow_pickle=False) as archive:
+            count = sum(1 for k in archive.files if k.startswith("weight_"))
+            self.set_weights([archive[f"weight_{i}"] for i in range(count)])
+
+    def save(self, filepath):
+        """Writes architecture, weights, compile settings and optimizer state to one
+        .npz-format file (atomically: a temporary file renamed over filepath)."""
+        self._require_built("save()")
+        arrays = {f"weight_{i}": w for i, w in enumerate(self.get_weights())}
+        meta = {"class_name": type(self).__name__, "config": self.get_config(),
+                "compile": self._compile_config(), "build_input_shape": self._build_shape()}
+        if self.optimizer is not None and self.optimizer.built:
+            state = self.optimizer.state_dict()
+            meta["optimizer_steps"] = {str(i): s.get("step") for i, s in state["state"].items()}
+            meta["optimizer_iterations"] = self.optimizer.iterations
+            for index, entries in state["state"].items():
+                for name, value in entries.items():
+                    if isinstance(value, np.ndarray):
+                        arrays[f"optimizer/{index}/{name}"] = value
+        arrays["meta"] = np.array(json.dumps(meta))
+        _atomic_savez(filepath, arrays)
+
+    def _build_shape(self):
+        return list(self.input.shape)
+
+
+def _layer_config(layer):
+    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+
+
+def _layer_from_config(entry, custom_objects=None):
+    classes = {**layers_module.LAYER_CLASSES, **(custom_objects or {})}
+    name = entry["class_name"]
+    if name not in classes:
+        raise ValueError(f"Unknown layer class {name!r}; pass it in custom_objects")
+    return classes[name].from_config(dict(entry["config"]))
+
+
+def _atomic_savez(filepath, arrays):
+    """np.savez to a temporary file beside filepath, then os.replace: a reader never
+    sees a half-written file."""
+    filepath = os.fspath(filepath)
+    directory = os.path.dirname(os.path.abspath(filepath))
+    handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.savez(stream, **arrays)
+        os.replace(temporary, filepath)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+class Sequential(Model):
+    """A stack of layers, each fed the previous one's output."""
+
+    def __init__(self, layers=None, name=None):
+        super().__init__(name=name)
+        self._layers = []
+        self._input_shape = None
+        for layer in layers or []:
+            self.add(layer)
+
+    def add(self, layer):
+        if isinstance(layer, KerasTensor) and isinstance(layer.layer, InputLayer):
+            layer = layer.layer
+        if isinstance(layer, InputLayer):
+            if self._layers:
+                raise ValueError("Sequential: an Input can only come first")
+            self._input_shape = layer.batch_input_shape
+            self._build_layers()
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add expects a keras layer, got {type(layer).__name__}")
+        if not self._layers and layer.batch_input_shape is not None:
+            self._input_shape = layer.batch_input_shape
+        self._layers.append(layer)
+        self._build_layers()
+
+    def pop(self):
+        if not self._layers:
+            raise TypeError("There are no layers in the model.")
+        return self._layers.pop()
+
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    def build(self, input_shape=None):
+        if input_shape is not None:
+            self._input_shape = tuple(input_shape)
+        if self._input_shape is None:
+            raise ValueError("Sequential.build needs an input_shape (with None for the batch)")
+        self._build_layers()
+
+    def _build_layers(self):
+        """With a known input shape, builds every layer and records its output shape."""
+        if self._input_shape is None:
+            return
+        shape = self._input_shape
+        for layer in self._layers:
+            layer._ensure_built(shape)
+            shape = layer.compute_output_shape(shape)
+            layer.output_shape = shape
+
+    def _run(self, x, training):
+        if not self._layers:
+            raise ValueError("Sequential: the model has no layers")
+        if self._input_shape is None:
+            self._input_shape = (None, *x.shape[1:])
+            self._build_layers()
+        for layer in self._layers[:-1]:
+            x = layer(x, training)
+        last = self._layers[-1]
+        return last.forward_pre_activation(x, training), last.activation
+
+    def _output_shape(self):
+        return self._layers[-1].output_shape
+
+    def _build_shape(self):
+        return None if self._input_shape is None else list(self._input_shape)
+
+    def get_config(self):
+        return {"name": self.name, "layers": [_layer_config(layer) for layer in self._layers]}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        return cls([_layer_from_config(c, custom_objects) for c in config["layers"]],
+                   name=config["name"])
+
+
+def load_model(filepath, custom_objects=None, compile=True):
+    """The model save() wrote: architecture, weights and (with compile) the compile
+    settings and optimizer state."""
+    with np.load(os.fspath(filepath), allow_pickle=False) as archive:
+        if "meta" not in archive.files:
+            raise ValueError(f"{filepath} is not a model saved by pydl.keras (no 'meta' entry; "
+                             "a file from save_weights() loads with model.load_weights)")
+        meta = json.loads(str(archive["meta"]))
+        arrays = {k: archive[k] for k in archive.files}
+    classes = {"Sequential": Sequential, "Model": Model, "Functional": Model}
+    cls = classes.get(meta["class_name"], Model)
+    model = cls.from_config(meta["config"], custom_objects)
+    if isinstance(model, Sequential) and meta["build_input_shape"] is not None:
+        model.build(tuple(meta["build_input_shape"]))
+    count = sum(1 for k in arrays if k.startswith("weight_"))
+    model.set_weights([arrays[f"weight_{i}"] for i in range(count)])
+    settings = meta.get("compile")
+    if compile and settings:
+        optimizer_cls = getattr(optimizers, settings["optimizer"]["class_name"])
+        loss_config = settings["loss"]
+        loss_cls = getattr(losses, loss_config["class_name"], None)
+        if loss_cls is None:
+            raise ValueError(f"cannot restore the custom loss {loss_config['config']['name']!r};"
+                             " load with compile=False and compile again")
+        model.compile(optimizer_cls.from_config(settings["optimizer"]["config"]),
+                      loss_cls(from_logits=loss_config["config"]["from_logits"]),
+                      settings["metrics"])
+        steps = meta.get("optimizer_steps")
+        if steps:
+            model.optimizer.build(model.trainable_weights)
+            state = {int(i): ({} if step is None else {"step": step}) for i, step in steps.items()}
+            for key, value in arrays.items():
+                if key.startswith("optimizer/"):
+                    _, index, name = key.split("/")
+                    state[int(index)][name] = value
+            saved = model.optimizer.state_dict()
+            saved["state"] = state
+            model.optimizer.load_state_dict(saved)
+            model.optimizer.iterations = meta.get("optimizer_iterations", 0)
+    return model
+
+
+__all__ = ["Model", "Sequential", "load_model"]
+
