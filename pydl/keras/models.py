@@ -6,13 +6,11 @@ sigmoid) is computed from them in one stable pass, and the metrics see the activ
 outputs. Files written by save() are a NumPy .npz archive (no pickle): the weights,
 the optimizer state, and the architecture and compile settings as JSON.
 """
-import json
 import math
-import os
-import tempfile
 
 import numpy as np
 
+from pydl import serialization
 from pydl._random import generator
 from pydl.autograd import no_grad
 from pydl.keras import callbacks as callbacks_module
@@ -406,30 +404,22 @@ class Model:
 
     def save_weights(self, filepath):
         self._require_built("save_weights()")
-        _atomic_savez(filepath, {f"weight_{i}": w for i, w in enumerate(self.get_weights())})
+        serialization.save({"weights": self.get_weights()}, filepath)
 
     def load_weights(self, filepath):
-        with np.load(os.fspath(filepath), allow_pickle=False) as archive:
-            count = sum(1 for k in archive.files if k.startswith("weight_"))
-            self.set_weights([archive[f"weight_{i}"] for i in range(count)])
+        self.set_weights(_load_checkpoint(filepath, "weights", "a file from save_weights()")["weights"])
 
     def save(self, filepath):
         """Writes architecture, weights, compile settings and optimizer state to one
-        .npz-format file (atomically: a temporary file renamed over filepath)."""
+        pydl checkpoint (pydl.save: atomic, no pickle)."""
         self._require_built("save()")
-        arrays = {f"weight_{i}": w for i, w in enumerate(self.get_weights())}
         meta = {"class_name": type(self).__name__, "config": self.get_config(),
                 "compile": self._compile_config(), "build_input_shape": self._build_shape()}
+        checkpoint = {"meta": meta, "weights": self.get_weights()}
         if self.optimizer is not None and self.optimizer.built:
-            state = self.optimizer.state_dict()
-            meta["optimizer_steps"] = {str(i): s.get("step") for i, s in state["state"].items()}
-            meta["optimizer_iterations"] = self.optimizer.iterations
-            for index, entries in state["state"].items():
-                for name, value in entries.items():
-                    if isinstance(value, np.ndarray):
-                        arrays[f"optimizer/{index}/{name}"] = value
-        arrays["meta"] = np.array(json.dumps(meta))
-        _atomic_savez(filepath, arrays)
+            checkpoint["optimizer"] = {"state": self.optimizer.state_dict(),
+                                       "iterations": self.optimizer.iterations}
+        serialization.save(checkpoint, filepath)
 
     def _build_shape(self):
         return list(self.input.shape)
@@ -447,20 +437,12 @@ def _layer_from_config(entry, custom_objects=None):
     return classes[name].from_config(dict(entry["config"]))
 
 
-def _atomic_savez(filepath, arrays):
-    """np.savez to a temporary file beside filepath, then os.replace: a reader never
-    sees a half-written file."""
-    filepath = os.fspath(filepath)
-    directory = os.path.dirname(os.path.abspath(filepath))
-    handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **arrays)
-        os.replace(temporary, filepath)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+def _load_checkpoint(filepath, key, what):
+    """pydl.load(filepath), checked to be a dict holding `key`."""
+    checkpoint = serialization.load(filepath)
+    if not isinstance(checkpoint, dict) or key not in checkpoint:
+        raise ValueError(f"{filepath} is not {what} (no {key!r} entry)")
+    return checkpoint
 
 
 class Sequential(Model):
@@ -544,19 +526,15 @@ class Sequential(Model):
 def load_model(filepath, custom_objects=None, compile=True):
     """The model save() wrote: architecture, weights and (with compile) the compile
     settings and optimizer state."""
-    with np.load(os.fspath(filepath), allow_pickle=False) as archive:
-        if "meta" not in archive.files:
-            raise ValueError(f"{filepath} is not a model saved by pydl.keras (no 'meta' entry; "
-                             "a file from save_weights() loads with model.load_weights)")
-        meta = json.loads(str(archive["meta"]))
-        arrays = {k: archive[k] for k in archive.files}
+    checkpoint = _load_checkpoint(filepath, "meta", "a model saved by pydl.keras "
+                                  "(a file from save_weights() loads with model.load_weights)")
+    meta = checkpoint["meta"]
     classes = {"Sequential": Sequential, "Model": Model, "Functional": Model}
     cls = classes.get(meta["class_name"], Model)
     model = cls.from_config(meta["config"], custom_objects)
     if isinstance(model, Sequential) and meta["build_input_shape"] is not None:
         model.build(tuple(meta["build_input_shape"]))
-    count = sum(1 for k in arrays if k.startswith("weight_"))
-    model.set_weights([arrays[f"weight_{i}"] for i in range(count)])
+    model.set_weights(checkpoint["weights"])
     settings = meta.get("compile")
     if compile and settings:
         optimizer_cls = getattr(optimizers, settings["optimizer"]["class_name"])
@@ -568,18 +546,10 @@ def load_model(filepath, custom_objects=None, compile=True):
         model.compile(optimizer_cls.from_config(settings["optimizer"]["config"]),
                       loss_cls(from_logits=loss_config["config"]["from_logits"]),
                       settings["metrics"])
-        steps = meta.get("optimizer_steps")
-        if steps:
+        if "optimizer" in checkpoint:
             model.optimizer.build(model.trainable_weights)
-            state = {int(i): ({} if step is None else {"step": step}) for i, step in steps.items()}
-            for key, value in arrays.items():
-                if key.startswith("optimizer/"):
-                    _, index, name = key.split("/")
-                    state[int(index)][name] = value
-            saved = model.optimizer.state_dict()
-            saved["state"] = state
-            model.optimizer.load_state_dict(saved)
-            model.optimizer.iterations = meta.get("optimizer_iterations", 0)
+            model.optimizer.load_state_dict(checkpoint["optimizer"]["state"])
+            model.optimizer.iterations = checkpoint["optimizer"]["iterations"]
     return model
 
 
