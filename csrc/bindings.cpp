@@ -699,6 +699,30 @@ const float* optional_vector(const py::handle& obj, const char* name, index_t n,
   return cptr<float>(keep);
 }
 
+// The gradients of a normalization backward: dx shaped like the input when
+// input_grad, dweight and dbias of n values when affine_grad; None otherwise.
+struct NormGrads {
+  py::object dx = py::none(), dw = py::none(), db = py::none();
+  float *dxp = nullptr, *dwp = nullptr, *dbp = nullptr;
+
+  NormGrads(const std::vector<py::ssize_t>& x_shape, index_t n, bool input_grad,
+            bool affine_grad) {
+    if (input_grad) dx = output(x_shape, dxp);
+    if (affine_grad) {
+      dw = output({n}, dwp);
+      db = output({n}, dbp);
+    }
+  }
+  py::tuple result() const { return py::make_tuple(dx, dw, db); }
+
+ private:
+  static py::array output(const std::vector<py::ssize_t>& shape, float*& ptr) {
+    py::array a = new_array<float>(shape);
+    ptr = mptr<float>(a);
+    return a;
+  }
+};
+
 void check_probability(double p) {
   if (!(p >= 0.0 && p <= 1.0))
     throw py::value_error("dropout probability p must be in [0, 1], got " + std::to_string(p));
@@ -872,26 +896,14 @@ void bind_layers(py::module_& m) {
         const float* invp = optional_vector(invstd_obj, "invstd", C, keep_inv);
         if (!meanp || !invp)
           throw py::value_error("batch_norm_backward: mean and invstd are needed");
-        py::object dx = py::none(), dw = py::none(), db = py::none();
-        float *dxp = nullptr, *dwp = nullptr, *dbp = nullptr;
-        if (input_grad) {
-          py::array a = new_array<float>(shape_of(x));
-          dxp = mptr<float>(a);
-          dx = a;
-        }
-        if (affine_grad) {
-          py::array a = new_array<float>({C}), b = new_array<float>({C});
-          dwp = mptr<float>(a);
-          dbp = mptr<float>(b);
-          dw = a;
-          db = b;
-        }
+        NormGrads grads(shape_of(x), C, input_grad, affine_grad);
         const float *dyp = cptr<float>(dy), *xp = cptr<float>(x);
         {
           py::gil_scoped_release release;
-          batch_norm_backward(dxp, dwp, dbp, dyp, xp, meanp, invp, wp, N, C, S, training);
+          batch_norm_backward(grads.dxp, grads.dwp, grads.dbp, dyp, xp, meanp, invp, wp, N, C,
+                              S, training);
         }
-        return py::make_tuple(dx, dw, db);
+        return grads.result();
       }, py::arg("dy"), py::arg("input"), py::arg("mean"), py::arg("invstd"), py::arg("weight"),
       py::arg("training"), py::arg("input_grad") = true, py::arg("affine_grad") = true,
       "(dx, dweight, dbias), each None when not asked for.");
@@ -932,26 +944,13 @@ void bind_layers(py::module_& m) {
         const float* meanp = optional_vector(mean_obj, "mean", M, keep_mean);
         const float* rp = optional_vector(rstd_obj, "rstd", M, keep_r);
         if (!meanp || !rp) throw py::value_error("layer_norm_backward: mean and rstd are needed");
-        py::object dx = py::none(), dw = py::none(), db = py::none();
-        float *dxp = nullptr, *dwp = nullptr, *dbp = nullptr;
-        if (input_grad) {
-          py::array a = new_array<float>({M, D});
-          dxp = mptr<float>(a);
-          dx = a;
-        }
-        if (affine_grad) {
-          py::array a = new_array<float>({D}), b = new_array<float>({D});
-          dwp = mptr<float>(a);
-          dbp = mptr<float>(b);
-          dw = a;
-          db = b;
-        }
+        NormGrads grads({M, D}, D, input_grad, affine_grad);
         const float *dyp = cptr<float>(dy), *xp = cptr<float>(x);
         {
           py::gil_scoped_release release;
-          layer_norm_backward(dxp, dwp, dbp, dyp, xp, meanp, rp, wp, M, D);
+          layer_norm_backward(grads.dxp, grads.dwp, grads.dbp, dyp, xp, meanp, rp, wp, M, D);
         }
-        return py::make_tuple(dx, dw, db);
+        return grads.result();
       }, py::arg("dy"), py::arg("input"), py::arg("mean"), py::arg("rstd"), py::arg("weight"),
       py::arg("input_grad") = true, py::arg("affine_grad") = true,
       "(dx, dweight, dbias), each None when not asked for.");
