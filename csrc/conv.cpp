@@ -198,40 +198,6 @@ void for_each_tile(const Plan& p, const Body& body) {
 
 }  // namespace
 
-std::string Conv2dShape::describe() const {
-  auto tuple = [](std::initializer_list<index_t> v) {
-    std::string out;
-    for (index_t d : v) {
-      out += out.empty() ? "(" : ", ";
-      out += std::to_string(d);
-    }
-    return out + ")";
-  };
-  return "input " + tuple({N, C_in, H, W}) + ", weight " +
-         tuple({C_out, groups > 0 ? C_in / groups : C_in, KH, KW}) + ", stride " +
-         tuple({stride_h, stride_w}) + ", padding " + tuple({pad_h, pad_w}) + ", dilation " +
-         tuple({dilation_h, dilation_w}) + ", groups " + std::to_string(groups);
-}
-
-void check_conv2d(const Conv2dShape& s) {
-  require(s.N >= 0 && s.C_in >= 1 && s.H >= 1 && s.W >= 1 && s.C_out >= 1 && s.KH >= 1 &&
-              s.KW >= 1,
-          "conv2d: empty input channels, spatial size, output channels or kernel: " +
-              s.describe());
-  require(s.stride_h >= 1 && s.stride_w >= 1, "conv2d: stride must be >= 1: " + s.describe());
-  require(s.dilation_h >= 1 && s.dilation_w >= 1,
-          "conv2d: dilation must be >= 1: " + s.describe());
-  require(s.pad_h >= 0 && s.pad_w >= 0, "conv2d: padding must be >= 0: " + s.describe());
-  require(s.groups >= 1, "conv2d: groups must be >= 1: " + s.describe());
-  require(s.C_in % s.groups == 0 && s.C_out % s.groups == 0,
-          "conv2d: input channels " + std::to_string(s.C_in) + " and output channels " +
-              std::to_string(s.C_out) + " must both be divisible by groups " +
-              std::to_string(s.groups) + ": " + s.describe());
-  require(s.H + 2 * s.pad_h >= s.dilation_h * (s.KH - 1) + 1 &&
-              s.W + 2 * s.pad_w >= s.dilation_w * (s.KW - 1) + 1,
-          "conv2d: kernel (dilated) is larger than the padded input: " + s.describe());
-}
-
 void conv2d_forward(float* out, const float* in, const float* weight, const float* bias,
                     const Conv2dShape& s) {
   check_conv2d(s);

@@ -16,16 +16,6 @@ namespace {
 // Below this many input elements per thread another thread costs more than it saves.
 constexpr double kElementsPerThread = 1 << 15;
 
-index_t pooled_size(index_t in, index_t k, index_t stride, index_t pad, index_t dilation,
-                    bool ceil_mode) {
-  const index_t span = in + 2 * pad - dilation * (k - 1) - 1;
-  if (span < 0) return 0;
-  index_t out = (span + (ceil_mode ? stride - 1 : 0)) / stride + 1;
-  // A window that would start past the input and its left padding is dropped.
-  if (ceil_mode && (out - 1) * stride >= in + pad) --out;
-  return out;
-}
-
 // The kernel taps [lo, hi) whose input position start + tap*dilation lies in [0, size).
 void valid_taps(index_t start, index_t k, index_t dilation, index_t size, index_t& lo,
                 index_t& hi) {
@@ -76,38 +66,6 @@ AvgWindow avg_window(const Pool2dShape& s, index_t oh, index_t ow, bool count_in
 }
 
 }  // namespace
-
-index_t Pool2dShape::H_out() const {
-  return pooled_size(H, KH, stride_h, pad_h, dilation_h, ceil_mode);
-}
-index_t Pool2dShape::W_out() const {
-  return pooled_size(W, KW, stride_w, pad_w, dilation_w, ceil_mode);
-}
-
-std::string Pool2dShape::describe() const {
-  auto pair = [](index_t a, index_t b) {
-    return "(" + std::to_string(a) + ", " + std::to_string(b) + ")";
-  };
-  return "input (" + std::to_string(N) + ", " + std::to_string(C) + ", " + std::to_string(H) +
-         ", " + std::to_string(W) + "), kernel_size " + pair(KH, KW) + ", stride " +
-         pair(stride_h, stride_w) + ", padding " + pair(pad_h, pad_w) + ", dilation " +
-         pair(dilation_h, dilation_w) + (ceil_mode ? ", ceil_mode" : "");
-}
-
-void check_pool2d(const Pool2dShape& s, const char* op) {
-  const std::string name(op);
-  require(s.N >= 0 && s.C >= 0 && s.H >= 1 && s.W >= 1,
-          name + ": input must have a non-empty plane: " + s.describe());
-  require(s.KH >= 1 && s.KW >= 1, name + ": kernel_size must be >= 1: " + s.describe());
-  require(s.stride_h >= 1 && s.stride_w >= 1, name + ": stride must be >= 1: " + s.describe());
-  require(s.dilation_h >= 1 && s.dilation_w >= 1,
-          name + ": dilation must be >= 1: " + s.describe());
-  require(s.pad_h >= 0 && s.pad_w >= 0 && 2 * s.pad_h <= s.KH && 2 * s.pad_w <= s.KW,
-          name + ": padding must be >= 0 and at most half the kernel size: " + s.describe());
-  require(s.H_out() >= 1 && s.W_out() >= 1,
-          name + ": the output would be empty (kernel larger than the padded input): " +
-              s.describe());
-}
 
 void max_pool2d_forward(float* out, std::int64_t* indices, const float* in, const Pool2dShape& s) {
   check_pool2d(s, "max_pool2d");

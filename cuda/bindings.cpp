@@ -7,13 +7,16 @@
 // checks dtypes, shapes, contiguity and sizes as pydl._C does, raising
 // TypeError or ValueError that names the argument, before any kernel runs.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>  // (h, w) pairs
 
 #include <string>
 #include <vector>
 
+#include "conv.cuh"
 #include "elementwise.cuh"
 #include "gemm.cuh"
 #include "loss.cuh"
+#include "pool.cuh"
 
 namespace py = pybind11;
 #if defined(PYDL_CUDA_EMULATE)
@@ -373,6 +376,179 @@ void bind_runtime(py::module_& m) {
 }
 #endif
 
+// ---- conv and pool --------------------------------------------------------------
+
+using Pair = std::array<index_t, 2>;
+
+ArrayArg four_d(const py::handle& obj, const char* name, const char* layout, bool output = false) {
+  ArrayArg a = output ? writable_contiguous<float>(obj, name) : contiguous<float>(obj, name);
+  if (a.ndim() != 4)
+    throw py::value_error(std::string(name) + " must be 4-D " + layout + ", got shape " +
+                          a.shape_str());
+  return a;
+}
+
+Conv2dShape conv_shape(const ArrayArg& input, const ArrayArg& weight, Pair stride, Pair padding,
+                       Pair dilation, index_t groups) {
+  Conv2dShape s{input.shape[0], input.shape[1], input.shape[2], input.shape[3],
+                weight.shape[0], weight.shape[2], weight.shape[3],
+                stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], groups};
+  if (groups >= 1 && weight.shape[1] * groups != input.shape[1])
+    throw py::value_error("conv2d: weight " + weight.shape_str() + " with groups " +
+                          std::to_string(groups) + " expects " +
+                          std::to_string(weight.shape[1] * groups) + " input channels, but input " +
+                          input.shape_str() + " has " + std::to_string(input.shape[1]));
+  check_conv2d(s);
+  return s;
+}
+
+void conv2d_forward(const py::handle& input_obj, const py::handle& weight_obj,
+                    const py::handle& bias_obj, Pair stride, Pair padding, Pair dilation,
+                    index_t groups, const py::handle& out_obj, std::uintptr_t stream) {
+  ArrayArg input = four_d(input_obj, "input", "(N, C_in, H, W)");
+  ArrayArg weight = four_d(weight_obj, "weight", "(C_out, C_in/groups, KH, KW)");
+  const Conv2dShape s = conv_shape(input, weight, stride, padding, dilation, groups);
+  const float* bias = nullptr;
+  if (!bias_obj.is_none()) {
+    ArrayArg b = contiguous<float>(bias_obj, "bias");
+    require_shape(b, {s.C_out}, "conv2d");
+    bias = b.ptr<const float>();
+  }
+  ArrayArg out = four_d(out_obj, "out", "(N, C_out, H_out, W_out)", true);
+  require_shape(out, {s.N, s.C_out, s.H_out(), s.W_out()}, "conv2d");
+  py::gil_scoped_release release;
+  cuda::conv2d_forward(out.ptr<float>(), input.ptr<const float>(), weight.ptr<const float>(), bias,
+                       s, as_stream(stream));
+}
+
+// Writes each gradient whose output array is given (not None).
+void conv2d_backward(const py::handle& grad_obj, const py::handle& input_obj,
+                     const py::handle& weight_obj, Pair stride, Pair padding, Pair dilation,
+                     index_t groups, const py::handle& grad_input_obj,
+                     const py::handle& grad_weight_obj, const py::handle& grad_bias_obj,
+                     std::uintptr_t stream) {
+  ArrayArg input = four_d(input_obj, "input", "(N, C_in, H, W)");
+  ArrayArg weight = four_d(weight_obj, "weight", "(C_out, C_in/groups, KH, KW)");
+  const Conv2dShape s = conv_shape(input, weight, stride, padding, dilation, groups);
+  ArrayArg grad = four_d(grad_obj, "grad_output", "(N, C_out, H_out, W_out)");
+  require_shape(grad, {s.N, s.C_out, s.H_out(), s.W_out()}, "conv2d_backward");
+  float *gi = nullptr, *gw = nullptr, *gb = nullptr;
+  if (!grad_input_obj.is_none()) {
+    ArrayArg a = writable_contiguous<float>(grad_input_obj, "grad_input");
+    require_same_shape(a, input);
+    gi = a.ptr<float>();
+  }
+  if (!grad_weight_obj.is_none()) {
+    ArrayArg a = writable_contiguous<float>(grad_weight_obj, "grad_weight");
+    require_same_shape(a, weight);
+    gw = a.ptr<float>();
+  }
+  if (!grad_bias_obj.is_none()) {
+    ArrayArg a = writable_contiguous<float>(grad_bias_obj, "grad_bias");
+    require_shape(a, {s.C_out}, "conv2d_backward");
+    gb = a.ptr<float>();
+  }
+  const float* dy = grad.ptr<const float>();
+  py::gil_scoped_release release;
+  if (gi) cuda::conv2d_backward_input(gi, dy, weight.ptr<const float>(), s, as_stream(stream));
+  if (gw) cuda::conv2d_backward_weight(gw, dy, input.ptr<const float>(), s, as_stream(stream));
+  if (gb) cuda::conv2d_backward_bias(gb, dy, s, as_stream(stream));
+}
+
+Pool2dShape pool_shape(const std::vector<index_t>& in, Pair kernel, Pair stride, Pair padding,
+                       Pair dilation, bool ceil_mode, const char* op) {
+  Pool2dShape s{in[0], in[1], in[2], in[3], kernel[0], kernel[1], stride[0], stride[1],
+                padding[0], padding[1], dilation[0], dilation[1], ceil_mode};
+  check_pool2d(s, op);
+  return s;
+}
+
+std::vector<index_t> pooled_shape(const Pool2dShape& s) { return {s.N, s.C, s.H_out(), s.W_out()}; }
+
+void bind_conv_pool(py::module_& m) {
+  m.def("conv2d_forward", &conv2d_forward, py::arg("input"), py::arg("weight"),
+        py::arg("bias") = py::none(), py::kw_only(), py::arg("stride") = Pair{1, 1},
+        py::arg("padding") = Pair{0, 0}, py::arg("dilation") = Pair{1, 1},
+        py::arg("groups") = 1, py::arg("out"), py::arg("stream") = 0,
+        "2-D convolution (cross-correlation), NCHW float32, into out (N, C_out, H_out, W_out).");
+  m.def("conv2d_backward", &conv2d_backward, py::arg("grad_output"), py::arg("input"),
+        py::arg("weight"), py::kw_only(), py::arg("stride") = Pair{1, 1},
+        py::arg("padding") = Pair{0, 0}, py::arg("dilation") = Pair{1, 1},
+        py::arg("groups") = 1, py::arg("grad_input") = py::none(),
+        py::arg("grad_weight") = py::none(), py::arg("grad_bias") = py::none(),
+        py::arg("stream") = 0,
+        "Gradients of conv2d into grad_input, grad_weight and grad_bias, each skipped when None.\n"
+        "grad_weight sums over blocks with atomics when the batch is large: not bit-reproducible.");
+
+  m.def("max_pool2d_forward", [](const py::handle& input_obj, Pair kernel, Pair stride,
+                                 Pair padding, Pair dilation, bool ceil_mode,
+                                 const py::handle& out_obj, const py::handle& indices_obj,
+                                 std::uintptr_t stream) {
+        ArrayArg input = four_d(input_obj, "input", "(N, C, H, W)");
+        const Pool2dShape s = pool_shape(input.shape, kernel, stride, padding, dilation,
+                                         ceil_mode, "max_pool2d");
+        ArrayArg out = four_d(out_obj, "out", "(N, C, H_out, W_out)", true);
+        require_shape(out, pooled_shape(s), "max_pool2d");
+        ArrayArg indices = writable_contiguous<std::int64_t>(indices_obj, "indices");
+        require_same_shape(indices, out);
+        py::gil_scoped_release release;
+        cuda::max_pool2d_forward(out.ptr<float>(), indices.ptr<std::int64_t>(),
+                                 input.ptr<const float>(), s, as_stream(stream));
+      }, py::arg("input"), py::kw_only(), py::arg("kernel_size"), py::arg("stride"),
+      py::arg("padding") = Pair{0, 0}, py::arg("dilation") = Pair{1, 1},
+      py::arg("ceil_mode") = false, py::arg("out"), py::arg("indices"), py::arg("stream") = 0,
+      "Max pooling, NCHW float32, into out and indices (int64 argmax within each H*W plane).");
+  m.def("max_pool2d_backward", [](const py::handle& grad_obj, const py::handle& indices_obj,
+                                  Pair kernel, Pair stride, Pair padding, Pair dilation,
+                                  bool ceil_mode, const py::handle& grad_input_obj,
+                                  std::uintptr_t stream) {
+        ArrayArg grad = four_d(grad_obj, "grad_output", "(N, C, H_out, W_out)");
+        ArrayArg indices = contiguous<std::int64_t>(indices_obj, "indices");
+        require_same_shape(indices, grad);
+        ArrayArg grad_input = four_d(grad_input_obj, "grad_input", "(N, C, H, W)", true);
+        const Pool2dShape s = pool_shape(grad_input.shape, kernel, stride, padding, dilation,
+                                         ceil_mode, "max_pool2d_backward");
+        require_shape(grad, pooled_shape(s), "max_pool2d_backward");
+        py::gil_scoped_release release;
+        cuda::max_pool2d_backward(grad_input.ptr<float>(), grad.ptr<const float>(),
+                                  indices.ptr<const std::int64_t>(), s, as_stream(stream));
+      }, py::arg("grad_output"), py::arg("indices"), py::kw_only(), py::arg("kernel_size"),
+      py::arg("stride"), py::arg("padding") = Pair{0, 0}, py::arg("dilation") = Pair{1, 1},
+      py::arg("ceil_mode") = false, py::arg("grad_input"), py::arg("stream") = 0,
+      "Scatters grad_output to the saved argmax positions of grad_input (N, C, H, W).\n"
+      "An index outside [0, H*W) makes the first element of its plane's gradient NaN.");
+  m.def("avg_pool2d_forward", [](const py::handle& input_obj, Pair kernel, Pair stride,
+                                 Pair padding, bool ceil_mode, bool count_include_pad,
+                                 const py::handle& out_obj, std::uintptr_t stream) {
+        ArrayArg input = four_d(input_obj, "input", "(N, C, H, W)");
+        const Pool2dShape s = pool_shape(input.shape, kernel, stride, padding, Pair{1, 1},
+                                         ceil_mode, "avg_pool2d");
+        ArrayArg out = four_d(out_obj, "out", "(N, C, H_out, W_out)", true);
+        require_shape(out, pooled_shape(s), "avg_pool2d");
+        py::gil_scoped_release release;
+        cuda::avg_pool2d_forward(out.ptr<float>(), input.ptr<const float>(), s,
+                                 count_include_pad, as_stream(stream));
+      }, py::arg("input"), py::kw_only(), py::arg("kernel_size"), py::arg("stride"),
+      py::arg("padding") = Pair{0, 0}, py::arg("ceil_mode") = false,
+      py::arg("count_include_pad") = true, py::arg("out"), py::arg("stream") = 0,
+      "Average pooling, NCHW float32, into out.");
+  m.def("avg_pool2d_backward", [](const py::handle& grad_obj, Pair kernel, Pair stride,
+                                  Pair padding, bool ceil_mode, bool count_include_pad,
+                                  const py::handle& grad_input_obj, std::uintptr_t stream) {
+        ArrayArg grad = four_d(grad_obj, "grad_output", "(N, C, H_out, W_out)");
+        ArrayArg grad_input = four_d(grad_input_obj, "grad_input", "(N, C, H, W)", true);
+        const Pool2dShape s = pool_shape(grad_input.shape, kernel, stride, padding, Pair{1, 1},
+                                         ceil_mode, "avg_pool2d_backward");
+        require_shape(grad, pooled_shape(s), "avg_pool2d_backward");
+        py::gil_scoped_release release;
+        cuda::avg_pool2d_backward(grad_input.ptr<float>(), grad.ptr<const float>(), s,
+                                  count_include_pad, as_stream(stream));
+      }, py::arg("grad_output"), py::kw_only(), py::arg("kernel_size"), py::arg("stride"),
+      py::arg("padding") = Pair{0, 0}, py::arg("ceil_mode") = false,
+      py::arg("count_include_pad") = true, py::arg("grad_input"), py::arg("stream") = 0,
+      "Gradient of avg_pool2d into grad_input (N, C, H, W).");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(PYDL_CUDA_MODULE, m) {
@@ -386,4 +562,5 @@ PYBIND11_MODULE(PYDL_CUDA_MODULE, m) {
   bind_gemm(m);
   bind_elementwise(m);
   bind_loss(m);
+  bind_conv_pool(m);
 }

@@ -182,3 +182,100 @@ def index_target(rng, N, C, ignored_fraction=0.25, ignore_index=-100):
 def prob_target(rng, N, C):
     t = rng.random((N, C)).astype(np.float32)
     return (t / t.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+# ---- conv ------------------------------------------------------------------------------
+# (N, C_in, H, W, C_out, KH, KW, stride, padding, dilation, groups, bias). One
+# block is a 64x64 tile of a product: channels by (image, position); the
+# reduction runs in slabs of 16 and grad_weight's is split over blocks once
+# N*H_out*W_out passes 256 (the emulator reports 8 multiprocessors).
+CONV_CASES = [
+    (1, 1, 1, 1, 1, 1, 1, (1, 1), (0, 0), (1, 1), 1, True),
+    (2, 3, 7, 9, 5, 3, 3, (1, 1), (1, 1), (1, 1), 1, True),
+    (2, 4, 9, 8, 6, 3, 2, (2, 3), (1, 0), (1, 1), 2, False),
+    (1, 6, 11, 10, 6, 3, 3, (1, 2), (2, 1), (2, 3), 3, True),
+    (2, 5, 6, 7, 3, 1, 1, (1, 1), (0, 0), (1, 1), 1, True),
+    (1, 6, 8, 8, 6, 3, 3, (2, 2), (1, 1), (1, 1), 6, True),  # depthwise
+    (3, 2, 13, 15, 3, 2, 3, (1, 1), (0, 1), (1, 1), 1, True),  # split grad_weight
+    (1, 17, 5, 5, 70, 3, 3, (1, 1), (1, 1), (1, 1), 1, True),  # 2 channel tiles, K > 16
+    (0, 3, 5, 5, 4, 3, 3, (1, 1), (0, 0), (1, 1), 1, True),  # empty batch
+]
+
+
+def conv_operands(rng, case):
+    N, C_in, H, W, C_out, KH, KW, stride, padding, dilation, groups, with_bias = case
+    x = random(rng, (N, C_in, H, W))
+    w = random(rng, (C_out, C_in // groups, KH, KW))
+    b = random(rng, C_out) if with_bias else None
+    return x, w, b, dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+def check_conv(backend, case, rng):
+    """Forward and the three gradients against pydl._C."""
+    x, w, b, geometry = conv_operands(rng, case)
+    y = _C.conv2d_forward(x, w, b, **geometry)
+    dy = random(rng, y.shape)
+    dx, dw, db = _C.conv2d_backward(dy, x, w, **geometry)
+    K = w[0].size
+    put = backend.put
+    out = backend.poisoned(y.shape)
+    backend.module.conv2d_forward(put(x), put(w), None if b is None else put(b), **geometry,
+                                  out=out, stream=backend.stream())
+    np.testing.assert_allclose(backend.get(out), y, rtol=1e-5, atol=1e-5 * K)
+    gi, gw, gb = (backend.poisoned(a.shape) for a in (dx, dw, db))
+    backend.module.conv2d_backward(put(dy), put(x), put(w), **geometry, grad_input=gi,
+                                   grad_weight=gw, grad_bias=gb, stream=backend.stream())
+    reduction = max(y.size // max(y.shape[1], 1), 1)  # terms per grad_weight element
+    np.testing.assert_allclose(backend.get(gi), dx, rtol=1e-5, atol=1e-5 * y.shape[1] * K)
+    np.testing.assert_allclose(backend.get(gw), dw, rtol=1e-5, atol=1e-5 * reduction)
+    np.testing.assert_allclose(backend.get(gb), db, rtol=1e-5, atol=1e-5 * reduction)
+
+
+# ---- pool ------------------------------------------------------------------------------
+# (N, C, H, W, kernel, stride, padding, dilation, ceil_mode)
+POOL_CASES = [
+    (1, 1, 1, 1, (1, 1), (1, 1), (0, 0), (1, 1), False),
+    (2, 3, 7, 9, (2, 2), (2, 2), (0, 0), (1, 1), False),
+    (2, 3, 7, 9, (3, 3), (2, 2), (1, 1), (1, 1), True),  # overlapping, last window clipped
+    (1, 4, 10, 11, (3, 2), (1, 2), (1, 1), (2, 1), False),  # dilated (max only)
+    (3, 2, 8, 6, (3, 3), (3, 2), (1, 0), (1, 1), True),
+    (2, 5, 17, 13, (4, 3), (1, 1), (2, 1), (1, 1), False),
+]
+
+
+def check_max_pool(backend, case, rng, with_nan=False):
+    N, C, H, W, kernel, stride, padding, dilation, ceil_mode = case
+    x = random(rng, (N, C, H, W))
+    if with_nan:
+        x.flat[rng.choice(x.size, max(1, x.size // 10), replace=False)] = np.nan
+    geometry = dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
+                    ceil_mode=ceil_mode)
+    y, idx = _C.max_pool2d_forward(x, **geometry)
+    out, indices = backend.poisoned(y.shape), backend.xp.full(y.shape, -7, dtype=np.int64)
+    backend.module.max_pool2d_forward(backend.put(x), **geometry, out=out, indices=indices,
+                                      stream=backend.stream())
+    np.testing.assert_array_equal(backend.get(out), y)  # a max is exact, NaN included
+    np.testing.assert_array_equal(backend.get(indices), idx)
+    dy = random(rng, y.shape)
+    dx = _C.max_pool2d_backward(dy, idx, x.shape, **geometry)
+    grad_input = backend.poisoned(x.shape)
+    backend.module.max_pool2d_backward(backend.put(dy), backend.put(idx), **geometry,
+                                       grad_input=grad_input, stream=backend.stream())
+    np.testing.assert_allclose(backend.get(grad_input), dx, rtol=1e-6, atol=1e-6)
+
+
+def check_avg_pool(backend, case, count_include_pad, rng):
+    N, C, H, W, kernel, stride, padding, dilation, ceil_mode = case
+    geometry = dict(kernel_size=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                    count_include_pad=count_include_pad)
+    x = random(rng, (N, C, H, W))
+    y = _C.avg_pool2d_forward(x, **geometry)
+    out = backend.poisoned(y.shape)
+    backend.module.avg_pool2d_forward(backend.put(x), **geometry, out=out, stream=backend.stream())
+    np.testing.assert_allclose(backend.get(out), y, rtol=1e-5, atol=1e-6)
+    dy = random(rng, y.shape)
+    dx = _C.avg_pool2d_backward(dy, x.shape, **geometry)
+    grad_input = backend.poisoned(x.shape)
+    backend.module.avg_pool2d_backward(backend.put(dy), **geometry, grad_input=grad_input,
+                                       stream=backend.stream())
+    np.testing.assert_allclose(backend.get(grad_input), dx, rtol=1e-5, atol=1e-6)

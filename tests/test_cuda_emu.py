@@ -159,3 +159,62 @@ def test_bad_launches_raise_instead_of_hanging():
         selftest.throwing()
     with pytest.raises(RuntimeError, match="__syncthreads waits for 32 of its 64 threads"):
         selftest.early_return()
+
+
+# ---- conv and pool ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", cases.CONV_CASES, ids=str)
+def test_conv2d(case, rng):
+    cases.check_conv(backend, case, rng)
+
+
+@pytest.mark.parametrize("case", cases.POOL_CASES, ids=str)
+def test_max_pool2d(case, rng):
+    cases.check_max_pool(backend, case, rng)
+
+
+def test_max_pool2d_nan_wins(rng):
+    cases.check_max_pool(backend, cases.POOL_CASES[2], rng, with_nan=True)
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+@pytest.mark.parametrize("case", [c for c in cases.POOL_CASES if c[7] == (1, 1)], ids=str)
+def test_avg_pool2d(case, count_include_pad, rng):
+    cases.check_avg_pool(backend, case, count_include_pad, rng)
+
+
+def test_max_pool2d_bad_index_gives_nan(rng):
+    dy = cases.random(rng, (1, 2, 2, 2))
+    idx = np.array([[[[0, 1], [2, 3]], [[0, 99], [2, 3]]]], np.int64)
+    grad_input = np.full((1, 2, 4, 4), np.nan, np.float32)
+    emu.max_pool2d_backward(dy, idx, kernel_size=(2, 2), stride=(2, 2), grad_input=grad_input)
+    assert np.isfinite(grad_input[0, 0]).all()
+    assert np.isnan(grad_input[0, 1, 0, 0]) and np.isfinite(grad_input[0, 1].flat[1:]).all()
+
+
+def test_conv_pool_errors_name_the_argument(rng):
+    x, w = cases.random(rng, (2, 4, 6, 6)), cases.random(rng, (3, 2, 3, 3))
+    with pytest.raises(ValueError, match="with groups 1 expects 2 input channels"):
+        emu.conv2d_forward(x, w, out=np.empty((2, 3, 4, 4), np.float32))
+    with pytest.raises(ValueError, match="divisible by groups"):
+        emu.conv2d_forward(x, w, groups=2, out=np.empty((2, 3, 4, 4), np.float32))
+    w = cases.random(rng, (4, 2, 3, 3))
+    with pytest.raises(ValueError, match="conv2d: out has shape \\(2, 4, 6, 6\\), expected"):
+        emu.conv2d_forward(x, w, groups=2, out=np.empty((2, 4, 6, 6), np.float32))
+    with pytest.raises(ValueError, match="conv2d: bias has shape"):
+        emu.conv2d_forward(x, w, np.ones(3, np.float32), groups=2,
+                           out=np.empty((2, 4, 4, 4), np.float32))
+    with pytest.raises(TypeError, match="grad_weight must be float32"):
+        emu.conv2d_backward(np.ones((2, 4, 4, 4), np.float32), x, w, groups=2,
+                            grad_weight=np.empty(w.shape, np.float64))
+    with pytest.raises(ValueError, match="input must be 4-D"):
+        emu.max_pool2d_forward(x[0], kernel_size=(2, 2), stride=(2, 2),
+                               out=np.empty((4, 3, 3), np.float32),
+                               indices=np.empty((4, 3, 3), np.int64))
+    with pytest.raises(ValueError, match="padding must be >= 0 and at most half"):
+        emu.avg_pool2d_forward(x, kernel_size=(2, 2), stride=(2, 2), padding=(2, 0),
+                               out=np.empty((2, 4, 3, 3), np.float32))
+    with pytest.raises(TypeError, match="indices must be int64"):
+        emu.max_pool2d_backward(np.ones((2, 4, 3, 3), np.float32),
+                                np.zeros((2, 4, 3, 3), np.int32), kernel_size=(2, 2),
+                                stride=(2, 2), grad_input=np.empty(x.shape, np.float32))

@@ -70,3 +70,31 @@ def test_cross_entropy_loss_is_deterministic(rng):
 def test_numpy_arrays_are_rejected():
     with pytest.raises(TypeError, match="x must be a CuPy array"):
         gpu.relu_forward(np.ones(3, np.float32), out=cp.empty(3, cp.float32))
+
+
+# ---- conv and pool ---------------------------------------------------------------------
+# Large enough for many tiles, a split grad_weight reduction and grid-stride loops.
+LARGE_CONV_CASES = [
+    (8, 32, 28, 28, 64, 3, 3, (1, 1), (1, 1), (1, 1), 1, True),
+    (4, 64, 17, 19, 64, 3, 3, (2, 2), (1, 1), (1, 1), 4, False),
+    (16, 3, 64, 64, 32, 7, 7, (2, 2), (3, 3), (1, 1), 1, True),
+]
+LARGE_POOL_CASES = [(16, 64, 56, 57, (3, 3), (2, 2), (1, 1), (1, 1), True)]
+
+
+@pytest.mark.parametrize("case", cases.CONV_CASES + LARGE_CONV_CASES, ids=str)
+def test_conv2d(case, rng):
+    cases.check_conv(backend, case, rng)
+
+
+@pytest.mark.parametrize("case", cases.POOL_CASES + LARGE_POOL_CASES, ids=str)
+def test_max_pool2d(case, rng):
+    cases.check_max_pool(backend, case, rng)
+    cases.check_max_pool(backend, case, rng, with_nan=True)
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+@pytest.mark.parametrize("case", [c for c in cases.POOL_CASES + LARGE_POOL_CASES
+                                  if c[7] == (1, 1)], ids=str)
+def test_avg_pool2d(case, count_include_pad, rng):
+    cases.check_avg_pool(backend, case, count_include_pad, rng)

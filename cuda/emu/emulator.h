@@ -84,6 +84,12 @@ inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int) 
   return cudaSuccess;
 }
 
+// Launches run synchronously, so the memset can too (emulated memory is host memory).
+inline cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t = nullptr) {
+  std::memset(p, value, bytes);
+  return cudaSuccess;
+}
+
 namespace pydl_emu {
 
 // Thrown inside emulated threads to unwind them when the launch has failed.

@@ -1,0 +1,90 @@
+// The shape rules of convolution and pooling (output sizes, argument checks,
+// descriptions for messages). pydl._C and the CUDA modules both link this
+// file, so the CPU and GPU kernels check their shapes the same way.
+#include <string>
+
+#include "conv.h"
+#include "pool.h"
+
+namespace pydl {
+
+std::string Conv2dShape::describe() const {
+  auto tuple = [](std::initializer_list<index_t> v) {
+    std::string out;
+    for (index_t d : v) {
+      out += out.empty() ? "(" : ", ";
+      out += std::to_string(d);
+    }
+    return out + ")";
+  };
+  return "input " + tuple({N, C_in, H, W}) + ", weight " +
+         tuple({C_out, groups > 0 ? C_in / groups : C_in, KH, KW}) + ", stride " +
+         tuple({stride_h, stride_w}) + ", padding " + tuple({pad_h, pad_w}) + ", dilation " +
+         tuple({dilation_h, dilation_w}) + ", groups " + std::to_string(groups);
+}
+
+void check_conv2d(const Conv2dShape& s) {
+  require(s.N >= 0 && s.C_in >= 1 && s.H >= 1 && s.W >= 1 && s.C_out >= 1 && s.KH >= 1 &&
+              s.KW >= 1,
+          "conv2d: empty input channels, spatial size, output channels or kernel: " +
+              s.describe());
+  require(s.stride_h >= 1 && s.stride_w >= 1, "conv2d: stride must be >= 1: " + s.describe());
+  require(s.dilation_h >= 1 && s.dilation_w >= 1,
+          "conv2d: dilation must be >= 1: " + s.describe());
+  require(s.pad_h >= 0 && s.pad_w >= 0, "conv2d: padding must be >= 0: " + s.describe());
+  require(s.groups >= 1, "conv2d: groups must be >= 1: " + s.describe());
+  require(s.C_in % s.groups == 0 && s.C_out % s.groups == 0,
+          "conv2d: input channels " + std::to_string(s.C_in) + " and output channels " +
+              std::to_string(s.C_out) + " must both be divisible by groups " +
+              std::to_string(s.groups) + ": " + s.describe());
+  require(s.H + 2 * s.pad_h >= s.dilation_h * (s.KH - 1) + 1 &&
+              s.W + 2 * s.pad_w >= s.dilation_w * (s.KW - 1) + 1,
+          "conv2d: kernel (dilated) is larger than the padded input: " + s.describe());
+}
+
+namespace {
+
+index_t pooled_size(index_t in, index_t k, index_t stride, index_t pad, index_t dilation,
+                    bool ceil_mode) {
+  const index_t span = in + 2 * pad - dilation * (k - 1) - 1;
+  if (span < 0) return 0;
+  index_t out = (span + (ceil_mode ? stride - 1 : 0)) / stride + 1;
+  // A window that would start past the input and its left padding is dropped.
+  if (ceil_mode && (out - 1) * stride >= in + pad) --out;
+  return out;
+}
+
+}  // namespace
+
+index_t Pool2dShape::H_out() const {
+  return pooled_size(H, KH, stride_h, pad_h, dilation_h, ceil_mode);
+}
+index_t Pool2dShape::W_out() const {
+  return pooled_size(W, KW, stride_w, pad_w, dilation_w, ceil_mode);
+}
+
+std::string Pool2dShape::describe() const {
+  auto pair = [](index_t a, index_t b) {
+    return "(" + std::to_string(a) + ", " + std::to_string(b) + ")";
+  };
+  return "input (" + std::to_string(N) + ", " + std::to_string(C) + ", " + std::to_string(H) +
+         ", " + std::to_string(W) + "), kernel_size " + pair(KH, KW) + ", stride " +
+         pair(stride_h, stride_w) + ", padding " + pair(pad_h, pad_w) + ", dilation " +
+         pair(dilation_h, dilation_w) + (ceil_mode ? ", ceil_mode" : "");
+}
+
+void check_pool2d(const Pool2dShape& s, const char* op) {
+  const std::string name(op);
+  require(s.N >= 0 && s.C >= 0 && s.H >= 1 && s.W >= 1,
+          name + ": input must have a non-empty plane: " + s.describe());
+  require(s.KH >= 1 && s.KW >= 1, name + ": kernel_size must be >= 1: " + s.describe());
+  require(s.stride_h >= 1 && s.stride_w >= 1, name + ": stride must be >= 1: " + s.describe());
+  require(s.dilation_h >= 1 && s.dilation_w >= 1,
+          name + ": dilation must be >= 1: " + s.describe());
+  require(s.pad_h >= 0 && s.pad_w >= 0 && 2 * s.pad_h <= s.KH && 2 * s.pad_w <= s.KW,
+          name + ": padding must be >= 0 and at most half the kernel size: " + s.describe());
+  require(s.H_out() >= 1 && s.W_out() >= 1,
+          name + ": the output would be empty (kernel larger than the padded input): " +
+              s.describe());
+}
+}  // namespace pydl
