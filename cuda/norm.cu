@@ -243,10 +243,10 @@ void batch_norm_forward_train(float* y, float* mean, float* invstd, float* runni
                               float* running_var, const float* x, const float* gamma,
                               const float* beta, index_t N, index_t C, index_t S, float eps,
                               float momentum, cudaStream_t stream) {
-  require(S > 0 || N * C == 0, "batch_norm: empty spatial size");
   if (C == 0) return;
+  // The walk divides by S: an empty plane (S = 0) is passed as no planes.
   PYDL_LAUNCH(batch_norm_forward_train_kernel, dim3(static_cast<unsigned>(C)), dim3(kThreads), 0,
-              stream)(y, mean, invstd, running_mean, running_var, x, gamma, beta, N, C,
+              stream)(y, mean, invstd, running_mean, running_var, x, gamma, beta, S ? N : 0, C,
                       std::max<index_t>(S, 1), eps, momentum);
 }
 
@@ -271,7 +271,7 @@ void batch_norm_backward(float* dx, float* dgamma, float* dbeta, const float* dy
                          index_t C, index_t S, bool batch_stats, cudaStream_t stream) {
   if (C == 0 || (!dx && !dgamma && !dbeta)) return;
   PYDL_LAUNCH(batch_norm_backward_kernel, dim3(static_cast<unsigned>(C)), dim3(kThreads), 0,
-              stream)(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, N, C,
+              stream)(dx, dgamma, dbeta, dy, x, mean, invstd, gamma, S ? N : 0, C,
                       std::max<index_t>(S, 1), batch_stats);
 }
 

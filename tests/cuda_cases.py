@@ -306,9 +306,10 @@ def check_embedding(backend, V, D, index_shape, padding_idx, rng):
 
 # ---- batch norm --------------------------------------------------------------------
 # (N, C) and (N, C, H, W); one block of 256 threads walks each channel, so the
-# channel sizes N*H*W straddle 256 and planes straddle the block.
-BATCH_NORM_SHAPES = [(2, 3), (300, 2), (7, 1), (2, 3, 4, 5), (3, 2, 7, 9), (2, 2, 17, 19),
-                     (5, 4, 1, 1)]
+# channel sizes N*H*W straddle 256, and a step of 256 covers whole planes
+# (S = 1), planes and a part (S = 100) or a part of one (S = 323).
+BATCH_NORM_SHAPES = [(2, 3), (300, 2), (7, 1), (2, 3, 4, 5), (3, 2, 7, 9), (6, 2, 10, 10),
+                     (2, 2, 17, 19), (5, 4, 1, 1)]
 
 
 def batch_norm_inputs(rng, shape, affine):

@@ -245,7 +245,7 @@ def test_batch_norm_train(shape, affine, rng):
     cases.check_batch_norm(backend, shape, True, affine, track_running_stats=affine, rng=rng)
 
 
-@pytest.mark.parametrize("shape", cases.BATCH_NORM_SHAPES[::2], ids=str)
+@pytest.mark.parametrize("shape", cases.BATCH_NORM_SHAPES[::2] + [(2, 3, 0)], ids=str)
 def test_batch_norm_eval(shape, rng):
     cases.check_batch_norm(backend, shape, False, True, True, rng)
 
