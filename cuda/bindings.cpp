@@ -9,13 +9,19 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>  // (h, w) pairs
 
+#include <algorithm>
+#include <array>
 #include <string>
 #include <vector>
 
 #include "conv.cuh"
+#include "dropout.cuh"
 #include "elementwise.cuh"
+#include "embedding.cuh"
 #include "gemm.cuh"
 #include "loss.cuh"
+#include "norm.cuh"
+#include "optim.cuh"
 #include "pool.cuh"
 
 namespace py = pybind11;
@@ -111,6 +117,7 @@ template <class T>
 const char* typestr_of() {
   if (std::is_same_v<T, float>) return "<f4";
   if (std::is_same_v<T, std::int64_t>) return "<i8";
+  if (std::is_same_v<T, std::uint8_t>) return "|u1";
   return "?";
 }
 
@@ -549,6 +556,416 @@ void bind_conv_pool(py::module_& m) {
       "Gradient of avg_pool2d into grad_input (N, C, H, W).");
 }
 
+// ---- layers: optimizers, dropout, embedding, normalization --------------------
+
+// The arrays of one optimizer call. Each array argument is one array, or a
+// list/tuple with one array per parameter (a multi-tensor update: one launch
+// for up to 32 parameters); a state argument may be None, or hold None
+// entries, where the options leave it unused. All are float32, C-contiguous
+// and shaped like their param; no written array may overlap another array.
+class UpdateArgs {
+ public:
+  UpdateArgs(const char* kernel, const py::handle& param, const py::handle& grad)
+      : kernel_(kernel), listed_(is_sequence(param)) {
+    const std::vector<py::handle> params = items(param, "param");
+    count_ = params.size();
+    const std::vector<py::handle> grads = items(grad, "grad");
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      ArrayArg p = writable_contiguous<float>(params[i], name("param", i).c_str());
+      ArrayArg g = contiguous<float>(grads[i], name("grad", i).c_str());
+      require_same_shape(g, p);
+      tensors_.push_back({p.ptr<float>(), g.ptr<const float>(), {nullptr, nullptr, nullptr}, p.size()});
+      shapes_.push_back(p.shape);
+      claim(p, true);
+      claim(g, false);
+    }
+  }
+
+  // State array k (in the order of cuda::UpdateTensor) from argument `obj`.
+  void state(int k, const py::handle& obj, const char* arg, bool needed) {
+    if (obj.is_none()) {
+      if (needed && !tensors_.empty()) missing(arg);
+      return;
+    }
+    const std::vector<py::handle> arrays = items(obj, arg);
+    for (std::size_t i = 0; i < arrays.size(); ++i) {
+      if (arrays[i].is_none()) {
+        if (needed) missing(name(arg, i).c_str());
+        continue;
+      }
+      ArrayArg a = writable_contiguous<float>(arrays[i], name(arg, i).c_str());
+      if (a.shape != shapes_[i])
+        throw py::value_error(std::string(kernel_) + ": " + a.name + " has shape " +
+                              a.shape_str() + " but " + name("param", i) + " has shape " +
+                              shape_str(shapes_[i]) + "; they must match");
+      tensors_[i].state[k] = a.ptr<float>();
+      claim(a, true);
+    }
+  }
+
+  // Checks that no written array overlaps another array, then returns the
+  // parameters. Sorted by start address (ties in argument order), an array
+  // overlaps an earlier one exactly when it starts before the furthest end
+  // seen so far.
+  const std::vector<cuda::UpdateTensor>& checked_tensors() {
+    std::stable_sort(spans_.begin(), spans_.end(),
+              [](const Span& a, const Span& b) { return a.begin < b.begin; });
+    const Span* furthest_any = nullptr;
+    const Span* furthest_written = nullptr;
+    for (const Span& s : spans_) {
+      const Span* other = s.written ? furthest_any : furthest_written;
+      if (other && s.begin < other->end)
+        throw py::value_error(std::string(kernel_) + ": " + s.name + " shares memory with " +
+                              other->name);
+      if (!furthest_any || s.end > furthest_any->end) furthest_any = &s;
+      if (s.written && (!furthest_written || s.end > furthest_written->end)) furthest_written = &s;
+    }
+    return tensors_;
+  }
+
+ private:
+  struct Span {
+    std::uintptr_t begin, end;
+    bool written;
+    std::string name;
+  };
+
+  static bool is_sequence(const py::handle& obj) {
+    return py::isinstance<py::list>(obj) || py::isinstance<py::tuple>(obj);
+  }
+  // The entries of a list argument (as many as param has), or the one array.
+  std::vector<py::handle> items(const py::handle& obj, const char* arg) const {
+    if (is_sequence(obj) != listed_)
+      throw py::type_error(std::string(kernel_) + ": " + arg + " must be " +
+                           (listed_ ? "a list of arrays, as param is" : "one array, as param is"));
+    if (!listed_) return {obj};
+    std::vector<py::handle> out;
+    for (auto item : py::reinterpret_borrow<py::sequence>(obj)) out.push_back(item);
+    if (out.size() != count_ && count_ != kUncounted)
+      throw py::value_error(std::string(kernel_) + ": " + arg + " has " +
+                            std::to_string(out.size()) + " arrays but param has " +
+                            std::to_string(count_));
+    return out;
+  }
+  std::string name(const char* arg, std::size_t i) const {
+    return listed_ ? std::string(arg) + "[" + std::to_string(i) + "]" : std::string(arg);
+  }
+  [[noreturn]] void missing(const char* arg) const {
+    throw py::value_error(std::string(kernel_) + ": " + arg +
+                          " is required with these options, got None");
+  }
+  void claim(const ArrayArg& a, bool written) {
+    const auto begin = reinterpret_cast<std::uintptr_t>(a.data);
+    const index_t bytes = a.size() * static_cast<index_t>(sizeof(float));
+    if (bytes > 0) spans_.push_back({begin, begin + static_cast<std::uintptr_t>(bytes), written, a.name});
+  }
+
+  static constexpr std::size_t kUncounted = ~std::size_t(0);
+  const char* kernel_;
+  bool listed_;
+  std::size_t count_ = kUncounted;  // the number of parameters, once param is read
+  std::vector<cuda::UpdateTensor> tensors_;
+  std::vector<std::vector<index_t>> shapes_;
+  std::vector<Span> spans_;
+};
+
+void require_step(std::int64_t step, const char* kernel) {
+  if (step < 1)
+    throw py::value_error(std::string(kernel) + ": step must be >= 1 (it counts this update), got " +
+                          std::to_string(step));
+}
+
+void bind_optim(py::module_& m) {
+  m.def("sgd_step", [](const py::handle& param, const py::handle& grad,
+                       const py::handle& momentum_buffer, double lr, double momentum,
+                       double dampening, double weight_decay, bool nesterov, bool maximize,
+                       bool first_step, std::uintptr_t stream) {
+    UpdateArgs args("sgd_step", param, grad);
+    args.state(0, momentum_buffer, "momentum_buffer", momentum != 0);
+    const auto& tensors = args.checked_tensors();
+    const SgdOptions o{lr, momentum, dampening, weight_decay, nesterov, maximize, first_step};
+    py::gil_scoped_release release;
+    cuda::sgd_step(tensors.data(), static_cast<int>(tensors.size()), o, as_stream(stream));
+  }, py::arg("param"), py::arg("grad"), py::arg("momentum_buffer") = py::none(), py::kw_only(),
+     py::arg("lr"), py::arg("momentum") = 0.0, py::arg("dampening") = 0.0,
+     py::arg("weight_decay") = 0.0, py::arg("nesterov") = false, py::arg("maximize") = false,
+     py::arg("first_step") = false, py::arg("stream") = 0,
+     "In-place SGD update of float32 params (one array, or lists of arrays), as pydl._C's.");
+  m.def("rmsprop_step", [](const py::handle& param, const py::handle& grad,
+                           const py::handle& square_avg, const py::handle& grad_avg,
+                           const py::handle& momentum_buffer, double lr, double alpha, double eps,
+                           double weight_decay, double momentum, bool centered, bool maximize,
+                           std::uintptr_t stream) {
+    UpdateArgs args("rmsprop_step", param, grad);
+    args.state(0, square_avg, "square_avg", true);
+    args.state(1, grad_avg, "grad_avg", centered);
+    args.state(2, momentum_buffer, "momentum_buffer", momentum > 0);
+    const auto& tensors = args.checked_tensors();
+    const RmspropOptions o{lr, alpha, eps, weight_decay, momentum, centered, maximize};
+    py::gil_scoped_release release;
+    cuda::rmsprop_step(tensors.data(), static_cast<int>(tensors.size()), o, as_stream(stream));
+  }, py::arg("param"), py::arg("grad"), py::arg("square_avg"), py::arg("grad_avg") = py::none(),
+     py::arg("momentum_buffer") = py::none(), py::kw_only(), py::arg("lr"),
+     py::arg("alpha") = 0.99, py::arg("eps") = 1e-8, py::arg("weight_decay") = 0.0,
+     py::arg("momentum") = 0.0, py::arg("centered") = false, py::arg("maximize") = false,
+     py::arg("stream") = 0,
+     "In-place RMSprop update of float32 params (one array, or lists of arrays), as pydl._C's.");
+  m.def("adagrad_step", [](const py::handle& param, const py::handle& grad,
+                           const py::handle& state_sum, double lr, double lr_decay,
+                           double weight_decay, double eps, std::int64_t step, bool maximize,
+                           std::uintptr_t stream) {
+    require_step(step, "adagrad_step");
+    UpdateArgs args("adagrad_step", param, grad);
+    args.state(0, state_sum, "state_sum", true);
+    const auto& tensors = args.checked_tensors();
+    const AdagradOptions o{lr, lr_decay, weight_decay, eps, step, maximize};
+    py::gil_scoped_release release;
+    cuda::adagrad_step(tensors.data(), static_cast<int>(tensors.size()), o, as_stream(stream));
+  }, py::arg("param"), py::arg("grad"), py::arg("state_sum"), py::kw_only(), py::arg("lr"),
+     py::arg("lr_decay") = 0.0, py::arg("weight_decay") = 0.0, py::arg("eps") = 1e-10,
+     py::arg("step"), py::arg("maximize") = false, py::arg("stream") = 0,
+     "In-place Adagrad update of float32 params (one array, or lists of arrays), as pydl._C's.");
+  m.def("adam_step", [](const py::handle& param, const py::handle& grad,
+                        const py::handle& exp_avg, const py::handle& exp_avg_sq,
+                        const py::handle& max_exp_avg_sq, double lr, double beta1, double beta2,
+                        double eps, double weight_decay, std::int64_t step, bool amsgrad,
+                        bool decoupled_weight_decay, bool maximize, std::uintptr_t stream) {
+    require_step(step, "adam_step");
+    UpdateArgs args("adam_step", param, grad);
+    args.state(0, exp_avg, "exp_avg", true);
+    args.state(1, exp_avg_sq, "exp_avg_sq", true);
+    args.state(2, max_exp_avg_sq, "max_exp_avg_sq", amsgrad);
+    const auto& tensors = args.checked_tensors();
+    const AdamOptions o{lr, beta1, beta2, eps, weight_decay, step, amsgrad,
+                        decoupled_weight_decay, maximize};
+    py::gil_scoped_release release;
+    cuda::adam_step(tensors.data(), static_cast<int>(tensors.size()), o, as_stream(stream));
+  }, py::arg("param"), py::arg("grad"), py::arg("exp_avg"), py::arg("exp_avg_sq"),
+     py::arg("max_exp_avg_sq") = py::none(), py::kw_only(), py::arg("lr"),
+     py::arg("beta1") = 0.9, py::arg("beta2") = 0.999, py::arg("eps") = 1e-8,
+     py::arg("weight_decay") = 0.0, py::arg("step"), py::arg("amsgrad") = false,
+     py::arg("decoupled_weight_decay") = false, py::arg("maximize") = false,
+     py::arg("stream") = 0,
+     "In-place Adam (AdamW with decoupled_weight_decay) update of float32 params (one array,\n"
+     "or lists of arrays), as pydl._C's.");
+}
+
+void check_probability(double p) {
+  if (!(p >= 0.0 && p <= 1.0))
+    throw py::value_error("dropout probability p must be in [0, 1], got " + std::to_string(p));
+}
+
+// A float32 (n,) vector argument that may be None (returns nullptr).
+const float* optional_vector(const py::handle& obj, const char* name, index_t n, const char* what) {
+  if (obj.is_none()) return nullptr;
+  ArrayArg a = contiguous<float>(obj, name);
+  require_shape(a, {n}, what);
+  return a.ptr<const float>();
+}
+
+// A float32 output of the given shape, or nullptr for None when `optional`.
+float* output(const py::handle& obj, const char* name, const std::vector<index_t>& shape,
+              const char* what, bool optional = false) {
+  if (optional && obj.is_none()) return nullptr;
+  ArrayArg a = writable_contiguous<float>(obj, name);
+  require_shape(a, shape, what);
+  return a.ptr<float>();
+}
+
+// Batch norm input is (N, C) or (N, C, d...): viewed as (N, C, S).
+std::array<index_t, 3> ncs(const ArrayArg& x) {
+  if (x.ndim() < 2)
+    throw py::value_error("batch_norm: input must be (N, C) or (N, C, H, W), got " + x.shape_str());
+  index_t S = 1;
+  for (index_t i = 2; i < x.ndim(); ++i) S *= x.shape[i];
+  return {x.shape[0], x.shape[1], S};
+}
+
+void bind_layers(py::module_& m) {
+  bind_optim(m);
+  m.def("dropout_mask", [](double p, std::uint64_t seed, std::uint64_t offset,
+                           const py::handle& mask_obj, std::uintptr_t stream) {
+    check_probability(p);
+    ArrayArg mask = writable_contiguous<std::uint8_t>(mask_obj, "mask");
+    py::gil_scoped_release release;
+    cuda::dropout_mask(mask.ptr<std::uint8_t>(), mask.size(), static_cast<float>(p), seed, offset,
+                       as_stream(stream));
+  }, py::arg("p"), py::arg("seed"), py::arg("offset"), py::kw_only(), py::arg("mask"),
+     py::arg("stream") = 0,
+     "Writes the uint8 keep mask (1 keep, 0 drop) of the dropout call named (seed, offset);\n"
+     "the same mask as pydl._C's.");
+  m.def("dropout_forward", [](const py::handle& x_obj, double p, std::uint64_t seed,
+                              std::uint64_t offset, const py::handle& y_obj,
+                              const py::handle& mask_obj, std::uintptr_t stream) {
+    check_probability(p);
+    ArrayArg x = contiguous<float>(x_obj, "x"), y = writable_contiguous<float>(y_obj, "y");
+    ArrayArg mask = writable_contiguous<std::uint8_t>(mask_obj, "mask");
+    require_same_shape(y, x);
+    require_same_shape(mask, x);
+    py::gil_scoped_release release;
+    cuda::dropout_forward(y.ptr<float>(), mask.ptr<std::uint8_t>(), x.ptr<const float>(), x.size(),
+                          static_cast<float>(p), seed, offset, as_stream(stream));
+  }, py::arg("x"), py::arg("p"), py::arg("seed"), py::arg("offset"), py::kw_only(), py::arg("y"),
+     py::arg("mask"), py::arg("stream") = 0,
+     "y = x * mask / (1 - p), writing the mask of the call named (seed, offset) too.");
+  m.def("dropout_backward", [](const py::handle& dy_obj, const py::handle& mask_obj, double p,
+                               const py::handle& out_obj, std::uintptr_t stream) {
+    check_probability(p);
+    ArrayArg dy = contiguous<float>(dy_obj, "dy"), mask = contiguous<std::uint8_t>(mask_obj, "mask");
+    ArrayArg out = writable_contiguous<float>(out_obj, "out");
+    require_same_shape(mask, dy);
+    require_same_shape(out, dy);
+    py::gil_scoped_release release;
+    cuda::dropout_backward(out.ptr<float>(), dy.ptr<const float>(), mask.ptr<const std::uint8_t>(),
+                           dy.size(), static_cast<float>(p), as_stream(stream));
+  }, py::arg("dy"), py::arg("mask"), py::arg("p"), py::kw_only(), py::arg("out"),
+     py::arg("stream") = 0, "out = dy * mask / (1 - p).");
+
+  m.def("embedding_forward", [](const py::handle& weight_obj, const py::handle& indices_obj,
+                                const py::handle& out_obj, std::uintptr_t stream) {
+    ArrayArg weight = contiguous<float>(weight_obj, "weight");
+    ArrayArg indices = contiguous<std::int64_t>(indices_obj, "indices");
+    if (weight.ndim() != 2)
+      throw py::value_error("embedding: weight must be 2-D (num_embeddings, embedding_dim), got " +
+                            weight.shape_str());
+    const index_t V = weight.shape[0], D = weight.shape[1];
+    std::vector<index_t> shape = indices.shape;
+    shape.push_back(D);
+    float* out = output(out_obj, "out", shape, "embedding_forward");
+    py::gil_scoped_release release;
+    cuda::embedding_forward(out, weight.ptr<const float>(), indices.ptr<const std::int64_t>(),
+                            indices.size(), V, D, as_stream(stream));
+  }, py::arg("weight"), py::arg("indices"), py::kw_only(), py::arg("out"), py::arg("stream") = 0,
+     "out = weight[indices], shaped indices.shape + (D,). Indices are not checked on the host:\n"
+     "an index outside [0, num_embeddings) gives a NaN row.");
+  m.def("embedding_backward", [](const py::handle& dy_obj, const py::handle& indices_obj,
+                                 index_t num_embeddings, index_t padding_idx,
+                                 const py::handle& out_obj, std::uintptr_t stream) {
+    ArrayArg dy = contiguous<float>(dy_obj, "dy");
+    ArrayArg indices = contiguous<std::int64_t>(indices_obj, "indices");
+    if (num_embeddings < 0) throw py::value_error("num_embeddings must be >= 0");
+    const index_t n = indices.size(), D = dy.ndim() ? dy.shape.back() : 0;
+    if (dy.ndim() != indices.ndim() + 1 || dy.size() != n * D)
+      throw py::value_error("embedding_backward: dy has shape " + dy.shape_str() +
+                            " but indices has shape " + indices.shape_str() +
+                            "; dy must be indices.shape + (embedding_dim,)");
+    float* out = output(out_obj, "out", {num_embeddings, D}, "embedding_backward");
+    py::gil_scoped_release release;
+    cuda::embedding_backward(out, dy.ptr<const float>(), indices.ptr<const std::int64_t>(), n,
+                             num_embeddings, D, padding_idx, as_stream(stream));
+  }, py::arg("dy"), py::arg("indices"), py::arg("num_embeddings"), py::arg("padding_idx") = -1,
+     py::kw_only(), py::arg("out"), py::arg("stream") = 0,
+     "out (num_embeddings, D) = dy rows summed by index (atomicAdd); row padding_idx (if >= 0)\n"
+     "is zero, and indices outside [0, num_embeddings) are skipped.");
+
+  m.def("batch_norm_forward", [](const py::handle& x_obj, const py::handle& weight_obj,
+                                 const py::handle& bias_obj, const py::handle& rm_obj,
+                                 const py::handle& rv_obj, bool training, double momentum,
+                                 double eps, const py::handle& y_obj, const py::handle& mean_obj,
+                                 const py::handle& invstd_obj, std::uintptr_t stream) {
+    ArrayArg x = contiguous<float>(x_obj, "input");
+    const auto [N, C, S] = ncs(x);
+    if (training && N * S <= 1)
+      throw py::value_error("batch_norm: expected more than 1 value per channel when training, "
+                            "got input of shape " + x.shape_str());
+    if (!(eps > 0)) throw py::value_error("batch_norm: eps must be > 0");
+    const float* w = optional_vector(weight_obj, "weight", C, "batch_norm");
+    const float* b = optional_vector(bias_obj, "bias", C, "batch_norm");
+    if (rm_obj.is_none() != rv_obj.is_none())
+      throw py::value_error("batch_norm: pass both running_mean and running_var, or neither");
+    if (rm_obj.is_none() && !training)
+      throw py::value_error("batch_norm: evaluation needs running_mean and running_var");
+    float* rm = rm_obj.is_none() ? nullptr : output(rm_obj, "running_mean", {C}, "batch_norm");
+    float* rv = rv_obj.is_none() ? nullptr : output(rv_obj, "running_var", {C}, "batch_norm");
+    float* y = output(y_obj, "y", x.shape, "batch_norm");
+    float* mean = output(mean_obj, "mean", {C}, "batch_norm");
+    float* invstd = output(invstd_obj, "invstd", {C}, "batch_norm");
+    py::gil_scoped_release release;
+    if (training) {
+      cuda::batch_norm_forward_train(y, mean, invstd, rm, rv, x.ptr<const float>(), w, b, N, C, S,
+                                     static_cast<float>(eps), static_cast<float>(momentum),
+                                     as_stream(stream));
+    } else {
+      cuda::batch_norm_eval_statistics(mean, invstd, rm, rv, C, static_cast<float>(eps),
+                                       as_stream(stream));
+      cuda::batch_norm_forward_eval(y, x.ptr<const float>(), mean, invstd, w, b, N, C, S,
+                                    as_stream(stream));
+    }
+  }, py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"),
+     py::arg("running_var"), py::arg("training"), py::arg("momentum"), py::arg("eps"),
+     py::kw_only(), py::arg("y"), py::arg("mean"), py::arg("invstd"), py::arg("stream") = 0,
+     "Writes y, mean and invstd (C,). Training normalizes with batch statistics and updates\n"
+     "the running statistics in place (unbiased var); evaluation uses the running statistics.");
+  m.def("batch_norm_backward", [](const py::handle& dy_obj, const py::handle& x_obj,
+                                  const py::handle& mean_obj, const py::handle& invstd_obj,
+                                  const py::handle& weight_obj, bool training,
+                                  const py::handle& dx_obj, const py::handle& dweight_obj,
+                                  const py::handle& dbias_obj, std::uintptr_t stream) {
+    ArrayArg dy = contiguous<float>(dy_obj, "dy"), x = contiguous<float>(x_obj, "input");
+    require_same_shape(dy, x);
+    const auto [N, C, S] = ncs(x);
+    const float* w = optional_vector(weight_obj, "weight", C, "batch_norm_backward");
+    const float* mean = optional_vector(mean_obj, "mean", C, "batch_norm_backward");
+    const float* invstd = optional_vector(invstd_obj, "invstd", C, "batch_norm_backward");
+    if (!mean || !invstd) throw py::value_error("batch_norm_backward: mean and invstd are needed");
+    float* dx = output(dx_obj, "dx", x.shape, "batch_norm_backward", true);
+    float* dw = output(dweight_obj, "dweight", {C}, "batch_norm_backward", true);
+    float* db = output(dbias_obj, "dbias", {C}, "batch_norm_backward", true);
+    py::gil_scoped_release release;
+    cuda::batch_norm_backward(dx, dw, db, dy.ptr<const float>(), x.ptr<const float>(), mean,
+                              invstd, w, N, C, S, training, as_stream(stream));
+  }, py::arg("dy"), py::arg("input"), py::arg("mean"), py::arg("invstd"), py::arg("weight"),
+     py::arg("training"), py::kw_only(), py::arg("dx") = py::none(),
+     py::arg("dweight") = py::none(), py::arg("dbias") = py::none(), py::arg("stream") = 0,
+     "Writes each of dx, dweight, dbias that is given (None: not computed).");
+
+  m.def("layer_norm_forward", [](const py::handle& x_obj, const py::handle& weight_obj,
+                                 const py::handle& bias_obj, double eps, const py::handle& y_obj,
+                                 const py::handle& mean_obj, const py::handle& rstd_obj,
+                                 std::uintptr_t stream) {
+    ArrayArg x = contiguous<float>(x_obj, "input");
+    if (x.ndim() != 2)
+      throw py::value_error("layer_norm_forward: input must be 2-D (rows, normalized size), got " +
+                            x.shape_str());
+    if (!(eps > 0)) throw py::value_error("layer_norm: eps must be > 0");
+    const index_t M = x.shape[0], D = x.shape[1];
+    const float* w = optional_vector(weight_obj, "weight", D, "layer_norm_forward");
+    const float* b = optional_vector(bias_obj, "bias", D, "layer_norm_forward");
+    float* y = output(y_obj, "y", {M, D}, "layer_norm_forward");
+    float* mean = output(mean_obj, "mean", {M}, "layer_norm_forward");
+    float* rstd = output(rstd_obj, "rstd", {M}, "layer_norm_forward");
+    py::gil_scoped_release release;
+    cuda::layer_norm_forward(y, mean, rstd, x.ptr<const float>(), w, b, M, D,
+                             static_cast<float>(eps), as_stream(stream));
+  }, py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("eps"), py::kw_only(),
+     py::arg("y"), py::arg("mean"), py::arg("rstd"), py::arg("stream") = 0,
+     "Writes y, mean and rstd (M,) of each row of a (M, D) input normalized over its D values.");
+  m.def("layer_norm_backward", [](const py::handle& dy_obj, const py::handle& x_obj,
+                                  const py::handle& mean_obj, const py::handle& rstd_obj,
+                                  const py::handle& weight_obj, const py::handle& dx_obj,
+                                  const py::handle& dweight_obj, const py::handle& dbias_obj,
+                                  std::uintptr_t stream) {
+    ArrayArg dy = contiguous<float>(dy_obj, "dy"), x = contiguous<float>(x_obj, "input");
+    require_same_shape(dy, x);
+    if (x.ndim() != 2)
+      throw py::value_error("layer_norm_backward: input must be 2-D, got " + x.shape_str());
+    const index_t M = x.shape[0], D = x.shape[1];
+    const float* w = optional_vector(weight_obj, "weight", D, "layer_norm_backward");
+    const float* mean = optional_vector(mean_obj, "mean", M, "layer_norm_backward");
+    const float* rstd = optional_vector(rstd_obj, "rstd", M, "layer_norm_backward");
+    if (!mean || !rstd) throw py::value_error("layer_norm_backward: mean and rstd are needed");
+    float* dx = output(dx_obj, "dx", {M, D}, "layer_norm_backward", true);
+    float* dw = output(dweight_obj, "dweight", {D}, "layer_norm_backward", true);
+    float* db = output(dbias_obj, "dbias", {D}, "layer_norm_backward", true);
+    py::gil_scoped_release release;
+    cuda::layer_norm_backward(dx, dw, db, dy.ptr<const float>(), x.ptr<const float>(), mean, rstd,
+                              w, M, D, as_stream(stream));
+  }, py::arg("dy"), py::arg("input"), py::arg("mean"), py::arg("rstd"), py::arg("weight"),
+     py::kw_only(), py::arg("dx") = py::none(), py::arg("dweight") = py::none(),
+     py::arg("dbias") = py::none(), py::arg("stream") = 0,
+     "Writes each of dx, dweight, dbias that is given (None: not computed).");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(PYDL_CUDA_MODULE, m) {
@@ -563,4 +980,5 @@ PYBIND11_MODULE(PYDL_CUDA_MODULE, m) {
   bind_elementwise(m);
   bind_loss(m);
   bind_conv_pool(m);
+  bind_layers(m);
 }

@@ -279,3 +279,203 @@ def check_avg_pool(backend, case, count_include_pad, rng):
     backend.module.avg_pool2d_backward(backend.put(dy), **geometry, grad_input=grad_input,
                                        stream=backend.stream())
     np.testing.assert_allclose(backend.get(grad_input), dx, rtol=1e-5, atol=1e-6)
+
+
+# ---- optimizers --------------------------------------------------------------------
+# (kernel, state arrays, options). The CUDA steps do the CPU vector path's float
+# operations one for one, so with pydl._C on AVX2 they agree bit for bit.
+OPTIM_CASES = [
+    ("sgd_step", [], dict(lr=0.1)),
+    ("sgd_step", ["momentum_buffer"], dict(lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01)),
+    ("sgd_step", ["momentum_buffer"], dict(lr=0.05, momentum=0.8, nesterov=True, maximize=True)),
+    ("rmsprop_step", ["square_avg"], dict(lr=0.01, weight_decay=0.1)),
+    ("rmsprop_step", ["square_avg", "grad_avg", "momentum_buffer"],
+     dict(lr=0.01, alpha=0.9, centered=True, momentum=0.5, maximize=True)),
+    ("adagrad_step", ["state_sum"], dict(lr=0.1, lr_decay=0.01, weight_decay=0.05)),
+    ("adam_step", ["exp_avg", "exp_avg_sq"], dict(lr=1e-3, weight_decay=0.1)),
+    ("adam_step", ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"],
+     dict(lr=1e-2, betas=(0.8, 0.99), amsgrad=True, decoupled_weight_decay=True,
+          weight_decay=0.05, maximize=True)),
+]
+# Shapes around one block's chunk of 4096 elements.
+OPTIM_SHAPES = [(1,), (37,), (5, 130), (4097,)]
+
+
+def optim_options(kernel, options, step):
+    """The keyword options of step `step` (1-based) of a case."""
+    options = dict(options)
+    if "betas" in options:
+        options["beta1"], options["beta2"] = options.pop("betas")
+    if kernel in ("adagrad_step", "adam_step"):
+        options["step"] = step
+    if kernel == "sgd_step" and "momentum" in options:
+        options["first_step"] = step == 1
+    return options
+
+
+def assert_matches_cpu_step(actual, expected):
+    if _C.isa() == "avx2":
+        np.testing.assert_array_equal(actual, expected)
+    else:  # the portable CPU path does not fuse its multiply-adds
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-7)
+
+
+def check_optim(backend, case, shapes, rng, steps=3, as_list=False):
+    """`steps` updates of parameters of the given shapes on both sides, from
+    the same random parameters (zero state, as optimizers start) and fresh
+    random gradients each step. `as_list` passes every argument as a list (one
+    multi-tensor call); otherwise each parameter gets its own call."""
+    kernel, state_names, options = case
+    params = [random(rng, s) for s in shapes]
+    states = {name: [np.zeros(s, np.float32) for s in shapes] for name in state_names}
+    dev_params = [backend.put(p) for p in params]
+    dev_states = {name: [backend.put(a) for a in arrays] for name, arrays in states.items()}
+    for step in range(1, steps + 1):
+        grads = [random(rng, s) for s in shapes]
+        opts = optim_options(kernel, options, step)
+        for i in range(len(shapes)):
+            getattr(_C, kernel)(params[i], grads[i], **{n: a[i] for n, a in states.items()}, **opts)
+        dev_grads = [backend.put(g) for g in grads]
+        module_step = getattr(backend.module, kernel)
+        if as_list:
+            module_step(dev_params, dev_grads, **dev_states, **opts, stream=backend.stream())
+        else:
+            for i in range(len(shapes)):
+                module_step(dev_params[i], dev_grads[i], **{n: a[i] for n, a in dev_states.items()},
+                            **opts, stream=backend.stream())
+    for i in range(len(shapes)):
+        assert_matches_cpu_step(backend.get(dev_params[i]), params[i])
+        for name in state_names:
+            assert_matches_cpu_step(backend.get(dev_states[name][i]), states[name][i])
+
+
+# ---- dropout -----------------------------------------------------------------------
+# Sizes around Philox blocks of 4 elements and 256-thread blocks of them.
+DROPOUT_SIZES = [1, 3, 4, 5, 1023, 1029]
+# (p, seed, offset): seeds and offsets with both 32-bit halves set.
+DROPOUT_STREAMS = [(0.0, 1, 0), (0.3, 0x1234_5678_9ABC_DEF0, 7), (0.5, 42, 0xFFFF_FFFF_0000_0003),
+                   (1.0, 5, 9)]
+
+
+def check_dropout(backend, n, p, seed, offset, rng):
+    """The mask, y and dx equal pydl._C's bit for bit."""
+    x, dy = random(rng, n), random(rng, n)
+    ref_mask = _C.dropout_mask([n], p, seed, offset)
+    ref_y, ref_mask_fwd = _C.dropout_forward(x, p, seed, offset)
+    ref_dx = _C.dropout_backward(dy, ref_mask, p)
+
+    mask = backend.xp.full(n, 7, dtype=np.uint8)  # neither 0 nor 1
+    backend.module.dropout_mask(p, seed, offset, mask=mask, stream=backend.stream())
+    np.testing.assert_array_equal(backend.get(mask), ref_mask)
+    y, mask = backend.poisoned(n), backend.xp.full(n, 7, dtype=np.uint8)
+    backend.module.dropout_forward(backend.put(x), p, seed, offset, y=y, mask=mask,
+                                   stream=backend.stream())
+    np.testing.assert_array_equal(backend.get(mask), ref_mask_fwd)
+    np.testing.assert_array_equal(backend.get(y), ref_y)
+    dx = backend.poisoned(n)
+    backend.module.dropout_backward(backend.put(dy), backend.put(ref_mask), p, out=dx,
+                                    stream=backend.stream())
+    np.testing.assert_array_equal(backend.get(dx), ref_dx)
+
+
+# ---- embedding ---------------------------------------------------------------------
+# (V, D, indices shape, padding_idx).
+EMBEDDING_CASES = [(1, 1, (3,), -1), (10, 7, (5,), -1), (6, 33, (4, 9), 2), (50, 300, (2, 3), 0),
+                   (4, 5, (0,), -1)]
+
+
+def check_embedding(backend, V, D, index_shape, padding_idx, rng):
+    weight = random(rng, (V, D))
+    # Few rows, many positions: rows are hit several times (the atomics add up).
+    indices = rng.integers(0, V, index_shape).astype(np.int64)
+    dy = random(rng, index_shape + (D,))
+    out = backend.poisoned(index_shape + (D,))
+    backend.module.embedding_forward(backend.put(weight), backend.put(indices), out=out,
+                                     stream=backend.stream())
+    np.testing.assert_array_equal(backend.get(out), _C.embedding_forward(weight, indices))
+    dweight = backend.poisoned((V, D))
+    backend.module.embedding_backward(backend.put(dy), backend.put(indices), V, padding_idx,
+                                      out=dweight, stream=backend.stream())
+    np.testing.assert_allclose(backend.get(dweight),
+                               _C.embedding_backward(dy, indices, V, padding_idx),
+                               rtol=1e-5, atol=1e-6)
+
+
+# ---- batch norm --------------------------------------------------------------------
+# (N, C) and (N, C, H, W); one block of 256 threads walks each channel, so the
+# channel sizes N*H*W straddle 256, and a step of 256 covers whole planes
+# (S = 1), planes and a part (S = 100) or a part of one (S = 323).
+BATCH_NORM_SHAPES = [(2, 3), (300, 2), (7, 1), (2, 3, 4, 5), (3, 2, 7, 9), (6, 2, 10, 10),
+                     (2, 2, 17, 19), (5, 4, 1, 1)]
+
+
+def batch_norm_inputs(rng, shape, affine):
+    C = shape[1]
+    x = random(rng, shape, scale=2.0) + 0.5
+    weight = random(rng, C) if affine else None
+    bias = random(rng, C) if affine else None
+    running_mean, running_var = random(rng, C), rng.random(C).astype(np.float32) + 0.5
+    return x, weight, bias, running_mean, running_var
+
+
+def check_batch_norm(backend, shape, training, affine, track_running_stats, rng):
+    x, weight, bias, rm, rv = batch_norm_inputs(rng, shape, affine)
+    if not track_running_stats:
+        rm = rv = None
+    C = shape[1]
+    ref_rm, ref_rv = (None, None) if rm is None else (rm.copy(), rv.copy())
+    ref_y, ref_mean, ref_invstd = _C.batch_norm_forward(x, weight, bias, ref_rm, ref_rv,
+                                                        training, 0.1, 1e-5)
+    put = lambda a: None if a is None else backend.put(a)
+    dev_rm, dev_rv = put(rm), put(rv)
+    y, mean, invstd = backend.poisoned(shape), backend.poisoned(C), backend.poisoned(C)
+    backend.module.batch_norm_forward(backend.put(x), put(weight), put(bias), dev_rm, dev_rv,
+                                      training, 0.1, 1e-5, y=y, mean=mean, invstd=invstd,
+                                      stream=backend.stream())
+    np.testing.assert_allclose(backend.get(mean), ref_mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(backend.get(invstd), ref_invstd, rtol=1e-5)
+    np.testing.assert_allclose(backend.get(y), ref_y, rtol=1e-5, atol=1e-5)
+    if rm is not None:
+        np.testing.assert_allclose(backend.get(dev_rm), ref_rm, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(backend.get(dev_rv), ref_rv, rtol=1e-5, atol=1e-6)
+
+    dy = random(rng, shape)
+    ref_dx, ref_dw, ref_db = _C.batch_norm_backward(dy, x, ref_mean, ref_invstd, weight, training)
+    dx, dw, db = backend.poisoned(shape), backend.poisoned(C), backend.poisoned(C)
+    backend.module.batch_norm_backward(backend.put(dy), backend.put(x), backend.put(ref_mean),
+                                       backend.put(ref_invstd), put(weight), training, dx=dx,
+                                       dweight=dw, dbias=db, stream=backend.stream())
+    M = x.size // C
+    np.testing.assert_allclose(backend.get(dw), ref_dw, rtol=1e-5, atol=1e-5 * np.sqrt(M))
+    np.testing.assert_allclose(backend.get(db), ref_db, rtol=1e-5, atol=1e-5 * np.sqrt(M))
+    np.testing.assert_allclose(backend.get(dx), ref_dx, rtol=1e-4, atol=1e-5)
+
+
+# ---- layer norm --------------------------------------------------------------------
+# (M, D): a warp per row up to D = 1024, a block above; the parameter gradients
+# sum 32-column tiles over 16 row lanes.
+LAYER_NORM_SHAPES = [(1, 1), (7, 33), (9, 64), (40, 5), (3, 1025), (2, 2000)]
+
+
+def check_layer_norm(backend, shape, affine, rng):
+    M, D = shape
+    x = random(rng, shape, scale=2.0) + 0.5
+    weight, bias = (random(rng, D), random(rng, D)) if affine else (None, None)
+    put = lambda a: None if a is None else backend.put(a)
+    ref_y, ref_mean, ref_rstd = _C.layer_norm_forward(x, weight, bias, 1e-5)
+    y, mean, rstd = backend.poisoned(shape), backend.poisoned(M), backend.poisoned(M)
+    backend.module.layer_norm_forward(backend.put(x), put(weight), put(bias), 1e-5, y=y,
+                                      mean=mean, rstd=rstd, stream=backend.stream())
+    np.testing.assert_allclose(backend.get(mean), ref_mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(backend.get(rstd), ref_rstd, rtol=1e-5)
+    np.testing.assert_allclose(backend.get(y), ref_y, rtol=1e-5, atol=1e-5)
+
+    dy = random(rng, shape)
+    ref_dx, ref_dw, ref_db = _C.layer_norm_backward(dy, x, ref_mean, ref_rstd, weight)
+    dx, dw, db = backend.poisoned(shape), backend.poisoned(D), backend.poisoned(D)
+    backend.module.layer_norm_backward(backend.put(dy), backend.put(x), backend.put(ref_mean),
+                                       backend.put(ref_rstd), put(weight), dx=dx, dweight=dw,
+                                       dbias=db, stream=backend.stream())
+    np.testing.assert_allclose(backend.get(dx), ref_dx, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(backend.get(dw), ref_dw, rtol=1e-5, atol=1e-5 * np.sqrt(M))
+    np.testing.assert_allclose(backend.get(db), ref_db, rtol=1e-5, atol=1e-5 * np.sqrt(M))

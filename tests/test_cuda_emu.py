@@ -218,3 +218,125 @@ def test_conv_pool_errors_name_the_argument(rng):
         emu.max_pool2d_backward(np.ones((2, 4, 3, 3), np.float32),
                                 np.zeros((2, 4, 3, 3), np.int32), kernel_size=(2, 2),
                                 stride=(2, 2), grad_input=np.empty(x.shape, np.float32))
+
+
+# ---- layers: optimizers, dropout, embedding, normalization -------------------------------
+
+@pytest.mark.parametrize("case", cases.OPTIM_CASES, ids=lambda c: f"{c[0]}-{'-'.join(c[1])}")
+def test_optim_step(case, rng):
+    cases.check_optim(backend, case, cases.OPTIM_SHAPES, rng)
+
+
+@pytest.mark.parametrize("case", [cases.OPTIM_CASES[1], cases.OPTIM_CASES[4], cases.OPTIM_CASES[7]],
+                         ids=lambda c: c[0])
+def test_optim_multi_tensor(case, rng):
+    """34 parameters in one call take two launches of up to 32; empty ones are skipped."""
+    shapes = [(int(n),) for n in rng.integers(1, 70, 34)]
+    shapes[5] = (0,)
+    shapes[20] = (4100,)
+    cases.check_optim(backend, case, shapes, rng, steps=2, as_list=True)
+
+
+def test_optim_errors():
+    p, g = np.ones(4, np.float32), np.ones(4, np.float32)
+    with pytest.raises(ValueError, match="momentum_buffer is required"):
+        emu.sgd_step(p, g, lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="exp_avg shares memory with param"):
+        emu.adam_step(p, g, p, np.zeros(4, np.float32), lr=0.1, step=1)
+    with pytest.raises(ValueError, match="state_sum shares memory with grad"):
+        emu.adagrad_step(p, g, g, lr=0.1, step=1)
+    with pytest.raises(ValueError, match="step must be >= 1"):
+        emu.adam_step(p, g, np.zeros(4, np.float32), np.zeros(4, np.float32), lr=0.1, step=0)
+    with pytest.raises(ValueError, match=r"exp_avg_sq\[1\] has shape \(3,\) but param\[1\]"):
+        emu.adam_step([p, p[:2].copy()], [g, g[:2].copy()],
+                      [np.zeros(4, np.float32), np.zeros(2, np.float32)],
+                      [np.zeros(4, np.float32), np.zeros(3, np.float32)], lr=0.1, step=1)
+    big = np.zeros(8, np.float32)
+    with pytest.raises(ValueError, match=r"param\[1\] shares memory with param\[0\]"):
+        emu.sgd_step([big[:4], big[2:6]], [g, g.copy()], lr=0.1)
+    with pytest.raises(ValueError, match="grad has 1 arrays but param has 2"):
+        emu.sgd_step([p, p.copy()], [g], lr=0.1)
+    with pytest.raises(TypeError, match="grad must be a list of arrays"):
+        emu.sgd_step([p], g, lr=0.1)
+    with pytest.raises(TypeError, match="grad must be float32"):
+        emu.sgd_step(p, g.astype(np.float64), lr=0.1)
+
+
+@pytest.mark.parametrize("stream", cases.DROPOUT_STREAMS, ids=str)
+@pytest.mark.parametrize("n", cases.DROPOUT_SIZES)
+def test_dropout(n, stream, rng):
+    cases.check_dropout(backend, n, *stream, rng)
+
+
+def test_dropout_errors():
+    x = np.ones(6, np.float32)
+    with pytest.raises(ValueError, match="p must be in"):
+        emu.dropout_forward(x, 1.5, 0, 0, y=np.empty(6, np.float32), mask=np.empty(6, np.uint8))
+    with pytest.raises(TypeError, match="mask must be uint8, got bool"):
+        emu.dropout_mask(0.5, 0, 0, mask=np.empty(6, bool))
+    with pytest.raises(ValueError, match="mask has shape"):
+        emu.dropout_backward(x, np.ones(5, np.uint8), 0.5, out=np.empty(6, np.float32))
+
+
+@pytest.mark.parametrize("case", cases.EMBEDDING_CASES, ids=str)
+def test_embedding(case, rng):
+    cases.check_embedding(backend, *case, rng)
+
+
+def test_embedding_bad_index_gives_nan_and_is_skipped(rng):
+    weight, dy = cases.random(rng, (4, 3)), cases.random(rng, (3, 3))
+    indices = np.array([1, 7, -1], np.int64)
+    out = backend.poisoned((3, 3))
+    emu.embedding_forward(weight, indices, out=out)
+    np.testing.assert_array_equal(out[0], weight[1])
+    assert np.isnan(out[1:]).all()
+    dweight = backend.poisoned((4, 3))
+    emu.embedding_backward(dy, indices, 4, out=dweight)
+    np.testing.assert_array_equal(dweight[1], dy[0])
+    np.testing.assert_array_equal(dweight[[0, 2, 3]], 0)
+    with pytest.raises(ValueError, match="out has shape"):
+        emu.embedding_backward(dy, indices, 5, out=dweight)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("shape", cases.BATCH_NORM_SHAPES, ids=str)
+def test_batch_norm_train(shape, affine, rng):
+    cases.check_batch_norm(backend, shape, True, affine, track_running_stats=affine, rng=rng)
+
+
+@pytest.mark.parametrize("shape", cases.BATCH_NORM_SHAPES[::2] + [(2, 3, 0)], ids=str)
+def test_batch_norm_eval(shape, rng):
+    cases.check_batch_norm(backend, shape, False, True, True, rng)
+
+
+def test_batch_norm_backward_partial_outputs(rng):
+    x, weight, *_ = cases.batch_norm_inputs(rng, (4, 3, 5, 2), affine=True)
+    dy = cases.random(rng, x.shape)
+    _, mean, invstd = cases._C.batch_norm_forward(x, weight, None, None, None, True, 0.1, 1e-5)
+    ref_dx, _, ref_db = cases._C.batch_norm_backward(dy, x, mean, invstd, weight, True)
+    dx, db = backend.poisoned(x.shape), backend.poisoned(3)
+    emu.batch_norm_backward(dy, x, mean, invstd, weight, True, dx=dx, dbias=db)
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(db, ref_db, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="evaluation needs running_mean"):
+        emu.batch_norm_forward(x, None, None, None, None, False, 0.1, 1e-5, y=dx,
+                               mean=db, invstd=db.copy())
+    with pytest.raises(ValueError, match="invstd has shape \\(4,\\), expected \\(3,\\)"):
+        emu.batch_norm_forward(x, None, None, None, None, True, 0.1, 1e-5, y=dx,
+                               mean=db, invstd=np.empty(4, np.float32))
+
+
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("shape", cases.LAYER_NORM_SHAPES, ids=str)
+def test_layer_norm(shape, affine, rng):
+    cases.check_layer_norm(backend, shape, affine, rng)
+
+
+def test_layer_norm_errors():
+    x = np.ones((3, 4), np.float32)
+    with pytest.raises(ValueError, match="weight has shape \\(3,\\), expected \\(4,\\)"):
+        emu.layer_norm_forward(x, np.ones(3, np.float32), None, 1e-5, y=x.copy(),
+                               mean=np.empty(3, np.float32), rstd=np.empty(3, np.float32))
+    with pytest.raises(ValueError, match="dx has shape"):
+        emu.layer_norm_backward(x, x, np.ones(3, np.float32), np.ones(3, np.float32), None,
+                                dx=np.empty((4, 3), np.float32))

@@ -98,3 +98,43 @@ def test_max_pool2d(case, rng):
                                   if c[7] == (1, 1)], ids=str)
 def test_avg_pool2d(case, count_include_pad, rng):
     cases.check_avg_pool(backend, case, count_include_pad, rng)
+
+
+# ---- layers: optimizers, dropout, embedding, normalization -------------------------------
+
+@pytest.mark.parametrize("case", cases.OPTIM_CASES, ids=lambda c: f"{c[0]}-{'-'.join(c[1])}")
+def test_optim_step(case, rng):
+    cases.check_optim(backend, case, cases.OPTIM_SHAPES + [((1 << 20) + 5,)], rng)
+
+
+@pytest.mark.parametrize("case", cases.OPTIM_CASES, ids=lambda c: f"{c[0]}-{'-'.join(c[1])}")
+def test_optim_multi_tensor(case, rng):
+    """100 parameters of mixed sizes in one call (up to 32 per launch)."""
+    shapes = [(int(n),) for n in rng.integers(0, 20000, 100)]
+    cases.check_optim(backend, case, shapes, rng, steps=2, as_list=True)
+
+
+@pytest.mark.parametrize("stream", cases.DROPOUT_STREAMS, ids=str)
+@pytest.mark.parametrize("n", cases.DROPOUT_SIZES + [(1 << 22) + 3])
+def test_dropout(n, stream, rng):
+    cases.check_dropout(backend, n, *stream, rng)
+
+
+@pytest.mark.parametrize("case", cases.EMBEDDING_CASES + [(30000, 512, (64, 128), 0)], ids=str)
+def test_embedding(case, rng):
+    cases.check_embedding(backend, *case, rng)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", cases.BATCH_NORM_SHAPES + [(32, 64, 28, 28), (4096, 300)],
+                         ids=str)
+def test_batch_norm(shape, training, rng):
+    cases.check_batch_norm(backend, shape, training, True, True, rng)
+    if training:
+        cases.check_batch_norm(backend, shape, True, False, False, rng)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("shape", cases.LAYER_NORM_SHAPES + [(4096, 768), (64, 5000)], ids=str)
+def test_layer_norm(shape, affine, rng):
+    cases.check_layer_norm(backend, shape, affine, rng)
