@@ -70,6 +70,21 @@ def test_threaded_sizes(rng, isa, threads, M, N, K):
         assert_gemm(_C.gemm(a, b, trans_a=trans_a, trans_b=trans_b), a, b, trans_a, trans_b)
 
 
+@pytest.mark.parametrize("M,N,K", [(64, 10, 512), (13, 64, 7), (64, 64, 577), (50, 65, 3),
+                                   (43264 // 64, 32, 9), (5, 1, 130)])
+def test_narrow_products_read_a_in_place(rng, isa, threads, M, N, K):
+    # N <= 64 with row-major A: A is read in place (edge rows, K not a multiple
+    # of the unroll, and a row stride wider than K); N = 65 packs A again.
+    big = rng.standard_normal((M + 1, K + 3)).astype(np.float32)
+    a = big[1:, 2:2 + K]  # ends at the buffer's last row: no row past M is read
+    b = rng.standard_normal((N, K)).astype(np.float32)
+    c0 = rng.standard_normal((M, N)).astype(np.float32)
+    out = c0.copy()
+    _C.gemm(a, b, trans_b=True, alpha=0.75, beta=0.5, out=out)
+    assert_gemm(out, a, b, False, True, 0.75, 0.5, c0)
+    assert_gemm(_C.gemm(a, b.T), a, b.T)
+
+
 @pytest.mark.parametrize("M,N,K", [(7, 33, 255), (300, 130, 520), (64, 512, 784)])
 @pytest.mark.parametrize("alpha,beta", [(1.0, 1.0), (-0.5, 2.0), (2.5, 0.0), (1.0, -1.0)])
 def test_alpha_beta_into_out(rng, isa, threads, M, N, K, alpha, beta):
