@@ -453,21 +453,30 @@ struct PackBuffers {
   Workspace<float> a, b;
 };
 
-// Threads take rectangles of C: row ranges when M >= N, else column ranges,
-// so each rectangle repacks the smaller operand (K x N or M x K) for itself
-// and threads never wait on each other. Rectangles are at least ~256 wide
-// (repacking stays a few percent of the arithmetic) and up to 4 per thread,
-// handed out dynamically: a thread that loses its core to another process
-// leaves its share to the others instead of holding up the whole product.
+// Threads take rectangles of C, row ranges or column ranges, each packing
+// what it needs for itself, so threads never wait on each other. A row split
+// makes every extra rectangle repack all of op(B) (K x N floats); a column
+// split, all of op(A) (M x K), or, when A is read in place, only re-read it
+// (counted as a quarter of a pack): the split taken is the one that repeats
+// less. Rectangles are at least ~256 wide (repacking stays a few percent of
+// the arithmetic), up to 4 per thread and a multiple of the thread count (3
+// parts on 2 threads would leave one thread a third idle), handed out
+// dynamically: a thread that loses its core to another process leaves its
+// share to the others instead of holding up the whole product.
 void gemm_on_threads(const Operands& op, int nt) {
   if (op.M == 0 || op.N == 0) return;
   if (op.K == 0 || op.alpha == 0.0f) return scale_c(op);
-  const bool by_rows = op.M >= op.N;
+  const index_t row_tiles = ceil_div(op.M, MR), col_tiles = ceil_div(op.N, NR);
+  const double repack_rows = double(op.K) * op.N;
+  const double repack_cols =
+      double(op.M) * op.K * (reads_a_in_place(op, blocking_for(op.N, op.K)) ? 0.25 : 1.0);
+  bool by_rows = repack_rows <= repack_cols;
+  if ((by_rows ? row_tiles : col_tiles) < nt) by_rows = row_tiles >= col_tiles;
   const index_t unit = by_rows ? MR : NR;
-  const index_t tiles = ceil_div(by_rows ? op.M : op.N, unit);
-  const index_t parts = std::min<index_t>(
-      tiles, std::clamp<index_t>(tiles * unit / 256, nt, 4 * nt));
-  nt = static_cast<int>(std::min<index_t>(nt, parts));
+  const index_t tiles = by_rows ? row_tiles : col_tiles;
+  nt = static_cast<int>(std::min<index_t>(nt, tiles));
+  const index_t parts =
+      std::min<index_t>(tiles, nt * std::clamp<index_t>(tiles * unit / (256 * nt), 1, 4));
   PackBuffers buf(op, nt);
   if (nt == 1) return gemm_blocked(op, buf.a_for(0), buf.b_for(0));
 

@@ -61,10 +61,12 @@ def test_shapes_and_transposes(rng, isa, threads, M, N, K, trans_a, trans_b):
     assert_gemm(got, a, b, trans_a, trans_b)
 
 
-@pytest.mark.parametrize("M,N,K", [(64, 512, 784), (255, 255, 255), (1000, 70, 600), (40, 2000, 64)])
+@pytest.mark.parametrize("M,N,K", [(64, 512, 784), (255, 255, 255), (1000, 70, 600), (40, 2000, 64),
+                                   (64, 64, 576), (64, 784, 512), (784, 512, 64), (2000, 32, 9)])
 def test_threaded_sizes(rng, isa, threads, M, N, K):
-    # Big enough that 2 threads really split the work: rows of C (tall), or the
-    # B panels (short M, wide N).
+    # Big enough that 2 threads really split the work: rows of C (tall, or A
+    # read in place with a tiny B), or the B panels (short M, wide N, or N <= 64
+    # with A read in place by both threads).
     for trans_a, trans_b in [(False, False), (True, True)]:
         a, b = operands(rng, M, N, K, trans_a, trans_b)
         assert_gemm(_C.gemm(a, b, trans_a=trans_a, trans_b=trans_b), a, b, trans_a, trans_b)
