@@ -9,6 +9,10 @@
 //   micro-kernel: C[MR x NR] += sum over kc of a[MR] (outer) b[NR], in registers.
 // Packing reads any layout (both transposes, any leading dimension) and writes
 // one: panel[k * R + r], zero-padded to R, so the micro-kernel sees only that.
+// Two exceptions for small products: a row-major A used by at most a few B
+// micro-panels (N <= 64) is read in place instead of packed, and a column
+// edge of at most NR/2 runs a half-width (MR x NR/2) tile.
+// Threads (gemm_on_threads) each run this nest on their own rectangles of C.
 #include "gemm.h"
 
 #include <algorithm>
@@ -251,8 +255,10 @@ void pack_b(const Operands& op, index_t k0, index_t kc, index_t j0, index_t nc, 
 }
 
 // ---- micro-kernels ---------------------------------------------------------------
-// C[MR x NR] = alpha * sum_k A(i, k) * b[k*NR + j] + beta * C (beta == 0: C is
-// only written), for kc k steps. A(i, k) = a[i * a_rs + k * KS]: a packed
+// C[MR x W] = alpha * sum_k A(i, k) * b[k*NR + j] + beta * C (beta == 0: C is
+// only written), for kc k steps and the first W of the panel's NR columns:
+// W = NR, or W = NR / 2 for a column edge of at most 8, which then costs 6
+// FMAs per k step instead of 12. A(i, k) = a[i * a_rs + k * KS]: a packed
 // panel (KS = MR, a_rs = 1, kc a multiple of KU) or, unpacked, rows of a
 // row-major A (KS = 1, a_rs = lda). Rows i >= m (an edge tile of unpacked A)
 // read row m - 1 instead, so nothing past the matrix is touched; the caller
@@ -261,20 +267,21 @@ void pack_b(const Operands& op, index_t k0, index_t kc, index_t j0, index_t nc, 
 using MicroKernel = void (*)(index_t kc, const float* a, index_t a_rs, index_t m, const float* b,
                              float* c, index_t ldc, float alpha, float beta);
 
-template <index_t KS>
+template <index_t KS, index_t W>
 void micro_kernel_portable(index_t kc, const float* a, index_t a_rs, index_t m, const float* b,
                            float* c, index_t ldc, float alpha, float beta) {
-  float acc[MR][NR] = {};
+  float acc[MR][W] = {};
   for (index_t k = 0; k < kc; ++k, b += NR)
     for (index_t i = 0; i < MR; ++i) {
       const float ai = a[std::min(i, m - 1) * a_rs + k * KS];
-      for (index_t j = 0; j < NR; ++j) acc[i][j] += ai * b[j];
+      for (index_t j = 0; j < W; ++j) acc[i][j] += ai * b[j];
     }
-  store_tile(MR, NR, &acc[0][0], NR, c, ldc, alpha, beta);
+  store_tile(MR, W, &acc[0][0], W, c, ldc, alpha, beta);
 }
 
 #if PYDL_X86
-// C row i (16 floats, two ymm) = alpha * acc + beta * C.
+// C row i (W floats: lo, and hi when W = 16) = alpha * acc + beta * C.
+template <index_t W>
 PYDL_TARGET_AVX2 inline void store_row_avx2(float* c, __m256 lo, __m256 hi, __m256 alpha,
                                             float beta) {
   lo = _mm256_mul_ps(alpha, lo);
@@ -282,15 +289,15 @@ PYDL_TARGET_AVX2 inline void store_row_avx2(float* c, __m256 lo, __m256 hi, __m2
   if (beta != 0.0f) {
     const __m256 vb = _mm256_set1_ps(beta);
     lo = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c), lo);
-    hi = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c + 8), hi);
+    if (W == 16) hi = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c + 8), hi);
   }
   _mm256_storeu_ps(c, lo);
-  _mm256_storeu_ps(c + 8, hi);
+  if (W == 16) _mm256_storeu_ps(c + 8, hi);
 }
 
 // The accumulators are twelve named variables, not an array: GCC keeps an
 // array of vectors in memory and would store it back every k step.
-template <index_t KS>
+template <index_t KS, index_t W>
 PYDL_TARGET_AVX2 void micro_kernel_avx2(index_t kc, const float* a, index_t a_rs, index_t m,
                                         const float* b, float* c, index_t ldc, float alpha,
                                         float beta) {
@@ -299,7 +306,7 @@ PYDL_TARGET_AVX2 void micro_kernel_avx2(index_t kc, const float* a, index_t a_rs
   // cost hundreds of cycles out of the ~6 kc cycles of arithmetic).
   for (index_t i = 0; i < MR; ++i) {
     _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR - 1), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + W - 1), _MM_HINT_T0);
   }
   // A packed panel's rows are adjacent (and zero-padded): constant offsets
   // from one pointer, which keeps the loop free of spills.
@@ -315,25 +322,25 @@ PYDL_TARGET_AVX2 void micro_kernel_avx2(index_t kc, const float* a, index_t a_rs
          c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   // One k step: a rank-1 update of the 6 x 16 tile.
   auto step = [&]() PYDL_TARGET_AVX2 {
-    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+    const __m256 b0 = _mm256_loadu_ps(b), b1 = W == 16 ? _mm256_loadu_ps(b + 8) : b0;
     __m256 ai = _mm256_broadcast_ss(a0);
     c00 = _mm256_fmadd_ps(ai, b0, c00);
-    c01 = _mm256_fmadd_ps(ai, b1, c01);
+    if (W == 16) c01 = _mm256_fmadd_ps(ai, b1, c01);
     ai = _mm256_broadcast_ss(a1);
     c10 = _mm256_fmadd_ps(ai, b0, c10);
-    c11 = _mm256_fmadd_ps(ai, b1, c11);
+    if (W == 16) c11 = _mm256_fmadd_ps(ai, b1, c11);
     ai = _mm256_broadcast_ss(a2);
     c20 = _mm256_fmadd_ps(ai, b0, c20);
-    c21 = _mm256_fmadd_ps(ai, b1, c21);
+    if (W == 16) c21 = _mm256_fmadd_ps(ai, b1, c21);
     ai = _mm256_broadcast_ss(a3);
     c30 = _mm256_fmadd_ps(ai, b0, c30);
-    c31 = _mm256_fmadd_ps(ai, b1, c31);
+    if (W == 16) c31 = _mm256_fmadd_ps(ai, b1, c31);
     ai = _mm256_broadcast_ss(a4);
     c40 = _mm256_fmadd_ps(ai, b0, c40);
-    c41 = _mm256_fmadd_ps(ai, b1, c41);
+    if (W == 16) c41 = _mm256_fmadd_ps(ai, b1, c41);
     ai = _mm256_broadcast_ss(a5);
     c50 = _mm256_fmadd_ps(ai, b0, c50);
-    c51 = _mm256_fmadd_ps(ai, b1, c51);
+    if (W == 16) c51 = _mm256_fmadd_ps(ai, b1, c51);
     a0 += KS, a1 += KS, a2 += KS, a3 += KS, a4 += KS, a5 += KS;
     b += NR;
   };
@@ -349,21 +356,21 @@ PYDL_TARGET_AVX2 void micro_kernel_avx2(index_t kc, const float* a, index_t a_rs
     for (int u = 0; u < KU; ++u) step();
   }
   const __m256 va = _mm256_set1_ps(alpha);
-  store_row_avx2(c + 0 * ldc, c00, c01, va, beta);
-  store_row_avx2(c + 1 * ldc, c10, c11, va, beta);
-  store_row_avx2(c + 2 * ldc, c20, c21, va, beta);
-  store_row_avx2(c + 3 * ldc, c30, c31, va, beta);
-  store_row_avx2(c + 4 * ldc, c40, c41, va, beta);
-  store_row_avx2(c + 5 * ldc, c50, c51, va, beta);
+  store_row_avx2<W>(c + 0 * ldc, c00, c01, va, beta);
+  store_row_avx2<W>(c + 1 * ldc, c10, c11, va, beta);
+  store_row_avx2<W>(c + 2 * ldc, c20, c21, va, beta);
+  store_row_avx2<W>(c + 3 * ldc, c30, c31, va, beta);
+  store_row_avx2<W>(c + 4 * ldc, c40, c41, va, beta);
+  store_row_avx2<W>(c + 5 * ldc, c50, c51, va, beta);
 }
 #endif
 
-template <index_t KS>
+template <index_t KS, index_t W>
 MicroKernel micro_kernel() {
 #if PYDL_X86
-  if (use_avx2()) return micro_kernel_avx2<KS>;
+  if (use_avx2()) return micro_kernel_avx2<KS, W>;
 #endif
-  return micro_kernel_portable<KS>;
+  return micro_kernel_portable<KS, W>;
 }
 
 // The A side of one macro-kernel call: rows i0 .. i0+mc of op(A) over one k
@@ -373,11 +380,12 @@ struct ABlock {
   index_t row_step;    // pointer step per row of op(A): kp packed, lda in place
   index_t kernel_rs;   // a_rs for the micro-kernel: 1 packed, lda in place
   index_t k_steps;     // kp packed (zero-padded), kc in place
-  MicroKernel kernel;
+  MicroKernel wide, narrow;  // NR and NR / 2 columns
 };
 
 // One A block (mc rows) times the packed B block (nc columns, padded to kp k
-// steps), into C at (i0, j0). Edge tiles go through a local tile.
+// steps), into C at (i0, j0). Edge tiles go through a local tile; a column
+// edge of at most NR / 2 takes the narrow kernel.
 void macro_kernel(const ABlock& ab, const Operands& op, index_t i0, index_t mc, index_t j0,
                   index_t nc, index_t kp, const float* packed_b, float beta) {
   alignas(64) float tile[MR * NR];
@@ -388,10 +396,12 @@ void macro_kernel(const ABlock& ab, const Operands& op, index_t i0, index_t mc, 
       const index_t m = std::min(MR, mc - i);
       const float* ap = ab.a + i * ab.row_step;
       float* c = op.c + (i0 + i) * op.ldc + j0 + j;
-      if (m == MR && n == NR) {
-        ab.kernel(ab.k_steps, ap, ab.kernel_rs, m, bp, c, op.ldc, op.alpha, beta);
+      const bool narrow = n <= NR / 2;
+      const MicroKernel kernel = narrow ? ab.narrow : ab.wide;
+      if (m == MR && n == (narrow ? NR / 2 : NR)) {
+        kernel(ab.k_steps, ap, ab.kernel_rs, m, bp, c, op.ldc, op.alpha, beta);
       } else {
-        ab.kernel(ab.k_steps, ap, ab.kernel_rs, m, bp, tile, NR, 1.0f, 0.0f);
+        kernel(ab.k_steps, ap, ab.kernel_rs, m, bp, tile, NR, 1.0f, 0.0f);
         store_tile(m, n, tile, NR, c, op.ldc, op.alpha, beta);
       }
     }
@@ -413,7 +423,8 @@ void gemm_blocked(const Operands& op, float* packed_a, float* packed_b) {
   const Blocking bl = blocking_for(op.N, op.K);
   const index_t mc_step = round_up(balanced(op.M, bl.mc_cap), MR);
   const bool a_in_place = reads_a_in_place(op, bl);
-  const MicroKernel packed_kernel = micro_kernel<MR>(), in_place_kernel = micro_kernel<1>();
+  const MicroKernel packed_wide = micro_kernel<MR, NR>(), packed_narrow = micro_kernel<MR, NR / 2>();
+  const MicroKernel in_place_wide = micro_kernel<1, NR>(), in_place_narrow = micro_kernel<1, NR / 2>();
   for (index_t jc = 0; jc < op.N; jc += bl.nc) {
     const index_t nc = std::min(bl.nc, op.N - jc);
     for (index_t pc = 0; pc < op.K; pc += bl.kc) {
@@ -424,10 +435,10 @@ void gemm_blocked(const Operands& op, float* packed_a, float* packed_b) {
         const index_t mc = std::min(mc_step, op.M - ic);
         ABlock ab;
         if (a_in_place) {
-          ab = {op.a + ic * op.a_rs + pc, op.a_rs, op.a_rs, kc, in_place_kernel};
+          ab = {op.a + ic * op.a_rs + pc, op.a_rs, op.a_rs, kc, in_place_wide, in_place_narrow};
         } else {
           pack_a(op, ic, mc, pc, kc, packed_a);
-          ab = {packed_a, kp, 1, kp, packed_kernel};
+          ab = {packed_a, kp, 1, kp, packed_wide, packed_narrow};
         }
         macro_kernel(ab, op, ic, mc, jc, nc, kp, packed_b, beta);
       }

@@ -87,7 +87,10 @@ def test_narrow_products_read_a_in_place(rng, isa, threads, M, N, K):
     assert_gemm(_C.gemm(a, b.T), a, b.T)
 
 
-@pytest.mark.parametrize("M,N,K", [(7, 33, 255), (300, 130, 520), (64, 512, 784)])
+# (12, 40, 9) and (300, 1000, 20): column edges of exactly 8 (the narrow
+# kernel writing C directly, with beta), A in place and packed.
+@pytest.mark.parametrize("M,N,K", [(7, 33, 255), (300, 130, 520), (64, 512, 784), (12, 40, 9),
+                                   (300, 1000, 20), (50, 50, 64)])
 @pytest.mark.parametrize("alpha,beta", [(1.0, 1.0), (-0.5, 2.0), (2.5, 0.0), (1.0, -1.0)])
 def test_alpha_beta_into_out(rng, isa, threads, M, N, K, alpha, beta):
     a, b = operands(rng, M, N, K, trans_b=True)
