@@ -35,8 +35,8 @@ namespace {
 // 12 FMAs for 2 loads + 6 broadcasts, enough to keep both FMA pipes busy.
 constexpr index_t MR = 6;
 constexpr index_t NR = 16;
-// Packed panels hold a multiple of KU k steps (zero-padded), so the AVX2
-// micro-kernel runs whole unrolled trips with no remainder loop.
+// Packed panels hold a multiple of KU k steps (zero-padded), so on them the
+// AVX2 micro-kernel runs whole unrolled trips (A read in place has odd steps).
 constexpr index_t KU = 4;
 
 // Row-major A is read in place, not packed, when at most this many B
