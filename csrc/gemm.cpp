@@ -412,9 +412,15 @@ void macro_kernel(const ABlock& ab, const Operands& op, index_t i0, index_t mc, 
 
 // Packing an A block pays when many B micro-panels reuse it; a row-major A
 // used by only a few is read in place (each micro-panel broadcasts from MR row
-// streams), skipping a copy of the whole block.
+// streams), skipping a copy of the whole block. But MR short row streams
+// coming from memory stall the micro-kernel (10816x288x64: 7.0 ms packed, 8.2
+// in place), so only an A that fits in half of L2 is read in place, or one
+// with K < 16, where padding the packed panels to KU steps would waste up to
+// a quarter of the arithmetic (43264x9x32: 633 -> 445 us in place).
 bool reads_a_in_place(const Operands& op, const Blocking& bl) {
-  return op.a_ks == 1 && ceil_div(std::min(op.N, bl.nc), NR) <= kInPlaceAPanels;
+  const bool a_cached = double(op.M) * op.K * sizeof(float) <= cache_sizes().l2 / 2;
+  return op.a_ks == 1 && ceil_div(std::min(op.N, bl.nc), NR) <= kInPlaceAPanels &&
+         (a_cached || op.K < 4 * KU);
 }
 
 // The loop nest at the top of this file, on one thread, for the whole of `op`

@@ -73,10 +73,11 @@ def test_threaded_sizes(rng, isa, threads, M, N, K):
 
 
 @pytest.mark.parametrize("M,N,K", [(64, 10, 512), (13, 64, 7), (64, 64, 577), (50, 65, 3),
-                                   (43264 // 64, 32, 9), (5, 1, 130)])
+                                   (43264 // 64, 32, 9), (5, 1, 130), (10816 // 4, 64, 288)])
 def test_narrow_products_read_a_in_place(rng, isa, threads, M, N, K):
     # N <= 64 with row-major A: A is read in place (edge rows, K not a multiple
-    # of the unroll, and a row stride wider than K); N = 65 packs A again.
+    # of the unroll, and a row stride wider than K); N = 65, or an A larger
+    # than half of L2 with K >= 16, packs A again.
     big = rng.standard_normal((M + 1, K + 3)).astype(np.float32)
     a = big[1:, 2:2 + K]  # ends at the buffer's last row: no row past M is read
     b = rng.standard_normal((N, K)).astype(np.float32)
