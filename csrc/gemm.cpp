@@ -9,6 +9,10 @@
 //   micro-kernel: C[MR x NR] += sum over kc of a[MR] (outer) b[NR], in registers.
 // Packing reads any layout (both transposes, any leading dimension) and writes
 // one: panel[k * R + r], zero-padded to R, so the micro-kernel sees only that.
+// Two exceptions for small products: a row-major A used by at most a few B
+// micro-panels (N <= 64) is read in place instead of packed, and a column
+// edge of at most NR/2 runs a half-width (MR x NR/2) tile.
+// Threads (gemm_on_threads) each run this nest on their own rectangles of C.
 #include "gemm.h"
 
 #include <algorithm>
@@ -31,9 +35,15 @@ namespace {
 // 12 FMAs for 2 loads + 6 broadcasts, enough to keep both FMA pipes busy.
 constexpr index_t MR = 6;
 constexpr index_t NR = 16;
-// Packed panels hold a multiple of KU k steps (zero-padded), so the AVX2
-// micro-kernel runs whole unrolled trips with no remainder loop.
+// Packed panels hold a multiple of KU k steps (zero-padded), so on them the
+// AVX2 micro-kernel runs whole unrolled trips (A read in place has odd steps).
 constexpr index_t KU = 4;
+
+// Row-major A is read in place, not packed, when at most this many B
+// micro-panels (NR columns each) reuse each A block: measured, packing A for
+// N <= 64 cost more than it saved (64x576x64: 76 -> 62 us; 64x512x10: 23 ->
+// 17 us), while at N = 512 the packed copy was ~8% faster.
+constexpr index_t kInPlaceAPanels = 4;
 
 // Below this many flops per thread a second thread costs more than it saves.
 constexpr double kFlopsPerThread = 2e6;
@@ -169,15 +179,21 @@ PYDL_TARGET_AVX2 inline void transpose8(__m256 r[8]) {
   }
 }
 
-// Full panels whose source is contiguous along k (ks == 1): A not transposed,
-// or B transposed. Eight k at a time: load 8 floats from each source row,
-// transpose in registers, store R floats per k. The k tail goes the generic way.
-PYDL_TARGET_AVX2 index_t pack_rows_avx2_a(const float* src, index_t rs, index_t kc, float* dst) {
+// Panels whose source is contiguous along k (ks == 1): A not transposed, or B
+// transposed. Eight k at a time: load 8 floats from each of the `rows` source
+// rows (zeros past them), transpose in registers, store R floats per k. The k
+// tail goes the generic way.
+PYDL_TARGET_AVX2 inline __m256 load_row_avx2(const float* src, index_t rs, index_t i,
+                                             index_t rows) {
+  return i < rows ? _mm256_loadu_ps(src + i * rs) : _mm256_setzero_ps();
+}
+
+PYDL_TARGET_AVX2 index_t pack_rows_avx2_a(const float* src, index_t rs, index_t rows, index_t kc,
+                                          float* dst) {
   index_t k = 0;
   for (; k + 8 <= kc; k += 8) {
     __m256 r[8];
-    for (int i = 0; i < 6; ++i) r[i] = _mm256_loadu_ps(src + i * rs + k);
-    r[6] = r[7] = _mm256_setzero_ps();
+    for (int i = 0; i < 8; ++i) r[i] = load_row_avx2(src + k, rs, i, std::min<index_t>(rows, 6));
     transpose8(r);
     for (int j = 0; j < 8; ++j) {  // 6 floats: 4 + 2
       float* d = dst + (k + j) * MR;
@@ -188,12 +204,13 @@ PYDL_TARGET_AVX2 index_t pack_rows_avx2_a(const float* src, index_t rs, index_t 
   return k;
 }
 
-PYDL_TARGET_AVX2 index_t pack_rows_avx2_b(const float* src, index_t rs, index_t kc, float* dst) {
+PYDL_TARGET_AVX2 index_t pack_rows_avx2_b(const float* src, index_t rs, index_t rows, index_t kc,
+                                          float* dst) {
   index_t k = 0;
   for (; k + 8 <= kc; k += 8)
     for (int h = 0; h < 2; ++h) {
       __m256 r[8];
-      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + (8 * h + i) * rs + k);
+      for (int i = 0; i < 8; ++i) r[i] = load_row_avx2(src + k, rs, 8 * h + i, rows);
       transpose8(r);
       for (int j = 0; j < 8; ++j) _mm256_storeu_ps(dst + (k + j) * NR + 8 * h, r[j]);
     }
@@ -209,9 +226,9 @@ void pack_panel(const float* src, index_t rs, index_t ks, index_t rows, index_t 
     return;
   }
 #if PYDL_X86
-  if (rows == R && ks == 1 && use_avx2()) {
-    const index_t done = R == MR ? pack_rows_avx2_a(src, rs, kc, dst)
-                                 : pack_rows_avx2_b(src, rs, kc, dst);
+  if (ks == 1 && use_avx2()) {
+    const index_t done = R == MR ? pack_rows_avx2_a(src, rs, rows, kc, dst)
+                                 : pack_rows_avx2_b(src, rs, rows, kc, dst);
     pack_panel_generic<R>(src + done, rs, ks, rows, kc - done, dst + done * R);
     return;
   }
@@ -238,23 +255,33 @@ void pack_b(const Operands& op, index_t k0, index_t kc, index_t j0, index_t nc, 
 }
 
 // ---- micro-kernels ---------------------------------------------------------------
-// C[MR x NR] = alpha * sum_k a[k*MR + i] * b[k*NR + j] + beta * C (beta == 0:
-// C is only written). kc is a multiple of KU (the panels' padded length).
+// C[MR x W] = alpha * sum_k A(i, k) * b[k*NR + j] + beta * C (beta == 0: C is
+// only written), for kc k steps and the first W of the panel's NR columns:
+// W = NR, or W = NR / 2 for a column edge of at most 8, which then costs 6
+// FMAs per k step instead of 12. A(i, k) = a[i * a_rs + k * KS]: a packed
+// panel (KS = MR, a_rs = 1, kc a multiple of KU) or, unpacked, rows of a
+// row-major A (KS = 1, a_rs = lda). Rows i >= m (an edge tile of unpacked A)
+// read row m - 1 instead, so nothing past the matrix is touched; the caller
+// drops those rows.
 
-using MicroKernel = void (*)(index_t kc, const float* a, const float* b, float* c, index_t ldc,
-                             float alpha, float beta);
+using MicroKernel = void (*)(index_t kc, const float* a, index_t a_rs, index_t m, const float* b,
+                             float* c, index_t ldc, float alpha, float beta);
 
-void micro_kernel_portable(index_t kc, const float* a, const float* b, float* c, index_t ldc,
-                           float alpha, float beta) {
-  float acc[MR][NR] = {};
-  for (index_t k = 0; k < kc; ++k, a += MR, b += NR)
-    for (index_t i = 0; i < MR; ++i)
-      for (index_t j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
-  store_tile(MR, NR, &acc[0][0], NR, c, ldc, alpha, beta);
+template <index_t KS, index_t W>
+void micro_kernel_portable(index_t kc, const float* a, index_t a_rs, index_t m, const float* b,
+                           float* c, index_t ldc, float alpha, float beta) {
+  float acc[MR][W] = {};
+  for (index_t k = 0; k < kc; ++k, b += NR)
+    for (index_t i = 0; i < MR; ++i) {
+      const float ai = a[std::min(i, m - 1) * a_rs + k * KS];
+      for (index_t j = 0; j < W; ++j) acc[i][j] += ai * b[j];
+    }
+  store_tile(MR, W, &acc[0][0], W, c, ldc, alpha, beta);
 }
 
 #if PYDL_X86
-// C row i (16 floats, two ymm) = alpha * acc + beta * C.
+// C row i (W floats: lo, and hi when W = 16) = alpha * acc + beta * C.
+template <index_t W>
 PYDL_TARGET_AVX2 inline void store_row_avx2(float* c, __m256 lo, __m256 hi, __m256 alpha,
                                             float beta) {
   lo = _mm256_mul_ps(alpha, lo);
@@ -262,87 +289,119 @@ PYDL_TARGET_AVX2 inline void store_row_avx2(float* c, __m256 lo, __m256 hi, __m2
   if (beta != 0.0f) {
     const __m256 vb = _mm256_set1_ps(beta);
     lo = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c), lo);
-    hi = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c + 8), hi);
+    if (W == 16) hi = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c + 8), hi);
   }
   _mm256_storeu_ps(c, lo);
-  _mm256_storeu_ps(c + 8, hi);
+  if (W == 16) _mm256_storeu_ps(c + 8, hi);
 }
 
 // The accumulators are twelve named variables, not an array: GCC keeps an
 // array of vectors in memory and would store it back every k step.
-PYDL_TARGET_AVX2 void micro_kernel_avx2(index_t kc, const float* a, const float* b, float* c,
-                                        index_t ldc, float alpha, float beta) {
+template <index_t KS, index_t W>
+PYDL_TARGET_AVX2 void micro_kernel_avx2(index_t kc, const float* a, index_t a_rs, index_t m,
+                                        const float* b, float* c, index_t ldc, float alpha,
+                                        float beta) {
   // C rows sit ldc apart, out of the prefetcher's sight: ask for them now so
   // they arrive while the k loop runs (a miss to L3 or DRAM at the end would
   // cost hundreds of cycles out of the ~6 kc cycles of arithmetic).
   for (index_t i = 0; i < MR; ++i) {
     _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR - 1), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + W - 1), _MM_HINT_T0);
   }
+  // A packed panel's rows are adjacent (and zero-padded): constant offsets
+  // from one pointer, which keeps the loop free of spills.
+  const bool packed = KS == MR;
+  const index_t rs = packed ? 1 : a_rs, last = packed ? MR - 1 : m - 1;
+  const float* a0 = a;
+  const float* a1 = a + std::min<index_t>(1, last) * rs;
+  const float* a2 = a + std::min<index_t>(2, last) * rs;
+  const float* a3 = a + std::min<index_t>(3, last) * rs;
+  const float* a4 = a + std::min<index_t>(4, last) * rs;
+  const float* a5 = a + std::min<index_t>(5, last) * rs;
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
          c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-  // Four k steps per trip, each a rank-1 update of the 6 x 16 tile; the A
-  // panel (streaming from L2) is prefetched 8 steps ahead.
-  index_t k = 0;
-  for (; k + 4 <= kc; k += 4) {
-    _mm_prefetch(reinterpret_cast<const char*>(a + 8 * MR), _MM_HINT_T0);
+  // One k step: a rank-1 update of the 6 x 16 tile.
+  auto step = [&]() PYDL_TARGET_AVX2 {
+    const __m256 b0 = _mm256_loadu_ps(b), b1 = W == 16 ? _mm256_loadu_ps(b + 8) : b0;
+    __m256 ai = _mm256_broadcast_ss(a0);
+    c00 = _mm256_fmadd_ps(ai, b0, c00);
+    if (W == 16) c01 = _mm256_fmadd_ps(ai, b1, c01);
+    ai = _mm256_broadcast_ss(a1);
+    c10 = _mm256_fmadd_ps(ai, b0, c10);
+    if (W == 16) c11 = _mm256_fmadd_ps(ai, b1, c11);
+    ai = _mm256_broadcast_ss(a2);
+    c20 = _mm256_fmadd_ps(ai, b0, c20);
+    if (W == 16) c21 = _mm256_fmadd_ps(ai, b1, c21);
+    ai = _mm256_broadcast_ss(a3);
+    c30 = _mm256_fmadd_ps(ai, b0, c30);
+    if (W == 16) c31 = _mm256_fmadd_ps(ai, b1, c31);
+    ai = _mm256_broadcast_ss(a4);
+    c40 = _mm256_fmadd_ps(ai, b0, c40);
+    if (W == 16) c41 = _mm256_fmadd_ps(ai, b1, c41);
+    ai = _mm256_broadcast_ss(a5);
+    c50 = _mm256_fmadd_ps(ai, b0, c50);
+    if (W == 16) c51 = _mm256_fmadd_ps(ai, b1, c51);
+    a0 += KS, a1 += KS, a2 += KS, a3 += KS, a4 += KS, a5 += KS;
+    b += NR;
+  };
+  // Odd k steps first (unpacked A only: packed panels hold whole trips), then
+  // KU steps per trip; a packed A panel (streaming from L2) is prefetched 8
+  // steps ahead (unpacked rows are separate streams the hardware follows).
+  index_t k = packed ? 0 : kc % KU;
+#pragma GCC unroll 1
+  for (index_t r = 0; r < k; ++r) step();
+  for (; k < kc; k += KU) {
+    if (packed) _mm_prefetch(reinterpret_cast<const char*>(a0 + 8 * MR), _MM_HINT_T0);
 #pragma GCC unroll 4
-    for (int u = 0; u < 4; ++u, a += MR, b += NR) {
-      const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-      __m256 ai = _mm256_broadcast_ss(a + 0);
-      c00 = _mm256_fmadd_ps(ai, b0, c00);
-      c01 = _mm256_fmadd_ps(ai, b1, c01);
-      ai = _mm256_broadcast_ss(a + 1);
-      c10 = _mm256_fmadd_ps(ai, b0, c10);
-      c11 = _mm256_fmadd_ps(ai, b1, c11);
-      ai = _mm256_broadcast_ss(a + 2);
-      c20 = _mm256_fmadd_ps(ai, b0, c20);
-      c21 = _mm256_fmadd_ps(ai, b1, c21);
-      ai = _mm256_broadcast_ss(a + 3);
-      c30 = _mm256_fmadd_ps(ai, b0, c30);
-      c31 = _mm256_fmadd_ps(ai, b1, c31);
-      ai = _mm256_broadcast_ss(a + 4);
-      c40 = _mm256_fmadd_ps(ai, b0, c40);
-      c41 = _mm256_fmadd_ps(ai, b1, c41);
-      ai = _mm256_broadcast_ss(a + 5);
-      c50 = _mm256_fmadd_ps(ai, b0, c50);
-      c51 = _mm256_fmadd_ps(ai, b1, c51);
-    }
+    for (int u = 0; u < KU; ++u) step();
   }
   const __m256 va = _mm256_set1_ps(alpha);
-  store_row_avx2(c + 0 * ldc, c00, c01, va, beta);
-  store_row_avx2(c + 1 * ldc, c10, c11, va, beta);
-  store_row_avx2(c + 2 * ldc, c20, c21, va, beta);
-  store_row_avx2(c + 3 * ldc, c30, c31, va, beta);
-  store_row_avx2(c + 4 * ldc, c40, c41, va, beta);
-  store_row_avx2(c + 5 * ldc, c50, c51, va, beta);
+  store_row_avx2<W>(c + 0 * ldc, c00, c01, va, beta);
+  store_row_avx2<W>(c + 1 * ldc, c10, c11, va, beta);
+  store_row_avx2<W>(c + 2 * ldc, c20, c21, va, beta);
+  store_row_avx2<W>(c + 3 * ldc, c30, c31, va, beta);
+  store_row_avx2<W>(c + 4 * ldc, c40, c41, va, beta);
+  store_row_avx2<W>(c + 5 * ldc, c50, c51, va, beta);
 }
 #endif
 
+template <index_t KS, index_t W>
 MicroKernel micro_kernel() {
 #if PYDL_X86
-  if (use_avx2()) return micro_kernel_avx2;
+  if (use_avx2()) return micro_kernel_avx2<KS, W>;
 #endif
-  return micro_kernel_portable;
+  return micro_kernel_portable<KS, W>;
 }
 
-// One packed A block (mc rows) times the packed B block (nc columns), into C
-// at (i0, j0); kp = padded(kc). Edge tiles go through a local tile.
-void macro_kernel(MicroKernel kernel, const Operands& op, index_t i0, index_t mc, index_t j0,
-                  index_t nc, index_t kp, const float* packed_a, const float* packed_b,
-                  float beta) {
+// The A side of one macro-kernel call: rows i0 .. i0+mc of op(A) over one k
+// block, either packed (MR-row panels, padded to kp k steps) or read in place.
+struct ABlock {
+  const float* a;      // row 0 of the block
+  index_t row_step;    // pointer step per row of op(A): kp packed, lda in place
+  index_t kernel_rs;   // a_rs for the micro-kernel: 1 packed, lda in place
+  index_t k_steps;     // kp packed (zero-padded), kc in place
+  MicroKernel wide, narrow;  // NR and NR / 2 columns
+};
+
+// One A block (mc rows) times the packed B block (nc columns, padded to kp k
+// steps), into C at (i0, j0). Edge tiles go through a local tile; a column
+// edge of at most NR / 2 takes the narrow kernel.
+void macro_kernel(const ABlock& ab, const Operands& op, index_t i0, index_t mc, index_t j0,
+                  index_t nc, index_t kp, const float* packed_b, float beta) {
   alignas(64) float tile[MR * NR];
   for (index_t j = 0; j < nc; j += NR) {
     const index_t n = std::min(NR, nc - j);
     const float* bp = packed_b + j * kp;
     for (index_t i = 0; i < mc; i += MR) {
       const index_t m = std::min(MR, mc - i);
-      const float* ap = packed_a + i * kp;
+      const float* ap = ab.a + i * ab.row_step;
       float* c = op.c + (i0 + i) * op.ldc + j0 + j;
-      if (m == MR && n == NR) {
-        kernel(kp, ap, bp, c, op.ldc, op.alpha, beta);
+      const bool narrow = n <= NR / 2;
+      const MicroKernel kernel = narrow ? ab.narrow : ab.wide;
+      if (m == MR && n == (narrow ? NR / 2 : NR)) {
+        kernel(ab.k_steps, ap, ab.kernel_rs, m, bp, c, op.ldc, op.alpha, beta);
       } else {
-        kernel(kp, ap, bp, tile, NR, 1.0f, 0.0f);
+        kernel(ab.k_steps, ap, ab.kernel_rs, m, bp, tile, NR, 1.0f, 0.0f);
         store_tile(m, n, tile, NR, c, op.ldc, op.alpha, beta);
       }
     }
@@ -351,22 +410,43 @@ void macro_kernel(MicroKernel kernel, const Operands& op, index_t i0, index_t mc
 
 // ---- the blocked driver ------------------------------------------------------------
 
+// Packing an A block pays when many B micro-panels reuse it; a row-major A
+// used by only a few is read in place (each micro-panel broadcasts from MR row
+// streams), skipping a copy of the whole block. But MR short row streams
+// coming from memory stall the micro-kernel (10816x288x64: 7.0 ms packed, 8.2
+// in place), so only an A that fits in half of L2 is read in place, or one
+// with K < 16, where padding the packed panels to KU steps would waste up to
+// a quarter of the arithmetic (43264x9x32: 633 -> 445 us in place).
+bool reads_a_in_place(const Operands& op, const Blocking& bl) {
+  const bool a_cached = double(op.M) * op.K * sizeof(float) <= cache_sizes().l2 / 2;
+  return op.a_ks == 1 && ceil_div(std::min(op.N, bl.nc), NR) <= kInPlaceAPanels &&
+         (a_cached || op.K < 4 * KU);
+}
+
 // The loop nest at the top of this file, on one thread, for the whole of `op`
 // (or the rectangle of C it was narrowed to). Buffers as PackBuffers gives.
 void gemm_blocked(const Operands& op, float* packed_a, float* packed_b) {
   const Blocking bl = blocking_for(op.N, op.K);
   const index_t mc_step = round_up(balanced(op.M, bl.mc_cap), MR);
-  const MicroKernel kernel = micro_kernel();
+  const bool a_in_place = reads_a_in_place(op, bl);
+  const MicroKernel packed_wide = micro_kernel<MR, NR>(), packed_narrow = micro_kernel<MR, NR / 2>();
+  const MicroKernel in_place_wide = micro_kernel<1, NR>(), in_place_narrow = micro_kernel<1, NR / 2>();
   for (index_t jc = 0; jc < op.N; jc += bl.nc) {
     const index_t nc = std::min(bl.nc, op.N - jc);
     for (index_t pc = 0; pc < op.K; pc += bl.kc) {
-      const index_t kc = std::min(bl.kc, op.K - pc);
+      const index_t kc = std::min(bl.kc, op.K - pc), kp = padded(kc);
       const float beta = pc == 0 ? op.beta : 1.0f;  // later k blocks accumulate
       pack_b(op, pc, kc, jc, nc, packed_b);
       for (index_t ic = 0; ic < op.M; ic += mc_step) {
         const index_t mc = std::min(mc_step, op.M - ic);
-        pack_a(op, ic, mc, pc, kc, packed_a);
-        macro_kernel(kernel, op, ic, mc, jc, nc, padded(kc), packed_a, packed_b, beta);
+        ABlock ab;
+        if (a_in_place) {
+          ab = {op.a + ic * op.a_rs + pc, op.a_rs, op.a_rs, kc, in_place_wide, in_place_narrow};
+        } else {
+          pack_a(op, ic, mc, pc, kc, packed_a);
+          ab = {packed_a, kp, 1, kp, packed_wide, packed_narrow};
+        }
+        macro_kernel(ab, op, ic, mc, jc, nc, kp, packed_b, beta);
       }
     }
   }
@@ -390,21 +470,30 @@ struct PackBuffers {
   Workspace<float> a, b;
 };
 
-// Threads take rectangles of C: row ranges when M >= N, else column ranges,
-// so each rectangle repacks the smaller operand (K x N or M x K) for itself
-// and threads never wait on each other. Rectangles are at least ~256 wide
-// (repacking stays a few percent of the arithmetic) and up to 4 per thread,
-// handed out dynamically: a thread that loses its core to another process
-// leaves its share to the others instead of holding up the whole product.
+// Threads take rectangles of C, row ranges or column ranges, each packing
+// what it needs for itself, so threads never wait on each other. A row split
+// makes every extra rectangle repack all of op(B) (K x N floats); a column
+// split, all of op(A) (M x K), or, when A is read in place, only re-read it
+// (counted as a quarter of a pack): the split taken is the one that repeats
+// less. Rectangles are at least ~256 wide (repacking stays a few percent of
+// the arithmetic), up to 4 per thread and a multiple of the thread count (3
+// parts on 2 threads would leave one thread a third idle), handed out
+// dynamically: a thread that loses its core to another process leaves its
+// share to the others instead of holding up the whole product.
 void gemm_on_threads(const Operands& op, int nt) {
   if (op.M == 0 || op.N == 0) return;
   if (op.K == 0 || op.alpha == 0.0f) return scale_c(op);
-  const bool by_rows = op.M >= op.N;
+  const index_t row_tiles = ceil_div(op.M, MR), col_tiles = ceil_div(op.N, NR);
+  const double repack_rows = double(op.K) * op.N;
+  const double repack_cols =
+      double(op.M) * op.K * (reads_a_in_place(op, blocking_for(op.N, op.K)) ? 0.25 : 1.0);
+  bool by_rows = repack_rows <= repack_cols;
+  if ((by_rows ? row_tiles : col_tiles) < nt) by_rows = row_tiles >= col_tiles;
   const index_t unit = by_rows ? MR : NR;
-  const index_t tiles = ceil_div(by_rows ? op.M : op.N, unit);
-  const index_t parts = std::min<index_t>(
-      tiles, std::clamp<index_t>(tiles * unit / 256, nt, 4 * nt));
-  nt = static_cast<int>(std::min<index_t>(nt, parts));
+  const index_t tiles = by_rows ? row_tiles : col_tiles;
+  nt = static_cast<int>(std::min<index_t>(nt, tiles));
+  const index_t parts =
+      std::min<index_t>(tiles, nt * std::clamp<index_t>(tiles * unit / (256 * nt), 1, 4));
   PackBuffers buf(op, nt);
   if (nt == 1) return gemm_blocked(op, buf.a_for(0), buf.b_for(0));
 

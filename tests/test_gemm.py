@@ -61,16 +61,37 @@ def test_shapes_and_transposes(rng, isa, threads, M, N, K, trans_a, trans_b):
     assert_gemm(got, a, b, trans_a, trans_b)
 
 
-@pytest.mark.parametrize("M,N,K", [(64, 512, 784), (255, 255, 255), (1000, 70, 600), (40, 2000, 64)])
+@pytest.mark.parametrize("M,N,K", [(64, 512, 784), (255, 255, 255), (1000, 70, 600), (40, 2000, 64),
+                                   (64, 64, 576), (64, 784, 512), (784, 512, 64), (2000, 32, 9)])
 def test_threaded_sizes(rng, isa, threads, M, N, K):
-    # Big enough that 2 threads really split the work: rows of C (tall), or the
-    # B panels (short M, wide N).
+    # Big enough that 2 threads really split the work: rows of C (tall, or A
+    # read in place with a tiny B), or the B panels (short M, wide N, or N <= 64
+    # with A read in place by both threads).
     for trans_a, trans_b in [(False, False), (True, True)]:
         a, b = operands(rng, M, N, K, trans_a, trans_b)
         assert_gemm(_C.gemm(a, b, trans_a=trans_a, trans_b=trans_b), a, b, trans_a, trans_b)
 
 
-@pytest.mark.parametrize("M,N,K", [(7, 33, 255), (300, 130, 520), (64, 512, 784)])
+@pytest.mark.parametrize("M,N,K", [(64, 10, 512), (13, 64, 7), (64, 64, 577), (50, 65, 3),
+                                   (43264 // 64, 32, 9), (5, 1, 130), (10816 // 4, 64, 288)])
+def test_narrow_products_read_a_in_place(rng, isa, threads, M, N, K):
+    # N <= 64 with row-major A: A is read in place (edge rows, K not a multiple
+    # of the unroll, and a row stride wider than K); N = 65, or an A larger
+    # than half of L2 with K >= 16, packs A again.
+    big = rng.standard_normal((M + 1, K + 3)).astype(np.float32)
+    a = big[1:, 2:2 + K]  # ends at the buffer's last row: no row past M is read
+    b = rng.standard_normal((N, K)).astype(np.float32)
+    c0 = rng.standard_normal((M, N)).astype(np.float32)
+    out = c0.copy()
+    _C.gemm(a, b, trans_b=True, alpha=0.75, beta=0.5, out=out)
+    assert_gemm(out, a, b, False, True, 0.75, 0.5, c0)
+    assert_gemm(_C.gemm(a, b.T), a, b.T)
+
+
+# (12, 40, 9) and (300, 1000, 20): column edges of exactly 8 (the narrow
+# kernel writing C directly, with beta), A in place and packed.
+@pytest.mark.parametrize("M,N,K", [(7, 33, 255), (300, 130, 520), (64, 512, 784), (12, 40, 9),
+                                   (300, 1000, 20), (50, 50, 64)])
 @pytest.mark.parametrize("alpha,beta", [(1.0, 1.0), (-0.5, 2.0), (2.5, 0.0), (1.0, -1.0)])
 def test_alpha_beta_into_out(rng, isa, threads, M, N, K, alpha, beta):
     a, b = operands(rng, M, N, K, trans_b=True)
