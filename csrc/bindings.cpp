@@ -103,6 +103,16 @@ py::array_t<T> new_array(const std::vector<py::ssize_t>& shape) {
   return py::array_t<T>(shape, static_cast<T*>(ptr), owner);
 }
 
+// A new float32 output of `shape` when `wanted`, with `ptr` set to its data;
+// otherwise None, with `ptr` null (the kernel then skips that output).
+py::object optional_output(bool wanted, const std::vector<py::ssize_t>& shape, float*& ptr) {
+  ptr = nullptr;
+  if (!wanted) return py::none();
+  py::array a = new_array<float>(shape);
+  ptr = static_cast<float*>(a.mutable_data());
+  return a;
+}
+
 template <class T>
 const T* cptr(const py::array& a) { return static_cast<const T*>(a.data()); }
 template <class T>
@@ -467,18 +477,10 @@ py::tuple rnn_forward(const std::string& mode_name, const py::handle& x_obj,
   if ((b_ih == nullptr) != (b_hh == nullptr))
     throw py::value_error(z.fn + ": give both b_ih and b_hh, or neither");
   py::array y = new_array<float>({T, B, H});
-  py::object c = py::none(), saved = py::none();
-  float *cp = nullptr, *sp = nullptr;
-  if (lstm) {
-    py::array a = new_array<float>({T, B, H});
-    cp = mptr<float>(a);
-    c = a;
-  }
-  if (index_t width = rnn_saved_width(z.mode, H)) {
-    py::array a = new_array<float>({T, B, width});
-    sp = mptr<float>(a);
-    saved = a;
-  }
+  float *cp, *sp;
+  const index_t width = rnn_saved_width(z.mode, H);
+  py::object c = optional_output(lstm, {T, B, H}, cp);
+  py::object saved = optional_output(width > 0, {T, B, width}, sp);
   float* yp = mptr<float>(y);
   {
     py::gil_scoped_release release;
@@ -513,23 +515,14 @@ py::tuple rnn_backward(const std::string& mode_name, const py::handle& dy_obj,
   }
   if (index_t width = rnn_saved_width(z.mode, H))
     saved = z.arg(saved_obj, "saved", {T, B, width}, "(T, B, 4*H)", keep);
-  py::object dx = py::none(), dc0 = py::none(), db_ih = py::none(), db_hh = py::none();
-  float *dxp = nullptr, *dc0p = nullptr, *db_ihp = nullptr, *db_hhp = nullptr;
-  auto make = [](std::vector<py::ssize_t> shape, py::object& obj) {
-    py::array a = new_array<float>(shape);
-    obj = a;
-    return mptr<float>(a);
-  };
-  if (need_dx) dxp = make({T, B, I}, dx);
-  if (lstm) dc0p = make({B, H}, dc0);
-  if (has_bias) {
-    db_ihp = make({GH}, db_ih);
-    db_hhp = make({GH}, db_hh);
-  }
-  py::object dh0, dw_ih, dw_hh;
-  float* dh0p = make({B, H}, dh0);
-  float* dw_ihp = make({GH, I}, dw_ih);
-  float* dw_hhp = make({GH, H}, dw_hh);
+  float *dxp, *dc0p, *db_ihp, *db_hhp, *dh0p, *dw_ihp, *dw_hhp;
+  py::object dx = optional_output(need_dx, {T, B, I}, dxp);
+  py::object dc0 = optional_output(lstm, {B, H}, dc0p);
+  py::object db_ih = optional_output(has_bias, {GH}, db_ihp);
+  py::object db_hh = optional_output(has_bias, {GH}, db_hhp);
+  py::object dh0 = optional_output(true, {B, H}, dh0p);
+  py::object dw_ih = optional_output(true, {GH, I}, dw_ihp);
+  py::object dw_hh = optional_output(true, {GH, H}, dw_hhp);
   {
     py::gil_scoped_release release;
     rnn_layer_backward(z.mode, dxp, dh0p, dc0p, dw_ihp, dw_hhp, db_ihp, db_hhp, dy, dc_last, x,
@@ -702,25 +695,15 @@ const float* optional_vector(const py::handle& obj, const char* name, index_t n,
 // The gradients of a normalization backward: dx shaped like the input when
 // input_grad, dweight and dbias of n values when affine_grad; None otherwise.
 struct NormGrads {
-  py::object dx = py::none(), dw = py::none(), db = py::none();
-  float *dxp = nullptr, *dwp = nullptr, *dbp = nullptr;
+  float *dxp, *dwp, *dbp;  // declared first: the initializers below set them
+  py::object dx, dw, db;
 
   NormGrads(const std::vector<py::ssize_t>& x_shape, index_t n, bool input_grad,
-            bool affine_grad) {
-    if (input_grad) dx = output(x_shape, dxp);
-    if (affine_grad) {
-      dw = output({n}, dwp);
-      db = output({n}, dbp);
-    }
-  }
+            bool affine_grad)
+      : dx(optional_output(input_grad, x_shape, dxp)),
+        dw(optional_output(affine_grad, {n}, dwp)),
+        db(optional_output(affine_grad, {n}, dbp)) {}
   py::tuple result() const { return py::make_tuple(dx, dw, db); }
-
- private:
-  static py::array output(const std::vector<py::ssize_t>& shape, float*& ptr) {
-    py::array a = new_array<float>(shape);
-    ptr = mptr<float>(a);
-    return a;
-  }
 };
 
 void check_probability(double p) {
