@@ -434,6 +434,19 @@ struct RnnSizes {
     keep.push_back(a);
     return cptr<float>(a);
   }
+
+  // The arrays both passes read: the input sequence, the weights and h0.
+  struct Layer {
+    const float *x, *w_ih, *w_hh, *h0;
+  };
+  Layer layer(const py::handle& x_obj, const py::handle& w_ih_obj, const py::handle& w_hh_obj,
+              const py::handle& h0_obj, std::vector<py::array>& keep) const {
+    const index_t GH = G * H;
+    return {arg(x_obj, "x", {T, B, I}, "(T, B, I)", keep),
+            arg(w_ih_obj, "w_ih", {GH, I}, "(G*H, I)", keep),
+            arg(w_hh_obj, "w_hh", {GH, H}, "(G*H, H)", keep),
+            arg(h0_obj, "h0", {B, H}, "(B, H)", keep)};
+  }
 };
 
 RnnSizes rnn_sizes(const std::string& fn, const std::string& mode_name, const py::handle& x_obj,
@@ -465,10 +478,7 @@ py::tuple rnn_forward(const std::string& mode_name, const py::handle& x_obj,
   const bool lstm = z.mode == RnnMode::lstm;
   const index_t T = z.T, B = z.B, I = z.I, H = z.H, GH = z.G * H;
   std::vector<py::array> keep;
-  const float* x = z.arg(x_obj, "x", {T, B, I}, "(T, B, I)", keep);
-  const float* w_hh = z.arg(w_hh_obj, "w_hh", {GH, H}, "(G*H, H)", keep);
-  const float* w_ih = z.arg(w_ih_obj, "w_ih", {GH, I}, "(G*H, I)", keep);
-  const float* h0 = z.arg(h0_obj, "h0", {B, H}, "(B, H)", keep);
+  const auto [x, w_ih, w_hh, h0] = z.layer(x_obj, w_ih_obj, w_hh_obj, h0_obj, keep);
   const float* c0 = nullptr;
   if (lstm) c0 = z.arg(c0_obj, "c0", {B, H}, "(B, H)", keep);
   else if (!c0_obj.is_none()) throw py::value_error(z.fn + ": c0 is for LSTM only");
@@ -501,10 +511,7 @@ py::tuple rnn_backward(const std::string& mode_name, const py::handle& dy_obj,
   const bool lstm = z.mode == RnnMode::lstm;
   const index_t T = z.T, B = z.B, I = z.I, H = z.H, GH = z.G * H;
   std::vector<py::array> keep;
-  const float* x = z.arg(x_obj, "x", {T, B, I}, "(T, B, I)", keep);
-  const float* w_hh = z.arg(w_hh_obj, "w_hh", {GH, H}, "(G*H, H)", keep);
-  const float* w_ih = z.arg(w_ih_obj, "w_ih", {GH, I}, "(G*H, I)", keep);
-  const float* h0 = z.arg(h0_obj, "h0", {B, H}, "(B, H)", keep);
+  const auto [x, w_ih, w_hh, h0] = z.layer(x_obj, w_ih_obj, w_hh_obj, h0_obj, keep);
   const float* dy = z.arg(dy_obj, "dy", {T, B, H}, "(T, B, H)", keep);
   const float* y = z.arg(y_obj, "y", {T, B, H}, "(T, B, H)", keep);
   const float *c0 = nullptr, *c = nullptr, *dc_last = nullptr, *saved = nullptr;
