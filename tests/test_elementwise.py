@@ -248,3 +248,26 @@ def test_matches_torch(name):
     dx = getattr(C, f"{name}_backward")(dy, saved)
     np.testing.assert_allclose(y, ty.detach().numpy(), rtol=2e-6, atol=2e-6)
     np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh", "gelu"])
+@pytest.mark.parametrize("axes", [(0, 2, 3, 1), (3, 1, 0, 2)])
+def test_activation_of_a_permuted_view_keeps_its_layout(name, axes, rng):
+    """A channels-last view of an NCHW block goes through the kernel without a copy: the
+    result is the same values (and gradient) as on a contiguous copy, in the view's
+    layout."""
+    import pydl
+    import pydl.nn.functional as F
+    block = rng.standard_normal((3, 5, 4, 6)).astype(np.float32)
+    x = pydl.tensor(block, requires_grad=True)
+    view = x.permute(*axes)
+    y = getattr(F, name)(view)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    (y * pydl.tensor(dy)).sum().backward()
+
+    copy = pydl.tensor(np.ascontiguousarray(block.transpose(axes)), requires_grad=True)
+    y_copy = getattr(F, name)(copy)
+    (y_copy * pydl.tensor(dy)).sum().backward()
+    np.testing.assert_array_equal(y.detach().numpy(), y_copy.detach().numpy())
+    np.testing.assert_array_equal(x.grad.numpy().transpose(axes), copy.grad.numpy())
+    assert not y.data.flags.c_contiguous and y.data.base is not None  # no copy was made

@@ -15,6 +15,16 @@ def contiguous(array):
     return array if array.flags.c_contiguous else xp_of(array).ascontiguousarray(array)
 
 
+def memory_order(array):
+    """The axes of `array` from outermost to innermost in memory when its elements fill
+    one dense block (C-contiguous, or a transposed/permuted view of such a block), so
+    that array.transpose(order) is C-contiguous; None when there are gaps."""
+    if array.flags.c_contiguous:
+        return tuple(range(array.ndim))
+    order = tuple(sorted(range(array.ndim), key=lambda axis: -array.strides[axis]))
+    return order if array.transpose(order).flags.c_contiguous else None
+
+
 def unbroadcast(grad, shape):
     """Sums `grad` over the axes broadcasting added or stretched, back to `shape`."""
     if grad.shape == shape:

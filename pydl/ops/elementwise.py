@@ -11,7 +11,7 @@ import numpy as np
 
 from pydl._device import kernels_for
 from pydl.autograd import Function
-from pydl.ops.common import contiguous, unbroadcast, xp_of
+from pydl.ops.common import contiguous, memory_order, unbroadcast, xp_of
 
 
 # ---- arithmetic -----------------------------------------------------------------
@@ -213,8 +213,12 @@ class _Activation(Function):
 
     def forward(self, x):
         if x.dtype == np.float32:
-            x = contiguous(x)
-            y = getattr(kernels_for(x), self.kernel + "_forward")(x)
+            # A dense permuted view (e.g. channels-last over NCHW) keeps its layout: the
+            # kernel runs on the block in memory order, with no copy.
+            self.order = memory_order(x)
+            if self.order is None:
+                x, self.order = contiguous(x), tuple(range(x.ndim))
+            y = self._in_memory_order(self.kernel + "_forward", x)
         else:
             y = self.reference(x)
         self.save(y if self.saves_output else x)
@@ -223,8 +227,15 @@ class _Activation(Function):
     def backward(self, g):
         (s,) = self.saved
         if s.dtype == np.float32:
-            return (getattr(kernels_for(s), self.kernel + "_backward")(contiguous(g), s),)
+            return (self._in_memory_order(self.kernel + "_backward", g, s),)
         return (self.reference_grad(g, s),)
+
+    def _in_memory_order(self, kernel, *arrays):
+        """kernel(*arrays) on the arrays transposed to self.order (made C-contiguous),
+        its result transposed back."""
+        blocks = [contiguous(a.transpose(self.order)) for a in arrays]
+        out = getattr(kernels_for(blocks[0]), kernel)(*blocks)
+        return out.transpose(tuple(np.argsort(self.order)))
 
 
 class Relu(_Activation):
