@@ -90,7 +90,8 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, help="kernel threads (default: all cores)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
+    parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
+                        help="1: a progress bar on a terminal (plain lines otherwise)")
     parser.add_argument("--full", action="store_true",
                         help="the tutorial's run: every image, 5 epochs")
     args = parser.parse_args(argv)
