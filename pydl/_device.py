@@ -4,6 +4,8 @@ A tensor's storage is a NumPy ndarray on "cpu" and a CuPy ndarray on "cuda".
 Everything device-specific (which array module, which kernel module, moving
 data) is looked up here, so the CUDA path plugs in without touching the ops.
 """
+import contextlib
+
 import numpy as np
 
 from pydl import _kernels
@@ -97,6 +99,14 @@ def device_of(array):
     return Device("cuda", array.device.id)
 
 
+def on(dev):
+    """A context in which CuPy allocates on `dev` (does nothing for the CPU)."""
+    if dev.type == "cpu":
+        return contextlib.nullcontext()
+    import cupy
+    return cupy.cuda.Device(dev.index)
+
+
 def to_device(array, dev):
     """Copies `array` to `dev` (returns it unchanged when it is already there)."""
     if device_of(array) == dev:
@@ -105,7 +115,7 @@ def to_device(array, dev):
     if dev.type == "cpu":
         return cupy.asnumpy(array)
     require_available(dev)
-    with cupy.cuda.Device(dev.index):
+    with on(dev):
         return cupy.asarray(array)
 
 
