@@ -203,6 +203,12 @@ class Module:
             return self._convert(lambda t: t.to(dtype) if t.dtype.kind == "f" else t)
         return self._convert(lambda t: t.to(target))
 
+    def cuda(self):
+        return self.to("cuda")
+
+    def cpu(self):
+        return self.to("cpu")
+
     def float(self):
         return self.to("float32")
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from pydl._device import kernels_for
 from pydl.autograd import Function
-from pydl.ops.common import contiguous
+from pydl.ops.common import contiguous, xp_of
 from pydl.ops.conv import add_windows, windows
 
 
@@ -170,7 +170,7 @@ class AdaptiveAvgPool2d(Function):
         self.input_shape = x.shape
         rows = adaptive_bounds(x.shape[2], self.output_size[0])
         cols = adaptive_bounds(x.shape[3], self.output_size[1])
-        out = np.empty(x.shape[:2] + tuple(self.output_size), x.dtype)
+        out = xp_of(x).empty(x.shape[:2] + tuple(self.output_size), x.dtype)
         for i, (h0, h1) in enumerate(rows):
             for j, (w0, w1) in enumerate(cols):
                 out[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
@@ -179,7 +179,7 @@ class AdaptiveAvgPool2d(Function):
     def backward(self, g):
         rows = adaptive_bounds(self.input_shape[2], self.output_size[0])
         cols = adaptive_bounds(self.input_shape[3], self.output_size[1])
-        grad = np.zeros(self.input_shape, g.dtype)
+        grad = xp_of(g).zeros(self.input_shape, g.dtype)
         for i, (h0, h1) in enumerate(rows):
             for j, (w0, w1) in enumerate(cols):
                 grad[:, :, h0:h1, w0:w1] += (g[:, :, i, j] / ((h1 - h0) * (w1 - w0)))[:, :, None, None]
