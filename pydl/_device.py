@@ -93,6 +93,11 @@ def array_module(dev):
     return cupy
 
 
+def is_device_array(data):
+    """True for a GPU array (CuPy's, or anything with __cuda_array_interface__)."""
+    return not isinstance(data, np.ndarray) and hasattr(data, "__cuda_array_interface__")
+
+
 def device_of(array):
     if isinstance(array, np.ndarray):
         return CPU

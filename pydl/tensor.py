@@ -67,16 +67,20 @@ def _scalar_dtype(value, tensor_dtype):
 
 
 def _to_array(data, dtype=None, copy=True):
-    """A CPU array of a supported dtype from Python data or an array.
+    """An array of a supported dtype from Python data or an array: on the CPU, or for a
+    device array (CuPy) on its device.
 
     With no dtype given, Python floats become float32 and Python ints int64
     (like torch.tensor); NumPy float64 data stays float64."""
     if isinstance(data, Tensor):
         data = data.data
+    device_data = _device.is_device_array(data)
     if dtype is not None:
-        return np.array(data, dtype=dtype, copy=copy)
-    from_numpy_data = isinstance(data, (np.ndarray, np.generic))
-    array = np.array(data, copy=copy)
+        return data.astype(dtype, copy=copy) if device_data else \
+            np.array(data, dtype=dtype, copy=copy)
+    from_numpy_data = device_data or isinstance(data, (np.ndarray, np.generic))
+    array = data.copy() if device_data and copy else data if device_data else \
+        np.array(data, copy=copy)
     if array.dtype in SUPPORTED_DTYPES and not (array.dtype == float64 and not from_numpy_data):
         return array
     kind = array.dtype.kind
@@ -799,8 +803,9 @@ def function_form(name):
 # ---- factories ----------------------------------------------------------------------
 
 def _place(array, device, requires_grad):
-    """The tensor for a freshly made CPU array, moved to `device`."""
-    target = _device.require_available(_device.device(device))
+    """The tensor for a freshly made array, moved to `device` (None: where it is)."""
+    target = _device.require_available(
+        _device.device_of(array) if device is None else _device.device(device))
     t = Tensor._wrap(_device.to_device(array, target))
     return t.requires_grad_() if requires_grad else t
 
@@ -813,7 +818,8 @@ def _float_dtype(dtype, op):
 
 
 def tensor(data, dtype=None, device=None, requires_grad=False):
-    """A new tensor holding a copy of `data` (a list, scalar, array or tensor).
+    """A new tensor holding a copy of `data` (a list, scalar, array or tensor), on
+    `device`, or without one on the device of a CuPy array or tensor given (else "cpu").
 
     Without dtype: Python floats give float32, ints int64, bools bool;
     NumPy arrays keep their dtype where pydl supports it."""

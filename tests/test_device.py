@@ -203,6 +203,46 @@ def test_in_place_updates_on_cuda(cuda, rng):
     np.testing.assert_array_equal(host(t), b)
 
 
+def test_device_arrays_and_state_dicts_cross_devices(cuda, rng):
+    a = randn(rng, 2, 3)
+    t = pydl.tensor(cuda.asarray(a))  # a CuPy array stays on its device
+    assert t.device.type == "cuda" and t.dtype == pydl.float32
+    np.testing.assert_array_equal(host(pydl.tensor(t, dtype="float64")), a.astype(np.float64))
+    pydl.manual_seed(0)
+    on_cpu = nn.Linear(3, 2)
+    pydl.manual_seed(1)
+    on_cuda = nn.Linear(3, 2).cuda()
+    on_cuda.load_state_dict(on_cpu.state_dict())
+    close(host(on_cuda(pydl.tensor(a, device="cuda"))), host(on_cpu(pydl.tensor(a))))
+    assert on_cuda.weight.device.type == "cuda"
+    back = nn.Linear(3, 2)
+    back.load_state_dict(on_cuda.state_dict())
+    np.testing.assert_array_equal(host(back.weight), host(on_cpu.weight))
+
+
+def test_float64_conv_and_pool_on_cuda_raise_clearly(cuda, rng):
+    x = pydl.tensor(randn(rng, 1, 2, 5, 5, dtype=np.float64), device="cuda")
+    for op in (lambda: F.conv2d(x, pydl.ones(3, 2, 3, 3, dtype="float64", device="cuda")),
+               lambda: F.max_pool2d(x, 2), lambda: F.avg_pool2d(x, 2)):
+        with pytest.raises(TypeError, match="float64 input on cuda:0.*float32"):
+            op()
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf")])
+def test_clip_grad_norm_on_cuda(cuda, norm_type, rng):
+    grads = [randn(rng, 4, 3) * 5, randn(rng, 7)]
+    clipped, totals = [], []
+    for device in ("cpu", "cuda"):
+        params = [pydl.zeros(*g.shape, device=device, requires_grad=True) for g in grads]
+        for p, g in zip(params, grads):
+            p.grad = pydl.tensor(g, device=device)
+        totals.append(host(nn.utils.clip_grad_norm_(params, 1.5, norm_type)))
+        clipped.append([host(p.grad) for p in params])
+    close(totals[1], totals[0])
+    for got, want in zip(clipped[1], clipped[0]):
+        close(got, want)
+
+
 # ---- layers -------------------------------------------------------------------------
 
 LAYERS = {

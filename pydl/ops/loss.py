@@ -26,7 +26,7 @@ def _reference(z, target, reduction, ignore_index):
         valid = xp.ones(n, dtype=bool)
         t = target
     losses = -(t * log_probs).sum(axis=1) * valid
-    grad = (np.exp(log_probs) - t) * valid[:, None]
+    grad = (xp.exp(log_probs) - t) * valid[:, None]
     if reduction == "mean":
         scale = 1 / xp.maximum(valid.sum(), 1)  # 0 when every row is ignored (sum 0)
         return losses.sum() * scale, losses, grad * scale

@@ -12,7 +12,7 @@ import numpy as np
 
 from pydl._device import kernels_for
 from pydl.autograd import Function
-from pydl.ops.common import contiguous, xp_of
+from pydl.ops.common import contiguous, require_host, xp_of
 from pydl.ops.conv import add_windows, windows
 
 
@@ -82,6 +82,7 @@ class MaxPool2d(Function):
                 contiguous(x), kernel_size=self.kernel, stride=self.stride, padding=self.padding,
                 dilation=self.dilation, ceil_mode=self.ceil_mode)
             return self._keep(out)
+        require_host(x, "max_pool2d")
         out_hw = pooled_size_pair(x.shape, self.kernel, self.stride, self.padding, self.dilation,
                                   self.ceil_mode)
         out, self.indices = _max_reference(x, self.kernel, self.stride, self.padding,
@@ -131,6 +132,7 @@ class AvgPool2d(Function):
             return kernels_for(x).avg_pool2d_forward(
                 contiguous(x), kernel_size=self.kernel, stride=self.stride, padding=self.padding,
                 ceil_mode=self.ceil_mode, count_include_pad=self.count_include_pad)
+        require_host(x, "avg_pool2d")
         out = pooled_size_pair(x.shape, self.kernel, self.stride, self.padding, (1, 1),
                                self.ceil_mode)
         xpad = _padded(x, 0.0, self.padding, _extent(out, self.kernel, self.stride, (1, 1)))
