@@ -1,5 +1,6 @@
 """Shared test helpers: fresh random inputs, the kernel settings every kernel test
-runs under (instruction set x threads), and a finite-difference gradient checker."""
+runs under (instruction set x threads), a finite-difference gradient checker, and
+fake_cuda: device="cuda" on the emulated CUDA kernels, without a GPU."""
 import contextlib
 import sys
 import zlib

@@ -4,8 +4,9 @@
 behaves the way CuPy's does where pydl could go wrong:
 - no implicit conversion to NumPy: `__array__` raises TypeError, and there is no
   `__array_interface__` or buffer; `asnumpy(a)` / `a.get()` copy explicitly;
-- mixing with a NumPy array in arithmetic, ufuncs, NumPy functions or indexing
-  raises TypeError (NumPy and Python scalars are fine);
+- mixing with a NumPy array in arithmetic, ufuncs or NumPy functions raises
+  TypeError (NumPy and Python scalars are fine); so does indexing with a NumPy
+  array, stricter than CuPy, so that pydl moves index arrays to the device itself;
 - reductions give 0-d arrays, not scalars; `flags` has c_contiguous,
   f_contiguous and owndata only (no writeable).
 The kernels of pydl._cuda_emu read its memory through `__cuda_array_interface__`

@@ -72,6 +72,8 @@ def randn(rng, *shape, dtype=np.float32):
 # ---- without a device --------------------------------------------------------------
 
 def test_without_cuda_the_cpu_path_is_all_there_is():
+    if pydl.cuda.is_available():
+        pytest.skip("this machine has a GPU")
     assert pydl.cuda.is_available() is False
     assert pydl.cuda.device_count() == 0
     with pytest.raises(RuntimeError, match="CUDA is not available"):
@@ -80,6 +82,26 @@ def test_without_cuda_the_cpu_path_is_all_there_is():
         pydl.ones(3).to("cuda")
     with pytest.raises(RuntimeError, match="CUDA is not available"):
         nn.Linear(2, 2).cuda()
+
+
+def test_the_stand_in_refuses_what_cupy_refuses(fake_cuda, rng):
+    """The emulated device is only as strict as fake_cupy: it must refuse host data
+    where CuPy does, or host code paths could pass these tests unseen."""
+    a = randn(rng, 3, 4)
+    d = fake_cuda.asarray(a)
+    with pytest.raises(TypeError, match="Implicit conversion to a NumPy array"):
+        np.asarray(d)
+    for mixed in (lambda: d + a, lambda: np.maximum(d, a), lambda: np.concatenate([d, a]),
+                  lambda: fake_cuda.where(d > 0, d, a)):
+        with pytest.raises(TypeError):
+            mixed()
+    total = d.sum()
+    assert isinstance(total, fake_cuda.ndarray) and total.shape == ()
+    assert float(total) == pytest.approx(float(a.sum()), rel=1e-5)
+    assert not hasattr(d.flags, "writeable")
+    out = fake_cuda.empty((3, 3), np.float32)  # the emulated kernels read and write it
+    _kernels.cuda().gemm(d, d, trans_b=True, out=out)
+    close(fake_cuda.asnumpy(out), a @ a.T)
 
 
 # ---- tensors and moving them ----------------------------------------------------------
