@@ -92,7 +92,18 @@ def cuda_kernel_set(module):
     on CuPy arrays."""
     import cupy
     from pydl._cuda_kernels import cuda_kernels
-    return KernelSet(module, cuda_kernels(module, cupy))
+    kernels = cuda_kernels(module, cupy)
+    if DEBUG:  # time each kernel, not its launch: wait for the stream after each call
+        kernels = {name: _synchronized(fn, cupy) for name, fn in kernels.items()}
+    return KernelSet(module, kernels)
+
+
+def _synchronized(fn, cupy):
+    def call(*args, **kwargs):
+        result = fn(*args, **kwargs)
+        cupy.cuda.get_current_stream().synchronize()
+        return result
+    return call
 
 
 def cuda():

@@ -199,6 +199,9 @@ def __getattr__(name):
 class _Stream:
     ptr = 0  # the default stream
 
+    def synchronize(self):
+        pass  # the emulated kernels have finished when their call returns
+
 
 cuda = types.SimpleNamespace(
     Device=_Device,

@@ -548,3 +548,18 @@ def _refusing(name):
     def refuse(*args, **kwargs):
         raise AssertionError(f"the CPU kernel {name} ran in a cuda step")
     return refuse
+
+
+def test_debug_timing_covers_cuda_kernels(fake_cuda, monkeypatch, capsys, rng):
+    """PYDL_DEBUG=1 prints each cuda kernel call too, timed to the end of the kernel (the
+    stream is synchronized after each call)."""
+    import pydl._cuda_emu as emu
+    monkeypatch.setattr(_kernels, "DEBUG", True)
+    synchronized = []
+    monkeypatch.setattr(fake_cuda._Stream, "synchronize", lambda self: synchronized.append(1))
+    monkeypatch.setattr(_kernels, "_cuda_set", _kernels.cuda_kernel_set(emu))
+    x = pydl.tensor(randn(rng, 5, 6), device="cuda")
+    (x @ x.T).relu()
+    printed = capsys.readouterr().err
+    assert "pydl: gemm (5, 6) (6, 5)" in printed
+    assert "pydl: relu_forward (5, 5)" in printed and len(synchronized) == 2
