@@ -38,6 +38,10 @@ namespace {
 constexpr const char* kInterface = "__array_interface__";
 constexpr const char* kArrayKind = "a NumPy array";
 constexpr const char* kCopyHint = "numpy.ascontiguousarray";
+// The tests' CuPy look-alike (tests/fake_cupy.py) refuses __array_interface__, as CuPy
+// does, and hands its host memory out as __cuda_array_interface__: the emulated module
+// reads that first, so the device path of pydl runs on it unchanged.
+constexpr const char* kDeviceInterface = "__cuda_array_interface__";
 #else
 constexpr const char* kInterface = "__cuda_array_interface__";
 constexpr const char* kArrayKind = "a CuPy array";
@@ -89,11 +93,21 @@ std::string dtype_name(const std::string& typestr) {
   return typestr;
 }
 
+// The array interface dict of obj, or None when obj has none.
+py::object interface_of(const py::handle& obj) {
+  if (obj.is_none()) return py::none();
+#if defined(PYDL_CUDA_EMULATE)
+  if (py::hasattr(obj, kDeviceInterface)) return obj.attr(kDeviceInterface);
+#endif
+  return py::getattr(obj, kInterface, py::none());
+}
+
 ArrayArg array_arg(const py::handle& obj, const char* name) {
-  if (obj.is_none() || !py::hasattr(obj, kInterface))
+  py::object interface = interface_of(obj);
+  if (interface.is_none())
     throw py::type_error(std::string(name) + " must be " + kArrayKind + " (an object with " +
                          kInterface + "), got " + std::string(py::str(py::type::of(obj))));
-  py::dict d = obj.attr(kInterface);
+  py::dict d = interface;
   if (d.contains("mask") && !d["mask"].is_none())
     throw py::type_error(std::string(name) + " is a masked array; masks are not supported");
   ArrayArg a;

@@ -4,6 +4,8 @@ A tensor's storage is a NumPy ndarray on "cpu" and a CuPy ndarray on "cuda".
 Everything device-specific (which array module, which kernel module, moving
 data) is looked up here, so the CUDA path plugs in without touching the ops.
 """
+import contextlib
+
 import numpy as np
 
 from pydl import _kernels
@@ -91,10 +93,23 @@ def array_module(dev):
     return cupy
 
 
+def is_device_array(data):
+    """True for a GPU array (CuPy's, or anything with __cuda_array_interface__)."""
+    return not isinstance(data, np.ndarray) and hasattr(data, "__cuda_array_interface__")
+
+
 def device_of(array):
     if isinstance(array, np.ndarray):
         return CPU
     return Device("cuda", array.device.id)
+
+
+def on(dev):
+    """A context in which CuPy allocates on `dev` (does nothing for the CPU)."""
+    if dev.type == "cpu":
+        return contextlib.nullcontext()
+    import cupy
+    return cupy.cuda.Device(dev.index)
 
 
 def to_device(array, dev):
@@ -105,7 +120,7 @@ def to_device(array, dev):
     if dev.type == "cpu":
         return cupy.asnumpy(array)
     require_available(dev)
-    with cupy.cuda.Device(dev.index):
+    with on(dev):
         return cupy.asarray(array)
 
 

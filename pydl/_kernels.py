@@ -64,12 +64,14 @@ def _timed_call(name, fn, *args, **kwargs):
 
 
 class KernelSet:
-    """The kernels of one compiled module (pydl._C or pydl._cuda) by name."""
+    """The kernels of one compiled module (pydl._C or pydl._cuda) by name, all with
+    pydl._C's signatures. `kernels` ({name: function}) gives them where the module's
+    own functions have other signatures (see pydl._cuda_kernels)."""
 
-    def __init__(self, module):
+    def __init__(self, module, kernels=None):
         self._module_name = module.__name__
         for name in KERNEL_NAMES:
-            fn = getattr(module, name, None)
+            fn = getattr(module, name, None) if kernels is None else kernels.get(name)
             if fn is None:  # a family this device's module does not implement yet
                 continue
             setattr(self, name, functools.partial(_timed_call, name, fn) if DEBUG else fn)
@@ -85,9 +87,28 @@ cpu = KernelSet(_C)
 _cuda_set = None
 
 
+def cuda_kernel_set(module):
+    """The KernelSet of a CUDA kernel module (pydl._cuda, or pydl._cuda_emu in tests)
+    on CuPy arrays."""
+    import cupy
+    from pydl._cuda_kernels import cuda_kernels
+    kernels = cuda_kernels(module, cupy)
+    if DEBUG:  # time each kernel, not its launch: wait for the stream after each call
+        kernels = {name: _synchronized(fn, cupy) for name, fn in kernels.items()}
+    return KernelSet(module, kernels)
+
+
+def _synchronized(fn, cupy):
+    def call(*args, **kwargs):
+        result = fn(*args, **kwargs)
+        cupy.cuda.get_current_stream().synchronize()
+        return result
+    return call
+
+
 def cuda():
     global _cuda_set
     if _cuda_set is None:
         from pydl import _cuda
-        _cuda_set = KernelSet(_cuda)
+        _cuda_set = cuda_kernel_set(_cuda)
     return _cuda_set

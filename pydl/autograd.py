@@ -97,7 +97,7 @@ class Function:
         fn = cls.__new__(cls)
         fn.__dict__.update(settings)
         arrays = [t.data for t in inputs]
-        _require_same_device(arrays)
+        require_same_device(arrays)
         needs = tuple(t.requires_grad for t in inputs)
         record = _state.enabled and any(needs)
         fn.needs_input_grad = needs if record else (False,) * len(inputs)
@@ -118,14 +118,18 @@ class Function:
         return type(self).__name__ + "Backward"
 
 
-def _require_same_device(arrays):
+def require_same_device(arrays):
+    """RuntimeError naming both devices when the arrays are not all on one device."""
     on_cpu = isinstance(arrays[0], np.ndarray)
+    if on_cpu and all(isinstance(a, np.ndarray) for a in arrays[1:]):
+        return  # the common case, decided without building Device objects
+    from pydl._device import device_of
+    first = device_of(arrays[0])
     for a in arrays[1:]:
-        if isinstance(a, np.ndarray) != on_cpu:
-            from pydl._device import device_of
+        if device_of(a) != first:
             raise RuntimeError(
                 "expected all tensors to be on the same device, but found at least two "
-                f"devices, {device_of(arrays[0])} and {device_of(a)}")
+                f"devices, {first} and {device_of(a)}")
 
 
 # ---- the engine ---------------------------------------------------------------

@@ -18,6 +18,7 @@ import zipfile
 
 import numpy as np
 
+from pydl._device import CPU, to_device
 from pydl.tensor import Tensor
 
 FORMAT = "pydl.checkpoint"
@@ -44,6 +45,8 @@ class _Writer:
             return {"tensor": self._array(data, where), "requires_grad": value.requires_grad}
         if isinstance(value, np.ndarray):
             return {"ndarray": self._array(value, where)}
+        if hasattr(value, "__cuda_array_interface__"):  # a device array (optimizer state)
+            return {"ndarray": self._array(to_device(value, CPU), where)}
         if isinstance(value, np.generic):
             return {"scalar": self._array(np.asarray(value), where)}
         if isinstance(value, dict):

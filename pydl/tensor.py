@@ -67,16 +67,20 @@ def _scalar_dtype(value, tensor_dtype):
 
 
 def _to_array(data, dtype=None, copy=True):
-    """A CPU array of a supported dtype from Python data or an array.
+    """An array of a supported dtype from Python data or an array: on the CPU, or for a
+    device array (CuPy) on its device.
 
     With no dtype given, Python floats become float32 and Python ints int64
     (like torch.tensor); NumPy float64 data stays float64."""
     if isinstance(data, Tensor):
         data = data.data
+    device_data = _device.is_device_array(data)
     if dtype is not None:
-        return np.array(data, dtype=dtype, copy=copy)
-    from_numpy_data = isinstance(data, (np.ndarray, np.generic))
-    array = np.array(data, copy=copy)
+        return data.astype(dtype, copy=copy) if device_data else \
+            np.array(data, dtype=dtype, copy=copy)
+    from_numpy_data = device_data or isinstance(data, (np.ndarray, np.generic))
+    array = data.copy() if device_data and copy else data if device_data else \
+        np.array(data, copy=copy)
     if array.dtype in SUPPORTED_DTYPES and not (array.dtype == float64 and not from_numpy_data):
         return array
     kind = array.dtype.kind
@@ -304,7 +308,11 @@ class Tensor:
                                    f"pass gradient= with shape {self.shape}")
             grad = xp.ones_like(self.data)
         else:
-            grad = gradient.data if isinstance(gradient, Tensor) else xp.asarray(gradient)
+            if isinstance(gradient, Tensor):
+                autograd.require_same_device([self.data, gradient.data])
+                grad = gradient.data
+            else:
+                grad = xp.asarray(gradient)
             if grad.shape != self.shape:
                 raise ValueError(f"backward: gradient has shape {grad.shape} but the tensor "
                                  f"has shape {self.shape}")
@@ -323,7 +331,10 @@ class Tensor:
 
     def _inplace(self, op, ufunc, other):
         self._check_inplace(op)
-        ufunc(self.data, other.data if isinstance(other, Tensor) else other, out=self.data)
+        if isinstance(other, Tensor):
+            autograd.require_same_device([self.data, other.data])
+            other = other.data
+        ufunc(self.data, other, out=self.data)
         return self
 
     def add_(self, other, alpha=1):
@@ -352,13 +363,23 @@ class Tensor:
         return self
 
     def copy_(self, source):
+        """Copies source's values in (from any device, as torch's copy_ does)."""
         self._check_inplace("copy_")
-        self.data[...] = source.data if isinstance(source, Tensor) else source
+        if isinstance(source, Tensor):
+            source = _device.to_device(source.data, self.device)
+        elif not isinstance(source, numbers.Number):
+            source = xp_of(self.data).asarray(source)
+        self.data[...] = source
         return self
 
     def __setitem__(self, index, value):
         self._check_inplace("__setitem__")
-        self.data[_index_arrays(index)] = value.data if isinstance(value, Tensor) else value
+        if isinstance(value, Tensor):
+            autograd.require_same_device([self.data, value.data])
+            value = value.data
+        elif not isinstance(value, numbers.Number):
+            value = xp_of(self.data).asarray(value)
+        self.data[_index_arrays(index, self.data)] = value
 
     # -- arithmetic --
 
@@ -465,6 +486,7 @@ class Tensor:
 
     def _compare(self, ufunc, other):
         a, b = _coerce(self, other)
+        autograd.require_same_device([a.data, b.data])
         return Tensor._wrap(ufunc(a.data, b.data))
 
     def __eq__(self, other):
@@ -617,7 +639,7 @@ class Tensor:
         return self.expand(*other.shape)
 
     def __getitem__(self, index):
-        return shape_ops.GetItem.apply(self, index=_index_arrays(index))
+        return shape_ops.GetItem.apply(self, index=_index_arrays(index, self.data))
 
     # -- activations --
 
@@ -656,10 +678,11 @@ def _coerce(a, b, need_float=False):
 
 
 def _operand(value, like):
-    """A constant tensor, on `like`'s device, for a scalar or array operand."""
+    """A constant tensor, on `like`'s device, for a scalar or array operand. A scalar is
+    filled in on the device (on CUDA a fill kernel, not a host-to-device copy)."""
     xp = xp_of(like.data)
     if isinstance(value, (numbers.Number, np.bool_)) and not isinstance(value, np.ndarray):
-        return Tensor._wrap(xp.asarray(value, dtype=_scalar_dtype(value, like.dtype)))
+        return Tensor._wrap(xp.full((), value, dtype=_scalar_dtype(value, like.dtype)))
     return Tensor._wrap(xp.asarray(_to_array(value, copy=False)))
 
 
@@ -681,16 +704,19 @@ def _shape_arg(sizes):
     return tuple(int(n) for n in sizes)
 
 
-def _index_arrays(index):
-    """A NumPy index from one that may hold tensors or lists."""
+def _index_arrays(index, array):
+    """An index for `array` from one that may hold tensors, lists or NumPy arrays; their
+    values are copied to `array`'s device (indices may come from the host, as in torch)."""
     def convert(part):
         if isinstance(part, Tensor):
             if part.dtype not in (int64, bool_):
                 raise IndexError(f"tensors used as indices must be int64 or bool, "
                                  f"got {part.dtype}")
-            return part.data
-        if isinstance(part, list):
-            return np.asarray(part)
+            part = part.data
+        elif isinstance(part, list):
+            part = np.asarray(part)
+        if hasattr(part, "shape") and not isinstance(part, np.generic):
+            return _device.to_device(part, _device.device_of(array))
         return part
     if isinstance(index, tuple):
         return tuple(convert(p) for p in index)
@@ -715,6 +741,7 @@ def where(condition, input, other):
     if not isinstance(input, Tensor) and not isinstance(other, Tensor):
         input = _as_tensor(input)
     a, b = _coerce(input, other)
+    autograd.require_same_device([a.data, condition.data])
     return ew.Where.apply(a, b, condition=condition.data)
 
 
@@ -776,8 +803,9 @@ def function_form(name):
 # ---- factories ----------------------------------------------------------------------
 
 def _place(array, device, requires_grad):
-    """The tensor for a freshly made CPU array, moved to `device`."""
-    target = _device.require_available(_device.device(device))
+    """The tensor for a freshly made array, moved to `device` (None: where it is)."""
+    target = _device.require_available(
+        _device.device_of(array) if device is None else _device.device(device))
     t = Tensor._wrap(_device.to_device(array, target))
     return t.requires_grad_() if requires_grad else t
 
@@ -790,7 +818,8 @@ def _float_dtype(dtype, op):
 
 
 def tensor(data, dtype=None, device=None, requires_grad=False):
-    """A new tensor holding a copy of `data` (a list, scalar, array or tensor).
+    """A new tensor holding a copy of `data` (a list, scalar, array or tensor), on
+    `device`, or without one on the device of a CuPy array or tensor given (else "cpu").
 
     Without dtype: Python floats give float32, ints int64, bools bool;
     NumPy arrays keep their dtype where pydl supports it."""
@@ -822,29 +851,42 @@ def from_dlpack(obj):
     return Tensor._wrap(array)
 
 
+def _filled(shape, fill, dtype, device, requires_grad):
+    """A tensor of `fill`, made on its device (no host array copied over)."""
+    target = _device.require_available(_device.device(device))
+    with _device.on(target):
+        t = Tensor._wrap(_device.array_module(target).full(shape, fill, dtype))
+    return t.requires_grad_() if requires_grad else t
+
+
 def zeros(*size, dtype=None, device=None, requires_grad=False):
-    return _place(np.zeros(_shape_arg(size), as_dtype(dtype) or float32), device, requires_grad)
+    return _filled(_shape_arg(size), 0, as_dtype(dtype) or float32, device, requires_grad)
 
 
 def ones(*size, dtype=None, device=None, requires_grad=False):
-    return _place(np.ones(_shape_arg(size), as_dtype(dtype) or float32), device, requires_grad)
+    return _filled(_shape_arg(size), 1, as_dtype(dtype) or float32, device, requires_grad)
 
 
 def empty(*size, dtype=None, device=None, requires_grad=False):
-    """Uninitialized memory (from the kernels' caching allocator)."""
-    array = _C.empty(list(_shape_arg(size)), str(as_dtype(dtype) or float32))
-    return _place(array, device, requires_grad)
+    """Uninitialized memory (on the CPU from the kernels' caching allocator)."""
+    target = _device.require_available(_device.device(device))
+    shape, dtype = _shape_arg(size), as_dtype(dtype) or float32
+    if target.type == "cpu":
+        t = Tensor._wrap(_C.empty(list(shape), str(dtype)))
+    else:
+        with _device.on(target):
+            t = Tensor._wrap(_device.array_module(target).empty(shape, dtype))
+    return t.requires_grad_() if requires_grad else t
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False):
     """A tensor of `fill_value`; the dtype follows the value (float32, int64 or bool)."""
     dtype = as_dtype(dtype) or _to_array(fill_value).dtype
-    return _place(np.full(_shape_arg((size,)), fill_value, dtype), device, requires_grad)
+    return _filled(_shape_arg((size,)), fill_value, dtype, device, requires_grad)
 
 
 def _filled_like(fill, t, dtype, device, requires_grad):
-    return _place(np.full(t.shape, fill, as_dtype(dtype) or t.dtype), device or t.device,
-                  requires_grad)
+    return _filled(t.shape, fill, as_dtype(dtype) or t.dtype, device or t.device, requires_grad)
 
 
 def zeros_like(input, dtype=None, device=None, requires_grad=False):

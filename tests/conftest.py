@@ -1,6 +1,8 @@
 """Shared test helpers: fresh random inputs, the kernel settings every kernel test
-runs under (instruction set x threads), and a finite-difference gradient checker."""
+runs under (instruction set x threads), a finite-difference gradient checker, and
+fake_cuda: device="cuda" on the emulated CUDA kernels, without a GPU."""
 import contextlib
+import sys
 import zlib
 
 import numpy as np
@@ -105,3 +107,17 @@ def check_grad(fn, *inputs, eps=1e-6, atol=1e-6, rtol=1e-5, seed=0):
 def grad_check():
     """check_grad as a fixture, for test files that prefer fixtures to imports."""
     return check_grad
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """device="cuda" without a GPU: CuPy is tests/fake_cupy.py, CUDA counts as available,
+    and the cuda kernels are the emulated ones (pydl._cuda_emu); all undone after the test.
+    Yields the fake CuPy module."""
+    emu = pytest.importorskip("pydl._cuda_emu", reason="built without PYDL_CUDA_EMULATION")
+    import fake_cupy
+    from pydl import _device, _kernels
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
+    monkeypatch.setattr(_device, "_cuda_probe", True)
+    monkeypatch.setattr(_kernels, "_cuda_set", _kernels.cuda_kernel_set(emu))
+    yield fake_cupy

@@ -12,6 +12,7 @@ from pydl.nn import functional as F
 from pydl.nn import init
 from pydl.nn.linear import Linear
 from pydl.nn.module import Module, Parameter
+from pydl.ops.common import xp_of
 from pydl.tensor import Tensor
 
 
@@ -43,14 +44,14 @@ class MultiheadAttention(Module):
         bias = None if self.in_proj_bias is None else self.in_proj_bias[rows]
         return F.linear(x, self.in_proj_weight[rows], bias)
 
-    def _mask(self, attn_mask, key_padding_mask, batch, length, source, dtype):
-        """One additive (batch * heads, L, S) mask from attn_mask ((L, S) or
+    def _mask(self, attn_mask, key_padding_mask, batch, length, source, scores):
+        """One additive (batch * heads, L, S) mask for `scores` from attn_mask ((L, S) or
         (batch * heads, L, S)) and key_padding_mask ((batch, S)); bool True = masked."""
         if attn_mask is None and key_padding_mask is None:
             return None
-        total = np.zeros((batch, self.num_heads, length, source), dtype)
+        total = xp_of(scores.data).zeros((batch, self.num_heads, length, source), scores.dtype)
         if attn_mask is not None:
-            mask = F._additive_mask(attn_mask, dtype, allowed_when_true=False)
+            mask = F._additive_mask(attn_mask, scores, allowed_when_true=False)
             if mask.shape == (length, source):
                 total += mask
             elif mask.shape == (batch * self.num_heads, length, source):
@@ -60,7 +61,7 @@ class MultiheadAttention(Module):
                                  f"({batch * self.num_heads}, {length}, {source}), got "
                                  f"{mask.shape}")
         if key_padding_mask is not None:
-            mask = F._additive_mask(key_padding_mask, dtype, allowed_when_true=False)
+            mask = F._additive_mask(key_padding_mask, scores, allowed_when_true=False)
             if mask.shape != (batch, source):
                 raise ValueError(f"key_padding_mask must have shape ({batch}, {source}), got "
                                  f"{mask.shape}")
@@ -73,8 +74,7 @@ class MultiheadAttention(Module):
         if unbatched:
             query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
             if key_padding_mask is not None:
-                key_padding_mask = np.asarray(getattr(key_padding_mask, "data",
-                                                      key_padding_mask))[None]
+                key_padding_mask = F._data_like(key_padding_mask, query)[None]
         elif self.batch_first:
             query, key, value = (t.transpose(0, 1) for t in (query, key, value))
         # (L, N, E) from here on.
@@ -94,7 +94,7 @@ class MultiheadAttention(Module):
         k = heads(self._project(key, 1), source)
         v = heads(self._project(value, 2), source)
         scores = q.matmul(k.transpose(1, 2)) * (1.0 / np.sqrt(d))
-        mask = self._mask(attn_mask, key_padding_mask, batch, length, source, scores.dtype)
+        mask = self._mask(attn_mask, key_padding_mask, batch, length, source, scores)
         if mask is not None:
             scores = scores + mask
         weights = F.dropout(scores.softmax(-1), self.dropout, self.training)

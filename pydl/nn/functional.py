@@ -1,9 +1,12 @@
 """Stateless activations and losses, named as in torch.nn.functional."""
 import numpy as np
 
+from pydl import _device
+from pydl.autograd import require_same_device
 from pydl.ops import conv as conv_ops
 from pydl.ops import elementwise as ew
 from pydl.ops import pool as pool_ops
+from pydl.ops.common import xp_of
 from pydl.ops.loss import SoftmaxCrossEntropy
 from pydl.tensor import Tensor, _as_tensor
 
@@ -40,6 +43,16 @@ def _check_reduction(reduction):
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
+def _data_like(value, like):
+    """The array of `value` for use with tensor `like`: a tensor's own array (on like's
+    device, else RuntimeError naming both), or host data (lists, NumPy arrays) copied to
+    like's device."""
+    if isinstance(value, Tensor):
+        require_same_device([like.data, value.data])
+        return value.data
+    return _device.to_device(np.asarray(value), like.device)
+
+
 def cross_entropy(input, target, reduction="mean", ignore_index=-100):
     """Softmax cross-entropy of logits `input` (N, C) or (N, C, d1, ...) against class
     indices (int64, shaped like input without C) or class probabilities (shaped like input).
@@ -48,7 +61,7 @@ def cross_entropy(input, target, reduction="mean", ignore_index=-100):
     targets that are not ignore_index."""
     _check_reduction(reduction)
     input = _as_tensor(input)
-    target_array = target.data if isinstance(target, Tensor) else np.asarray(target)
+    target_array = _data_like(target, input)
     if input.ndim < 2:
         raise ValueError(f"cross_entropy: input must be (N, C) or (N, C, d1, ...), "
                          f"got shape {input.shape}")
@@ -68,7 +81,7 @@ def cross_entropy(input, target, reduction="mean", ignore_index=-100):
     if input.ndim > 2:  # (N, C, d...) -> (N*d..., C): classes on the last axis
         logits = input.permute(0, *range(2, input.ndim), 1).reshape(-1, classes)
         target_array = (target_array.reshape(-1) if by_index else
-                        np.moveaxis(target_array, 1, -1).reshape(-1, classes))
+                        xp_of(target_array).moveaxis(target_array, 1, -1).reshape(-1, classes))
     loss = SoftmaxCrossEntropy.apply(logits, target=target_array, reduction=reduction,
                                      ignore_index=ignore_index)
     if reduction == "none" and input.ndim > 2:
@@ -132,8 +145,9 @@ def dropout(input, p=0.5, training=True):
     return _dropout_ops.Dropout.apply(input, p=float(p), seed=seed, offset=offset)
 
 
-def _index_array(indices, name):
-    array = indices.data if isinstance(indices, Tensor) else np.asarray(indices)
+def _index_array(indices, name, like):
+    """int64 indices on `like`'s device (see _data_like)."""
+    array = _data_like(indices, like)
     if array.dtype.kind not in "iu":
         raise TypeError(f"{name} must hold integer indices, got dtype {array.dtype}")
     return array.astype(np.int64, copy=False)
@@ -143,7 +157,7 @@ def embedding(input, weight, padding_idx=None):
     """weight[input]: rows of the (num_embeddings, dim) table; padding_idx's row gets no
     gradient."""
     weight = _as_tensor(weight)
-    indices = _index_array(input, "embedding input")
+    indices = _index_array(input, "embedding input", weight)
     num = weight.shape[0]
     if padding_idx is None:
         padding_idx = -1
@@ -210,7 +224,7 @@ def _reduce(loss, reduction):
 
 def _target_like(target, input, op):
     target = target if isinstance(target, Tensor) else Tensor._wrap(
-        np.asarray(target, dtype=input.dtype))
+        _data_like(target, input).astype(input.dtype, copy=False))
     if target.shape != input.shape:
         raise ValueError(f"{op}: target shape {target.shape} differs from input shape "
                          f"{input.shape}")
@@ -222,7 +236,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     (N, C, d...); 'mean' divides by the summed weights of the targets not ignored."""
     _check_reduction(reduction)
     input = _as_tensor(input)
-    t = _index_array(target, "nll_loss target")
+    t = _index_array(target, "nll_loss target", input)
     if input.ndim < 2 or t.shape != input.shape[:1] + input.shape[2:]:
         raise ValueError(f"nll_loss: expected input (N, C) or (N, C, d...) and target shaped "
                          f"like input without C; got input {input.shape}, target {t.shape}")
@@ -230,24 +244,24 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     log_probs = input
     if input.ndim > 2:
         log_probs = input.permute(0, *range(2, input.ndim), 1).reshape(-1, classes)
+    xp = xp_of(t)
     flat = t.reshape(-1)
     valid = flat != ignore_index
     bad = valid & ((flat < 0) | (flat >= classes))
     if bad.any():
         raise ValueError(f"nll_loss: target {int(flat[bad][0])} is not a class index in "
                          f"[0, {classes})")
-    safe = np.where(valid, flat, 0)
-    w = np.ones(classes) if weight is None else np.asarray(
-        weight.data if isinstance(weight, Tensor) else weight)
+    safe = xp.where(valid, flat, 0)
+    w = xp.ones(classes) if weight is None else _data_like(weight, input)
     if w.shape != (classes,):
         raise ValueError(f"nll_loss: weight must have shape ({classes},), got {w.shape}")
     row_weight = Tensor._wrap((w[safe] * valid).astype(input.dtype))
-    losses = -(log_probs[np.arange(flat.size), safe] * row_weight)
+    losses = -(log_probs[xp.arange(flat.size), safe] * row_weight)
     if reduction == "none":
         return losses.reshape(t.shape)
     if reduction == "sum":
         return losses.sum()
-    return losses.sum() / float(row_weight.data.sum())
+    return losses.sum() / row_weight.sum()
 
 
 def l1_loss(input, target, reduction="mean"):
@@ -280,14 +294,15 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     return _reduce(loss, reduction)
 
 
-def _additive_mask(mask, dtype, allowed_when_true):
-    """A float mask to add to attention scores: bool masks become 0 / -inf (True means
-    'attend' when allowed_when_true, 'masked' otherwise); float masks pass through."""
-    array = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+def _additive_mask(mask, like, allowed_when_true):
+    """A float mask to add to attention scores `like` (on its device, in its dtype): bool
+    masks become 0 / -inf (True means 'attend' when allowed_when_true, 'masked'
+    otherwise); float masks pass through."""
+    array = _data_like(mask, like)
     if array.dtype == np.bool_:
         blocked = ~array if allowed_when_true else array
-        return np.where(blocked, -np.inf, 0.0).astype(dtype)
-    return array.astype(dtype, copy=False)
+        return xp_of(array).where(blocked, -np.inf, 0.0).astype(like.dtype)
+    return array.astype(like.dtype, copy=False)
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
@@ -300,9 +315,9 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     length, source = query.shape[-2], key.shape[-2]
     if is_causal:
         causal = np.triu(np.ones((length, source), bool), k=1)
-        scores = scores + Tensor._wrap(_additive_mask(causal, scores.dtype, False))
+        scores = scores + Tensor._wrap(_additive_mask(causal, scores, False))
     if attn_mask is not None:
-        scores = scores + Tensor._wrap(_additive_mask(attn_mask, scores.dtype, True))
+        scores = scores + Tensor._wrap(_additive_mask(attn_mask, scores, True))
     weights = dropout(scores.softmax(-1), dropout_p, training=dropout_p > 0)
     return weights.matmul(value)
 

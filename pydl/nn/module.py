@@ -9,6 +9,7 @@ import collections
 
 import numpy as np
 
+from pydl._device import is_device_array, to_device
 from pydl.tensor import Tensor, as_dtype
 
 
@@ -203,6 +204,12 @@ class Module:
             return self._convert(lambda t: t.to(dtype) if t.dtype.kind == "f" else t)
         return self._convert(lambda t: t.to(target))
 
+    def cuda(self):
+        return self.to("cuda")
+
+    def cpu(self):
+        return self.to("cpu")
+
     def float(self):
         return self.to("float32")
 
@@ -237,11 +244,14 @@ class Module:
             if key not in state_dict:
                 continue
             value = state_dict[key]
-            array = value.data if isinstance(value, Tensor) else np.asarray(value)
+            array = value.data if isinstance(value, Tensor) else value
+            if not (isinstance(array, np.ndarray) or is_device_array(array)):
+                array = np.asarray(array)
             if tuple(array.shape) != tuple(target.shape):
                 raise ValueError(f"load_state_dict: {key} has shape {tuple(array.shape)} in the "
                                  f"state dict but {tuple(target.shape)} in the model")
-            target.data[...] = array.astype(target.dtype, copy=False)
+            # Values from any device go to the parameter's (as torch's copy_ does).
+            target.data[...] = to_device(array, target.device).astype(target.dtype, copy=False)
         return collections.namedtuple("IncompatibleKeys", "missing_keys unexpected_keys")(
             missing, unexpected)
 

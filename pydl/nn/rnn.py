@@ -14,7 +14,7 @@ import numpy as np
 from pydl._random import generator
 from pydl.nn.module import Module, Parameter
 from pydl.ops.rnn import RecurrentLayer, gate_count
-from pydl.tensor import Tensor, _as_tensor, cat, stack
+from pydl.tensor import _as_tensor, cat, stack, tensor, zeros
 
 
 def _uniform_parameter(shape, bound):
@@ -71,13 +71,15 @@ class RNNBase(Module):
         names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if self.bias else [])
         return [getattr(self, f"{n}_l{layer}{suffix}") for n in names]
 
-    def _initial_state(self, state, what, batch, batched, dtype):
-        """The (layers * directions, B, H) initial state `state`, or zeros for None."""
+    def _initial_state(self, state, what, batch, batched, like):
+        """The (layers * directions, B, H) initial state `state`, or zeros (in the dtype
+        and on the device of tensor `like`) for None."""
+        dtype = like.dtype
         name = type(self).__name__
         count = self.num_layers * (2 if self.bidirectional else 1)
         expected = (count, batch, self.hidden_size) if batched else (count, self.hidden_size)
         if state is None:
-            return Tensor(np.zeros((count, batch, self.hidden_size), dtype))
+            return zeros(count, batch, self.hidden_size, dtype=dtype, device=like.device)
         state = _as_tensor(state)
         if tuple(state.shape) != expected:
             raise ValueError(f"{name}: {what} must have shape {expected} (num_layers * "
@@ -114,10 +116,10 @@ class RNNBase(Module):
             if hx is not None and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
                 raise TypeError(f"{name}: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
             h0, c0 = (None, None) if hx is None else hx
-            h0 = self._initial_state(h0, "h_0", batch, batched, x.dtype)
-            c0 = self._initial_state(c0, "c_0", batch, batched, x.dtype)
+            h0 = self._initial_state(h0, "h_0", batch, batched, x)
+            c0 = self._initial_state(c0, "c_0", batch, batched, x)
         else:
-            h0 = self._initial_state(hx, "hx", batch, batched, x.dtype)
+            h0 = self._initial_state(hx, "hx", batch, batched, x)
             c0 = None
         directions = 2 if self.bidirectional else 1
         h_n, c_n = [], []
@@ -134,7 +136,7 @@ class RNNBase(Module):
             if self.training and self.dropout > 0 and layer < self.num_layers - 1:
                 keep = generator().random(x.shape) >= self.dropout
                 scale = 1 / (1 - self.dropout) if self.dropout < 1 else 0.0  # p = 1 drops all
-                x = x * Tensor((keep * scale).astype(x.dtype))
+                x = x * tensor((keep * scale).astype(x.dtype), device=x.device)
         output = x
         h_n = stack(h_n)
         c_n = stack(c_n) if lstm else None
@@ -209,11 +211,11 @@ class RNNCellBase(Module):
             self.bias_ih = _uniform_parameter((rows,), bound)
             self.bias_hh = _uniform_parameter((rows,), bound)
 
-    def _state(self, state, what, batch, batched, dtype):
+    def _state(self, state, what, batch, batched, like):
         name = type(self).__name__
         expected = (batch, self.hidden_size) if batched else (self.hidden_size,)
         if state is None:
-            return Tensor(np.zeros((batch, self.hidden_size), dtype))
+            return zeros(batch, self.hidden_size, dtype=like.dtype, device=like.device)
         state = _as_tensor(state)
         if tuple(state.shape) != expected:
             raise ValueError(f"{name}: {what} must have shape {expected} (batch, hidden_size), "
@@ -235,10 +237,10 @@ class RNNCellBase(Module):
         batch = x.shape[0]
         if lstm:
             h0, c0 = (None, None) if hx is None else hx
-            h0 = self._state(h0, "h_0", batch, batched, x.dtype)
-            c0 = self._state(c0, "c_0", batch, batched, x.dtype)
+            h0 = self._state(h0, "h_0", batch, batched, x)
+            c0 = self._state(c0, "c_0", batch, batched, x)
         else:
-            h0, c0 = self._state(hx, "hx", batch, batched, x.dtype), None
+            h0, c0 = self._state(hx, "hx", batch, batched, x), None
         weights = [self.weight_ih, self.weight_hh] + (
             [self.bias_ih, self.bias_hh] if self.bias else [])
         y, c_last = _layer(x.unsqueeze(0), h0, c0, weights, self.mode, False)

@@ -1,6 +1,8 @@
 """Gradient clipping, as in torch.nn.utils."""
 import math
 
+import numpy as np
+
 from pydl.ops.common import xp_of
 from pydl.tensor import Tensor
 
@@ -11,9 +13,13 @@ def _grads(parameters):
     return [p.grad for p in parameters if p.grad is not None]
 
 
+def _writeable(array):
+    return array.flags.writeable if isinstance(array, np.ndarray) else True  # device arrays
+
+
 def _scale_(grad, factor):
     data = grad.data
-    if data.flags.writeable:
+    if _writeable(data):
         data *= factor
     else:
         grad.data = data * factor
@@ -31,19 +37,20 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         return Tensor(0.0)
     xp = xp_of(grads[0].data)
     dtype = grads[0].data.dtype
-    # Per-gradient norms in float64, then the norm of those norms.
+    # Per-gradient norms in float64, then the norm of those norms; all on the gradients'
+    # device (no sync unless error_if_nonfinite asks for the value).
+    magnitudes = [xp.abs(g.data.astype(np.float64)).reshape(-1) for g in grads]
     if math.isinf(norm_type):
-        total = max(float(xp.abs(g.data).max()) if g.data.size else 0.0 for g in grads)
+        total = xp.concatenate([xp.zeros(1)] + magnitudes).max()
     else:
-        total = sum(float(xp.sum(xp.abs(g.data.astype(xp.float64)) ** norm_type))
-                    for g in grads) ** (1.0 / norm_type)
-    if error_if_nonfinite and not math.isfinite(total):
-        raise RuntimeError(f"the total norm of order {norm_type} of the gradients is {total}; "
-                           "set error_if_nonfinite=False to clip anyway")
-    coef = min(float(max_norm) / (total + 1e-6), 1.0)
+        total = xp.stack([(m ** norm_type).sum() for m in magnitudes]).sum() ** (1.0 / norm_type)
+    if error_if_nonfinite and not bool(xp.isfinite(total)):
+        raise RuntimeError(f"the total norm of order {norm_type} of the gradients is "
+                           f"{float(total)}; set error_if_nonfinite=False to clip anyway")
+    coef = xp.minimum(float(max_norm) / (total + 1e-6), 1.0).astype(dtype)
     for g in grads:
-        _scale_(g, dtype.type(coef))
-    return Tensor(xp.asarray(total, dtype=dtype))
+        _scale_(g, coef)
+    return Tensor._wrap(xp.asarray(total, dtype=dtype))  # NumPy reductions give scalars
 
 
 def clip_grad_value_(parameters, clip_value):
@@ -53,7 +60,7 @@ def clip_grad_value_(parameters, clip_value):
         raise ValueError(f"clip_value must be >= 0, got {clip_value}")
     for g in _grads(parameters):
         clipped = xp_of(g.data).clip(g.data, -clip_value, clip_value)
-        if g.data.flags.writeable:
+        if _writeable(g.data):
             g.data[...] = clipped
         else:
             g.data = clipped

@@ -10,6 +10,16 @@ def xp_of(array):
     return cupy
 
 
+def require_host(array, op):
+    """TypeError unless `array` is on the CPU: for the float64 forms written in NumPy
+    (conv, pooling, recurrent layers), which the GPU runs in float32 only."""
+    if not isinstance(array, np.ndarray):
+        from pydl._device import device_of
+        raise TypeError(f"{op}: {array.dtype} input on {device_of(array)} is not supported (the "
+                        f"{device_of(array).type} kernels take float32); convert with .float() "
+                        "or move it with .cpu()")
+
+
 def contiguous(array):
     """A C-contiguous version of `array` (no copy when it already is)."""
     return array if array.flags.c_contiguous else xp_of(array).ascontiguousarray(array)

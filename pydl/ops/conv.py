@@ -11,7 +11,7 @@ import numpy as np
 
 from pydl._device import kernels_for
 from pydl.autograd import Function
-from pydl.ops.common import contiguous
+from pydl.ops.common import contiguous, require_host
 
 
 def windows(xpad, kernel, stride, dilation, out_hw):
@@ -84,6 +84,7 @@ class Conv2d(Function):
             return kernels_for(x).conv2d_forward(
                 contiguous(x), contiguous(w), None if b is None else contiguous(b),
                 **self._geometry())
+        require_host(x, "conv2d")
         return _reference_forward(x, w, b, self.stride, self.padding, self.dilation, self.groups)
 
     def backward(self, g):

@@ -135,10 +135,11 @@ class Clamp(Function):
     def forward(self, a):
         xp = xp_of(a)
         out = a
+        # Bounds as scalars of a's dtype: no array is made for them (on CUDA: no copy).
         if self.low is not None:
-            out = xp.maximum(out, xp.asarray(self.low, dtype=a.dtype))
+            out = xp.maximum(out, a.dtype.type(self.low))
         if self.high is not None:
-            out = xp.minimum(out, xp.asarray(self.high, dtype=a.dtype))
+            out = xp.minimum(out, a.dtype.type(self.high))
         self.save(a)
         return out
 
@@ -155,10 +156,10 @@ class Clamp(Function):
 class _Extremum(Function):
     """maximum/minimum; where both inputs tie, each gets half the gradient."""
 
-    pick = None  # numpy.maximum or numpy.minimum
+    pick = None  # "maximum" or "minimum", of the arrays' module
 
     def forward(self, a, b):
-        out = type(self).pick(a, b)
+        out = getattr(xp_of(a), self.pick)(a, b)
         self.save(a, b, out)
         return out
 
@@ -169,11 +170,11 @@ class _Extremum(Function):
 
 
 class Maximum(_Extremum):
-    pick = staticmethod(np.maximum)
+    pick = "maximum"
 
 
 class Minimum(_Extremum):
-    pick = staticmethod(np.minimum)
+    pick = "minimum"
 
 
 class Where(Function):
@@ -201,7 +202,14 @@ class AsType(Function):
 
 # ---- activations ----------------------------------------------------------------
 
-_erf = np.vectorize(math.erf, otypes=[np.float64])
+_host_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _erf(x):
+    if isinstance(x, np.ndarray):
+        return _host_erf(x)
+    import cupyx.scipy.special  # CuPy's erf, for float64 on the GPU
+    return cupyx.scipy.special.erf(x)
 
 
 class _Activation(Function):
@@ -280,7 +288,7 @@ class Gelu(_Activation):
         return 0.5 * x * (1 + _erf(x / math.sqrt(2)))
 
     def reference_grad(self, g, x):
-        phi = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+        phi = xp_of(x).exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
         return g * (0.5 * (1 + _erf(x / math.sqrt(2))) + x * phi)
 
 
@@ -316,7 +324,7 @@ class Softmax(_RowSoftmax):
     kernel = "softmax"
 
     def reference(self, x):
-        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        e = xp_of(x).exp(x - x.max(axis=-1, keepdims=True))
         return e / e.sum(axis=-1, keepdims=True)
 
     def reference_grad(self, g, y):
@@ -329,7 +337,8 @@ class LogSoftmax(_RowSoftmax):
 
     def reference(self, x):
         shifted = x - x.max(axis=-1, keepdims=True)
-        return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+        xp = xp_of(x)
+        return shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
 
     def reference_grad(self, g, y):
-        return g - np.exp(y) * g.sum(axis=-1, keepdims=True)
+        return g - xp_of(y).exp(y) * g.sum(axis=-1, keepdims=True)

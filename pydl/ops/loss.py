@@ -9,26 +9,26 @@ import numpy as np
 
 from pydl._device import kernels_for
 from pydl.autograd import Function
-from pydl.ops.common import contiguous
+from pydl.ops.common import contiguous, xp_of
 
 
 def _reference(z, target, reduction, ignore_index):
-    """(loss, losses, grad) as the kernel returns them, in NumPy."""
+    """(loss, losses, grad) as the kernel returns them, in array code."""
+    xp = xp_of(z)
     n, c = z.shape
     shifted = z - z.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
     if target.dtype == np.int64:
         valid = target != ignore_index
-        t = np.zeros_like(z)
-        t[np.arange(n)[valid], target[valid]] = 1
+        t = xp.zeros_like(z)
+        t[xp.arange(n)[valid], target[valid]] = 1
     else:
-        valid = np.ones(n, dtype=bool)
+        valid = xp.ones(n, dtype=bool)
         t = target
     losses = -(t * log_probs).sum(axis=1) * valid
-    grad = (np.exp(log_probs) - t) * valid[:, None]
-    count = int(valid.sum())
+    grad = (xp.exp(log_probs) - t) * valid[:, None]
     if reduction == "mean":
-        scale = 1 / count if count else 0.0
+        scale = 1 / xp.maximum(valid.sum(), 1)  # 0 when every row is ignored (sum 0)
         return losses.sum() * scale, losses, grad * scale
     return losses.sum(), losses, grad
 
@@ -48,7 +48,7 @@ class SoftmaxCrossEntropy(Function):
         self.save(grad)
         if self.reduction == "none":
             return losses
-        return np.asarray(loss, dtype=logits.dtype)
+        return xp_of(logits).asarray(loss, dtype=logits.dtype)
 
     def backward(self, g):
         (grad,) = self.saved

@@ -12,7 +12,7 @@ import numpy as np
 
 from pydl._device import kernels_for
 from pydl.autograd import Function
-from pydl.ops.common import contiguous
+from pydl.ops.common import contiguous, require_host, xp_of
 from pydl.ops.conv import add_windows, windows
 
 
@@ -82,6 +82,7 @@ class MaxPool2d(Function):
                 contiguous(x), kernel_size=self.kernel, stride=self.stride, padding=self.padding,
                 dilation=self.dilation, ceil_mode=self.ceil_mode)
             return self._keep(out)
+        require_host(x, "max_pool2d")
         out_hw = pooled_size_pair(x.shape, self.kernel, self.stride, self.padding, self.dilation,
                                   self.ceil_mode)
         out, self.indices = _max_reference(x, self.kernel, self.stride, self.padding,
@@ -131,6 +132,7 @@ class AvgPool2d(Function):
             return kernels_for(x).avg_pool2d_forward(
                 contiguous(x), kernel_size=self.kernel, stride=self.stride, padding=self.padding,
                 ceil_mode=self.ceil_mode, count_include_pad=self.count_include_pad)
+        require_host(x, "avg_pool2d")
         out = pooled_size_pair(x.shape, self.kernel, self.stride, self.padding, (1, 1),
                                self.ceil_mode)
         xpad = _padded(x, 0.0, self.padding, _extent(out, self.kernel, self.stride, (1, 1)))
@@ -170,7 +172,7 @@ class AdaptiveAvgPool2d(Function):
         self.input_shape = x.shape
         rows = adaptive_bounds(x.shape[2], self.output_size[0])
         cols = adaptive_bounds(x.shape[3], self.output_size[1])
-        out = np.empty(x.shape[:2] + tuple(self.output_size), x.dtype)
+        out = xp_of(x).empty(x.shape[:2] + tuple(self.output_size), x.dtype)
         for i, (h0, h1) in enumerate(rows):
             for j, (w0, w1) in enumerate(cols):
                 out[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
@@ -179,7 +181,7 @@ class AdaptiveAvgPool2d(Function):
     def backward(self, g):
         rows = adaptive_bounds(self.input_shape[2], self.output_size[0])
         cols = adaptive_bounds(self.input_shape[3], self.output_size[1])
-        grad = np.zeros(self.input_shape, g.dtype)
+        grad = xp_of(g).zeros(self.input_shape, g.dtype)
         for i, (h0, h1) in enumerate(rows):
             for j, (w0, w1) in enumerate(cols):
                 grad[:, :, h0:h1, w0:w1] += (g[:, :, i, j] / ((h1 - h0) * (w1 - w0)))[:, :, None, None]

@@ -15,7 +15,7 @@ import numpy as np
 
 from pydl._device import kernels_for
 from pydl.autograd import Function
-from pydl.ops.common import contiguous
+from pydl.ops.common import contiguous, require_host
 
 MODES = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 
@@ -132,6 +132,7 @@ class RecurrentLayer(Function):
         if x.dtype == np.float32:
             y, c, saved = kernels_for(x).rnn_forward(self.mode, *args, reverse=self.reverse)
         else:
+            require_host(x, self.mode)
             y, c, saved = reference_forward(self.mode, *args, self.reverse)
         self.has_bias = b_ih is not None
         self.save(*args[:5], y, c, saved)

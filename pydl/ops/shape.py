@@ -24,7 +24,7 @@ class Permute(Function):
         return a.transpose(self.dims)
 
     def backward(self, g):
-        return (g.transpose(np.argsort(self.dims)),)
+        return (g.transpose(tuple(int(d) for d in np.argsort(self.dims))),)
 
 
 class Expand(Function):
@@ -67,7 +67,7 @@ class Cat(Function):
         return xp_of(arrays[0]).concatenate(arrays, axis=self.dim)
 
     def backward(self, g):
-        bounds = np.cumsum(self.sizes)[:-1]
+        bounds = [int(b) for b in np.cumsum(self.sizes)[:-1]]
         return tuple(xp_of(g).split(g, bounds, axis=self.dim))
 
 

@@ -1,5 +1,5 @@
 """The update formulas as array code, for parameters the compiled kernels do not
-take (float64, and arrays on the GPU). Each function has the signature of the
+take (float64, on either device). Each function has the signature of the
 compiled kernel of the same name in pydl._C (csrc/optim.h states the math) and
 updates param and the state arrays in place, in the same order of operations.
 `update_kernel(array, name)` picks the compiled kernel or this form.
@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from pydl import _kernels
+from pydl._device import kernels_for
 from pydl.ops.common import xp_of
 
 
@@ -94,7 +94,8 @@ _ARRAY_FORMS = {"sgd_step": sgd_step, "rmsprop_step": rmsprop_step,
 
 
 def update_kernel(array, name):
-    """The fused compiled kernel for a float32 NumPy parameter, else the array form."""
-    if isinstance(array, np.ndarray) and array.dtype == np.float32:
-        return getattr(_kernels.cpu, name)
+    """The fused compiled kernel of the array's device for a float32 parameter, else the
+    array form."""
+    if array.dtype == np.float32:
+        return getattr(kernels_for(array), name)
     return _ARRAY_FORMS[name]

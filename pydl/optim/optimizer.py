@@ -7,6 +7,7 @@ with parameters numbered in group order and state arrays as NumPy arrays.
 """
 import numpy as np
 
+from pydl._device import to_device
 from pydl.autograd import enable_grad
 from pydl.ops.common import xp_of
 from pydl.optim._updates import update_kernel
@@ -170,9 +171,11 @@ class Optimizer:
 
 
 def _updatable(p):
-    """p.data as a C-contiguous writable array (made so once, in place of p.data)."""
+    """p.data as a C-contiguous writable array (made so once, in place of p.data).
+    Device arrays are always writable (CuPy's flags have no `writeable`)."""
     data = p.data
-    if not (data.flags.c_contiguous and data.flags.writeable):
+    writeable = data.flags.writeable if isinstance(data, np.ndarray) else True
+    if not (data.flags.c_contiguous and writeable):
         data = xp_of(data).array(data, order="C")
         p.data = data
     return data
@@ -184,17 +187,20 @@ def _copy_value(value):
 
 def _restore_value(value, p, name):
     """A saved state entry for parameter p: arrays shaped like p in p's dtype and device
-    (anything np.asarray takes, e.g. a torch tensor), the step count as an int."""
+    (from either device, or anything np.asarray takes, e.g. a torch tensor), the step
+    count as an int."""
     if name == "step":
         return int(float(value))
-    array = np.asarray(value)
+    if isinstance(value, Tensor):
+        value = value.data
+    array = value if hasattr(value, "__cuda_array_interface__") else np.asarray(value)
     if array.ndim == 0:
         return array.item()
     if array.shape != p.shape:
         raise ValueError(f"loaded state '{name}' has shape {array.shape} but its parameter has "
                          f"shape {p.shape}")
-    xp = xp_of(p.data)
-    return xp.array(array, dtype=p.dtype, order="C")
+    array = to_device(array, p.device)
+    return xp_of(array).array(array, dtype=p.dtype, order="C")
 
 
 def check_lr(group):
