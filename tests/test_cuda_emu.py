@@ -340,3 +340,31 @@ def test_layer_norm_errors():
     with pytest.raises(ValueError, match="dx has shape"):
         emu.layer_norm_backward(x, x, np.ones(3, np.float32), np.ones(3, np.float32), None,
                                 dx=np.empty((4, 3), np.float32))
+
+
+# ---- gemm on TF32 tensor cores (the emulator's wmma) ---------------------------------
+
+@pytest.mark.parametrize("case", cases.GEMM_TF32_CASES, ids=str)
+def test_gemm_tf32(case, rng):
+    cases.check_gemm_tf32_case(backend, case, rng)
+
+
+def test_emulated_float_to_tf32_rounds_to_nearest_ties_away(rng):
+    """cvt.rna.tf32.f32: random floats, exact ties (low 13 bits 0x1000) of
+    both signs, which round away from zero, and inf/nan, which pass."""
+    bits = rng.integers(0, 2 ** 32, 2000, dtype=np.uint64).astype(np.uint32)
+    finite = bits[(bits & 0x7F800000) != 0x7F800000]
+    ties = (finite[:200] & ~np.uint32(0x1FFF)) | np.uint32(0x1000)
+    x = np.concatenate([finite.view(np.float32), ties.view(np.float32)])
+    got = np.array(selftest.float_to_tf32(x.tolist()), np.float32)
+    np.testing.assert_array_equal(got, cases.tf32_round(x).astype(np.float32))
+    assert np.all(got.view(np.uint32) & 0x1FFF == 0)
+    tie_got = got[-200:].astype(np.float64)
+    assert np.all(np.abs(tie_got) > np.abs(x[-200:].astype(np.float64)))  # away from zero
+    special = np.array(selftest.float_to_tf32([np.inf, -np.inf, np.nan]), np.float32)
+    assert special[0] == np.inf and special[1] == -np.inf and np.isnan(special[2])
+
+
+def test_emulated_wmma_needs_a_whole_warp():
+    with pytest.raises(RuntimeError, match="wmma::fill_fragment in a warp of 16 lanes"):
+        selftest.wmma_partial_warp()
