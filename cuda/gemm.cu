@@ -262,7 +262,9 @@ struct Tf32Slab {
   static constexpr int kFloats = kRows * kLd;
   static_assert(kLd % 4 == 0 && kFloats % 8 == 0, "wmma needs 32-byte aligned tiles");
   // Where element (x, k) lives.
-  __host__ __device__ static constexpr int offset(int x, int k) { return kKContiguous ? x * kLd + k : k * kLd + x; }
+  __host__ __device__ static constexpr int offset(int x, int k) {
+    return kKContiguous ? x * kLd + k : k * kLd + x;
+  }
 
   template <int kThreads>
   __device__ __forceinline__ static void fetch(float* dst, const float* __restrict__ src,
