@@ -46,6 +46,7 @@ class Bench:
         self.rows: list[Row] = []
         self.peak: dict[int, float] = {}   # threads -> GFLOP/s of the FMA loop
         self.info: dict = {}
+        self.sections: list[str] = []  # markdown a suite adds below the table
         self._thread_setters = []
 
     def on_threads(self, setter):
@@ -125,7 +126,7 @@ class Bench:
         md = (f"{info['date']}, {info['processor']}, peak FMA loop "
               + ", ".join(f"{t} thread{'s' if t > 1 else ''}: {g:.0f} GFLOP/s" for t, g in self.peak.items())
               + "\n\nRatios are peer time / pydl time in the same run (>1: pydl faster).\n\n"
-              + self.table() + "\n")
+              + self.table() + "\n" + "".join(f"\n{section}\n" for section in self.sections))
         md_path = out_dir / "latest.md"
         md_path.write_text(md)
         return json_path, md_path

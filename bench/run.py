@@ -32,7 +32,7 @@ from pydl import _C  # noqa: E402
 
 from harness import Bench  # noqa: E402
 
-SUITES = ["gemm", "loss", "conv", "rnn", "optim"]
+SUITES = ["gemm", "loss", "conv", "rnn", "optim", "cuda"]
 
 
 def _numpy_blas(bench):

@@ -213,7 +213,7 @@ MatrixArg matrix_arg(const ArrayArg& a, bool trans) {
 }
 
 void gemm(const py::handle& a_obj, const py::handle& b_obj, bool trans_a, bool trans_b,
-          float alpha, float beta, const py::handle& out_obj, std::uintptr_t stream) {
+          float alpha, float beta, const py::handle& out_obj, std::uintptr_t stream, bool tf32) {
   ArrayArg a = checked<float>(a_obj, "a"), b = checked<float>(b_obj, "b");
   if (a.ndim() != b.ndim() || a.ndim() < 2 || a.ndim() > 3)
     throw py::value_error("gemm: a and b must both be 2-D, or both 3-D (batched); got a " +
@@ -239,15 +239,17 @@ void gemm(const py::handle& a_obj, const py::handle& b_obj, bool trans_a, bool t
   py::gil_scoped_release release;
   cuda::sgemm_batched(batch, ma.trans, mb.trans, M, N, K, alpha, ma.ptr, ma.ld, ma.batch_stride,
                       mb.ptr, mb.ld, mb.batch_stride, beta, out.ptr<float>(),
-                      std::max<index_t>(N, 1), M * N, as_stream(stream));
+                      std::max<index_t>(N, 1), M * N, as_stream(stream), tf32);
 }
 
 void bind_gemm(py::module_& m) {
   m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::kw_only(), py::arg("trans_a") = false,
         py::arg("trans_b") = false, py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f,
-        py::arg("out"), py::arg("stream") = 0,
+        py::arg("out"), py::arg("stream") = 0, py::arg("tf32") = false,
         "out = alpha * op(a) @ op(b) + beta * out for float32 matrices (2-D) or batches (3-D).\n"
-        "Strided and transposed views are used in place when one axis is contiguous.");
+        "Strided and transposed views are used in place when one axis is contiguous.\n"
+        "tf32=True multiplies on the tensor cores (sm_80+) with a and b rounded to TF32\n"
+        "(10-bit mantissa), accumulating in float32, as PyTorch's allow_tf32.");
 }
 
 // ---- elementwise ---------------------------------------------------------------

@@ -16,6 +16,7 @@
 #include "emu/emulator.h"
 #else
 #include <cuda_runtime.h>
+#include <mma.h>  // nvcuda::wmma (the emulator brings its own)
 #endif
 
 namespace pydl::cuda {
@@ -27,13 +28,20 @@ inline void check(cudaError_t status, const char* what, const char* file, int li
                              ": " + what + ": " + cudaGetErrorString(status));
 }
 
-// The multiprocessor count of the current device, for launch heuristics.
-inline int multiprocessor_count() {
-  int device = 0, count = 0;
+// An attribute of the current device, for launch heuristics.
+inline int device_attribute(cudaDeviceAttr attribute) {
+  int device = 0, value = 0;
   check(cudaGetDevice(&device), "cudaGetDevice", __FILE__, __LINE__);
-  check(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device),
-        "cudaDeviceGetAttribute", __FILE__, __LINE__);
-  return count;
+  check(cudaDeviceGetAttribute(&value, attribute, device), "cudaDeviceGetAttribute", __FILE__,
+        __LINE__);
+  return value;
+}
+
+inline int multiprocessor_count() { return device_attribute(cudaDevAttrMultiProcessorCount); }
+
+// sm_80 and later have TF32 tensor cores and cp.async.
+inline bool has_ampere_features() {
+  return device_attribute(cudaDevAttrComputeCapabilityMajor) >= 8;
 }
 
 inline unsigned ceil_div(index_t a, index_t b) { return static_cast<unsigned>((a + b - 1) / b); }
@@ -121,6 +129,40 @@ __device__ __forceinline__ T block_reduce(T v, Op op, T identity) {
   v = warp_reduce(lane < static_cast<int>(blockDim.x / 32) ? partial[lane] : identity, op);
   __syncthreads();  // `partial` may be reused by the next reduction
   return v;
+}
+
+// ---- asynchronous global -> shared copies ----------------------------------------
+// On sm_80+ cp.async moves 16 bytes from global to shared memory without
+// passing through registers, so a thread can start the copy of the next slab
+// and compute on the current one. Copies issued since the last commit form a
+// group; copy_async_wait<N>() returns once at most N groups are still in
+// flight, and a __syncthreads() after it makes the data visible to the block.
+// Elsewhere (older GPUs, the emulator) the copy is an ordinary one, done at once.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 && !defined(PYDL_CUDA_EMULATE)
+#define PYDL_CP_ASYNC 1
+#endif
+
+// dst (shared) and src (global) 16-byte aligned.
+__device__ __forceinline__ void copy_async_16(void* dst, const void* src) {
+#if defined(PYDL_CP_ASYNC)
+  const unsigned shared_address = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(shared_address), "l"(src));
+#else
+  *static_cast<float4*>(dst) = *static_cast<const float4*>(src);
+#endif
+}
+
+__device__ __forceinline__ void copy_async_commit() {
+#if defined(PYDL_CP_ASYNC)
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+
+template <int kGroupsInFlight>
+__device__ __forceinline__ void copy_async_wait() {
+#if defined(PYDL_CP_ASYNC)
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kGroupsInFlight));
+#endif
 }
 
 // ---- row-wise kernels ----------------------------------------------------------

@@ -7,7 +7,7 @@ import os
 os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 
 from pydl import _C  # noqa: E402
-from pydl import cuda, nn, optim  # noqa: E402
+from pydl import backends, cuda, nn, optim  # noqa: E402
 from pydl._device import Device, device  # noqa: E402
 from pydl._random import get_rng_state, manual_seed, set_rng_state  # noqa: E402
 from pydl._runtime import get_num_threads, set_num_threads  # noqa: E402

@@ -479,3 +479,58 @@ def check_layer_norm(backend, shape, affine, rng):
     np.testing.assert_allclose(backend.get(dx), ref_dx, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(backend.get(dw), ref_dw, rtol=1e-5, atol=1e-5 * np.sqrt(M))
     np.testing.assert_allclose(backend.get(db), ref_db, rtol=1e-5, atol=1e-5 * np.sqrt(M))
+
+
+# ---- gemm on TF32 tensor cores --------------------------------------------------------
+# (batch or None, M, N, K, trans_a, trans_b, alpha, beta). One TF32 tile is 64x64
+# (4 warps) or, with at least 8 output tiles, 128x128 (8 warps); K is walked
+# in slabs of 16, two wmma steps of 8. The emulator has every lane do a whole
+# 16x16x8 product, so the large-tile cases keep K within one slab.
+GEMM_TF32_CASES = [
+    (None, 1, 1, 1, False, False, 1.0, 0.0),
+    (None, 16, 16, 8, False, False, 1.0, 0.0),
+    (None, 37, 50, 29, False, False, 1.0, 0.0),   # edge tiles in M, N and K
+    (None, 64, 64, 16, True, False, 1.0, 0.0),
+    (None, 33, 70, 40, False, True, 0.5, 0.0),
+    (None, 70, 45, 17, True, True, -1.5, 0.75),
+    (None, 12, 16, 0, False, False, 1.0, 0.5),
+    (None, 257, 260, 12, False, True, 1.0, 0.0),  # 3x3 large tiles
+    (3, 20, 18, 24, True, False, 1.0, 0.5),
+    (2, 129, 130, 9, True, True, 2.0, -1.0),      # 2x2x2 large tiles
+]
+
+
+def tf32_round(x):
+    """x rounded to TF32 to nearest, ties away from zero, in float64. TF32
+    keeps float's exponent and 10 mantissa bits: for |x| in [2^(e-1), 2^e) its
+    values are 2^(e-11) apart, below float's smallest normal 2^-126 (e = -125)
+    a fixed 2^-136."""
+    x = np.asarray(x, np.float64)
+    _, e = np.frexp(x)
+    unit = np.ldexp(1.0, np.maximum(e, -125) - 11)
+    return np.sign(x) * np.floor(np.abs(x) / unit + 0.5) * unit
+
+
+def check_gemm_tf32_case(backend, case, rng):
+    """The TF32 product against float64 on the TF32-rounded operands, within
+    the float32 accumulation error K * 2^-23 * (|alpha| |A||B| + |beta c|)
+    per element; and loosely against the float32 product."""
+    batch, M, N, K, trans_a, trans_b, alpha, beta = case
+    a, b, c = gemm_operands(rng, batch, M, N, K, trans_a, trans_b)
+    op_a = np.swapaxes(a, -1, -2) if trans_a else a
+    op_b = np.swapaxes(b, -1, -2) if trans_b else b
+    exact = alpha * (tf32_round(op_a) @ tf32_round(op_b)) + beta * c.astype(np.float64)
+    bound = (max(K, 1) * 2.0 ** -23 * (abs(alpha) * (np.abs(op_a.astype(np.float64))
+                                                     @ np.abs(op_b.astype(np.float64)))
+                                       + abs(beta) * np.abs(c))
+             + 1e-6 * np.abs(exact))
+    out = backend.put(c.copy()) if beta != 0 else backend.poisoned(c.shape)
+    backend.module.gemm(backend.put(a), backend.put(b), trans_a=trans_a, trans_b=trans_b,
+                        alpha=alpha, beta=beta, out=out, stream=backend.stream(), tf32=True)
+    got = backend.get(out).astype(np.float64)
+    excess = np.abs(got - exact) - bound
+    assert np.all(excess <= 0), (
+        f"TF32 gemm off its reference by up to {np.max(excess):.3g} beyond the bound "
+        f"at {np.unravel_index(np.argmax(excess), excess.shape)}")
+    fp32 = alpha * (op_a.astype(np.float64) @ op_b) + beta * c
+    np.testing.assert_allclose(got, fp32, rtol=5e-3, atol=5e-3 * np.sqrt(max(K, 1)))

@@ -340,3 +340,68 @@ def test_layer_norm_errors():
     with pytest.raises(ValueError, match="dx has shape"):
         emu.layer_norm_backward(x, x, np.ones(3, np.float32), np.ones(3, np.float32), None,
                                 dx=np.empty((4, 3), np.float32))
+
+
+# ---- gemm on TF32 tensor cores (the emulator's wmma) ---------------------------------
+
+@pytest.mark.parametrize("case", cases.GEMM_TF32_CASES, ids=str)
+def test_gemm_tf32(case, rng):
+    cases.check_gemm_tf32_case(backend, case, rng)
+
+
+def test_emulated_float_to_tf32_rounds_to_nearest_ties_away(rng):
+    """cvt.rna.tf32.f32: random floats, exact ties (low 13 bits 0x1000) of
+    both signs, which round away from zero, and inf/nan, which pass."""
+    bits = rng.integers(0, 2 ** 32, 2000, dtype=np.uint64).astype(np.uint32)
+    finite = bits[(bits & 0x7F800000) != 0x7F800000]
+    ties = (finite[:200] & ~np.uint32(0x1FFF)) | np.uint32(0x1000)
+    x = np.concatenate([finite.view(np.float32), ties.view(np.float32)])
+    got = np.array(selftest.float_to_tf32(x.tolist()), np.float32)
+    np.testing.assert_array_equal(got, cases.tf32_round(x).astype(np.float32))
+    assert np.all(got.view(np.uint32) & 0x1FFF == 0)
+    tie_got = got[-200:].astype(np.float64)
+    assert np.all(np.abs(tie_got) > np.abs(x[-200:].astype(np.float64)))  # away from zero
+    special = np.array(selftest.float_to_tf32([np.inf, -np.inf, np.nan]), np.float32)
+    assert special[0] == np.inf and special[1] == -np.inf and np.isnan(special[2])
+
+
+def test_emulated_wmma_needs_a_whole_warp():
+    with pytest.raises(RuntimeError, match="wmma::fill_fragment in a warp of 16 lanes"):
+        selftest.wmma_partial_warp()
+
+
+def test_allow_tf32_switch_reaches_the_cuda_gemm(monkeypatch, rng):
+    """pydl.backends.cuda.matmul.allow_tf32 (False by default, as in PyTorch)
+    becomes the CUDA gemm's tf32 flag; CPU arrays never get the flag."""
+    import pydl
+    from pydl.ops import gemm as gemm_op
+
+    class DeviceArray:  # stands for a CuPy array: not a NumPy one
+        def __init__(self, a):
+            self.a, self.shape, self.dtype, self.ndim = a, a.shape, a.dtype, a.ndim
+
+    seen = []
+
+    def device_gemm(a, b, *, trans_a, trans_b, tf32):
+        seen.append(tf32)
+        out = np.full((a.shape[0], b.shape[1]), np.nan, np.float32)
+        emu.gemm(a.a, b.a, trans_a=trans_a, trans_b=trans_b, out=out, tf32=tf32)
+        return out
+
+    monkeypatch.setattr(gemm_op, "kernels_for", lambda x: type("K", (), {
+        "gemm": staticmethod(device_gemm if isinstance(x, DeviceArray) else cases._C.gemm)}))
+    settings = pydl.backends.cuda.matmul
+    monkeypatch.setattr(settings, "allow_tf32", settings.allow_tf32)
+    a, b = cases.random(rng, (20, 24)), cases.random(rng, (24, 18))
+    assert settings.allow_tf32 is False
+    fp32 = gemm_op.matmul_arrays(DeviceArray(a), DeviceArray(b))
+    settings.allow_tf32 = True
+    tf32 = gemm_op.matmul_arrays(DeviceArray(a), DeviceArray(b))
+    cpu = gemm_op.matmul_arrays(a, b)  # the CPU gemm takes no tf32 flag
+    assert seen == [False, True]
+    np.testing.assert_allclose(fp32, cpu, rtol=1e-5, atol=1e-5 * 24)
+    np.testing.assert_allclose(tf32, cases.tf32_round(a) @ cases.tf32_round(b),
+                               rtol=1e-5, atol=1e-5 * 24)
+    assert np.abs(tf32 - cpu).max() > 1e-5  # the operands were rounded
+    with pytest.raises(TypeError, match="allow_tf32 must be a bool"):
+        settings.allow_tf32 = 1

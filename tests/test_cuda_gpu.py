@@ -138,3 +138,17 @@ def test_batch_norm(shape, training, rng):
 @pytest.mark.parametrize("shape", cases.LAYER_NORM_SHAPES + [(4096, 768), (64, 5000)], ids=str)
 def test_layer_norm(shape, affine, rng):
     cases.check_layer_norm(backend, shape, affine, rng)
+
+
+# ---- gemm on TF32 tensor cores ----------------------------------------------------------
+LARGE_GEMM_TF32_CASES = [
+    (None, 1000, 1030, 517, False, False, 1.0, 0.0),
+    (None, 513, 2049, 300, True, True, 1.0, 0.5),
+    (None, 1024, 1024, 1024, True, False, 1.0, 0.0),
+    (16, 129, 255, 64, False, True, 1.0, 0.0),
+]
+
+
+@pytest.mark.parametrize("case", cases.GEMM_TF32_CASES + LARGE_GEMM_TF32_CASES, ids=str)
+def test_gemm_tf32(case, rng):
+    cases.check_gemm_tf32_case(backend, case, rng)

@@ -69,7 +69,11 @@ constexpr int warpSize = 32;
 struct CUstream_st;
 using cudaStream_t = CUstream_st*;
 enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1 };
-enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
+enum cudaDeviceAttr {
+  cudaDevAttrMultiProcessorCount = 16,
+  cudaDevAttrComputeCapabilityMajor = 75,
+  cudaDevAttrComputeCapabilityMinor = 76,
+};
 inline const char* cudaGetErrorString(cudaError_t e) {
   return e == cudaSuccess ? "no error" : "invalid argument";
 }
@@ -77,11 +81,15 @@ inline const char* cudaGetErrorString(cudaError_t e) {
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }
 inline cudaError_t cudaGetDevice(int* device) { *device = 0; return cudaSuccess; }
 // The emulated device reports 8 multiprocessors, so launch heuristics that
-// depend on the count take both of their branches at test-sized shapes.
+// depend on the count take both of their branches at test-sized shapes, and
+// compute capability 8.0, so the TF32 (wmma) paths run too.
 inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int) {
-  if (attr != cudaDevAttrMultiProcessorCount) return cudaErrorInvalidValue;
-  *value = 8;
-  return cudaSuccess;
+  switch (attr) {
+    case cudaDevAttrMultiProcessorCount: *value = 8; return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMajor: *value = 8; return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMinor: *value = 0; return cudaSuccess;
+  }
+  return cudaErrorInvalidValue;
 }
 
 // Launches run synchronously, so the memset can too (emulated memory is host memory).
@@ -305,3 +313,6 @@ inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 inline long long min(long long a, long long b) { return a < b ? a : b; }
 inline long long max(long long a, long long b) { return a > b ? a : b; }
+
+// ---- tensor cores -------------------------------------------------------------
+#include "wmma.h"

@@ -50,6 +50,19 @@ __global__ void early_return_kernel() {
   __syncthreads();
 }
 
+// out[i] = TF32 rounding of in[i], one element per thread.
+__global__ void float_to_tf32_kernel(const float* in, float* out, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = nvcuda::wmma::__float_to_tf32(in[i]);
+}
+
+// wmma in the last warp of a 48-thread block, which has only 16 lanes.
+__global__ void wmma_partial_warp_kernel(float* out) {
+  nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 8, float> acc;
+  nvcuda::wmma::fill_fragment(acc, 1.0f);
+  nvcuda::wmma::store_matrix_sync(out, acc, 16, nvcuda::wmma::mem_row_major);
+}
+
 void bind(py::module_& m) {
   py::module_ t = m.def_submodule("emulator_selftest", "checks of the CUDA emulator itself");
   t.def("warp_ops", [] {
@@ -73,6 +86,18 @@ void bind(py::module_& m) {
   });
   t.def("throwing", [] { PYDL_LAUNCH(throwing_kernel, dim3(2), dim3(64), 0, nullptr)(); });
   t.def("early_return", [] { PYDL_LAUNCH(early_return_kernel, dim3(1), dim3(64), 0, nullptr)(); });
+  t.def("float_to_tf32", [](const std::vector<float>& in) {
+    std::vector<float> out(in.size());
+    const int n = static_cast<int>(in.size());
+    PYDL_LAUNCH(float_to_tf32_kernel, dim3((n + 63) / 64), dim3(64), 0, nullptr)(in.data(),
+                                                                               out.data(), n);
+    return out;
+  });
+  t.def("wmma_partial_warp", [] {
+    alignas(32) static float tile[16 * 16];
+    float* out = tile;
+    PYDL_LAUNCH(wmma_partial_warp_kernel, dim3(1), dim3(48), 0, nullptr)(out);
+  });
 }
 
 }  // namespace pydl::cuda::emu_selftest
