@@ -9,6 +9,7 @@ kernel name, a function that allocates the outputs with the array module `xp`
 """
 import numpy as np
 
+from pydl import backends
 from pydl.ops.conv import output_size
 from pydl.ops.pool import pooled_size_pair
 
@@ -30,8 +31,9 @@ def cuda_kernels(module, xp):
             rows = a.shape[-1] if trans_a else a.shape[-2]
             cols = b.shape[-2] if trans_b else b.shape[-1]
             out = (xp.zeros if beta != 0 else xp.empty)(a.shape[:-2] + (rows, cols), np.float32)
+        # TF32 tensor cores only when the user allows them, as in PyTorch.
         module.gemm(a, b, trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta, out=out,
-                    stream=stream())
+                    tf32=backends.cuda.matmul.allow_tf32, stream=stream())
         return out
 
     def elementwise(name):

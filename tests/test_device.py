@@ -211,6 +211,27 @@ def test_batched_matmul_and_comparisons(cuda, rng):
     assert host(t.argmax()) == a.argmax() and host(t.max(0).indices) == a.argmax()
 
 
+def tf32(x):
+    """x rounded to TF32 (10 mantissa bits, to nearest, ties away from zero)."""
+    bits = np.asarray(x, np.float32).view(np.uint32)
+    return ((bits + np.uint32(0x1000)) & np.uint32(0xFFFFE000)).view(np.float32)
+
+
+def test_allow_tf32_switches_cuda_matmul_to_tensor_cores(cuda, rng, monkeypatch):
+    """With pydl.backends.cuda.matmul.allow_tf32 the product is that of the
+    TF32-rounded operands (float32 accumulation); without it, the float32 one."""
+    a, b = randn(rng, 37, 45), randn(rng, 45, 29)
+    exact = a.astype(np.float64) @ b
+    rounded = tf32(a).astype(np.float64) @ tf32(b)
+    assert np.abs(rounded - exact).max() > 1e-3  # the two references are distinguishable
+    da, db = pydl.tensor(a, device="cuda"), pydl.tensor(b, device="cuda")
+    close(host(da @ db), exact, rtol=1e-5, atol=1e-4)
+    monkeypatch.setattr(pydl.backends.cuda.matmul, "allow_tf32", True)
+    close(host(da @ db), rounded, rtol=1e-5, atol=1e-4)
+    with pytest.raises(TypeError, match="allow_tf32 must be a bool"):
+        pydl.backends.cuda.matmul.allow_tf32 = 1
+
+
 def test_in_place_updates_on_cuda(cuda, rng):
     a, b = randn(rng, 3, 4), randn(rng, 3, 4)
     t = pydl.tensor(a, device="cuda")

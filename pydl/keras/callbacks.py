@@ -76,7 +76,8 @@ class History(Callback):
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
         except ImportError as error:
-            raise ImportError("History.plot needs matplotlib (pip install matplotlib)") from error
+            raise ImportError("History.plot needs matplotlib: pip install 'pydl[plot]' "
+                              "(or matplotlib)") from error
         names = names or [n for n in self.history if not n.startswith("val_")]
         figure, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), squeeze=False)
         for axis, name in zip(axes[0], names):

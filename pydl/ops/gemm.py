@@ -5,11 +5,8 @@ Shapes follow numpy.matmul for operands of 2 or more dimensions (pydl.tensor
 turns 1-D operands into matrices): (..., M, K) @ (..., K, N) -> (..., M, N)
 with the leading batch axes broadcast.
 """
-import functools
-
 import numpy as np
 
-from pydl import backends
 from pydl._device import kernels_for
 from pydl.autograd import Function
 from pydl.ops.common import unbroadcast, xp_of
@@ -21,8 +18,6 @@ def matmul_arrays(a, b, trans_a=False, trans_b=False):
         return xp_of(a).matmul(a.swapaxes(-1, -2) if trans_a else a,
                                b.swapaxes(-1, -2) if trans_b else b)
     gemm = kernels_for(a).gemm
-    if not isinstance(a, np.ndarray):  # the CUDA kernel may use TF32 tensor cores
-        gemm = functools.partial(gemm, tf32=backends.cuda.matmul.allow_tf32)
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     if not batch:
         return gemm(a, b, trans_a=trans_a, trans_b=trans_b)
