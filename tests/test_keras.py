@@ -1,6 +1,7 @@
 """pydl.keras: training behaviour, agreement with a manual forward pass, callbacks,
 summary parameter counts against torch.nn, save/load, the tutorial MNIST CNN."""
 import csv
+import sys
 
 import numpy as np
 import pytest
@@ -82,6 +83,21 @@ def test_binary_sigmoid_model_trains(rng):
                   ["accuracy"])
     history = model.fit(x, y, epochs=10, batch_size=32, verbose=0)
     assert history.history["accuracy"][-1] > 0.9
+
+
+def test_history_plots_its_curves_to_a_png(rng, tmp_path, monkeypatch):
+    x, y = _blobs(rng, n=60)
+    model = _mlp()
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    history = model.fit(x, y, epochs=3, validation_split=0.25, verbose=0)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    with pytest.raises(ImportError, match=r"pydl\[plot\]"):
+        history.plot(tmp_path / "missing.png")
+    monkeypatch.delitem(sys.modules, "matplotlib")
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "curves.png"
+    history.plot(path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 
 
 def test_history_keys_with_validation(rng):
