@@ -340,3 +340,13 @@ def test_layer_norm_errors():
     with pytest.raises(ValueError, match="dx has shape"):
         emu.layer_norm_backward(x, x, np.ones(3, np.float32), np.ones(3, np.float32), None,
                                 dx=np.empty((4, 3), np.float32))
+
+
+@pytest.mark.parametrize("case", cases.RNN_CASES, ids=str)
+@pytest.mark.parametrize("mode", cases.RNN_MODES)
+def test_rnn(mode, case, rng):
+    cases.check_rnn(backend, mode, case, rng)
+
+
+def test_rnn_bad_arguments(rng):
+    cases.check_rnn_bad_arguments(backend, rng)

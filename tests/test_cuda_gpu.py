@@ -138,3 +138,27 @@ def test_batch_norm(shape, training, rng):
 @pytest.mark.parametrize("shape", cases.LAYER_NORM_SHAPES + [(4096, 768), (64, 5000)], ids=str)
 def test_layer_norm(shape, affine, rng):
     cases.check_layer_norm(backend, shape, affine, rng)
+
+
+# Sizes where the gate kernels run many blocks and the GEMMs take large tiles;
+# the long sums over T*B rows and H columns get a looser tolerance.
+LARGE_RNN_CASES = [
+    (20, 64, 100, 256, True, False, True, True),
+    (7, 130, 33, 129, False, True, False, True),
+]
+
+
+@pytest.mark.parametrize("case", cases.RNN_CASES, ids=str)
+@pytest.mark.parametrize("mode", cases.RNN_MODES)
+def test_rnn(mode, case, rng):
+    cases.check_rnn(backend, mode, case, rng)
+
+
+@pytest.mark.parametrize("case", LARGE_RNN_CASES, ids=str)
+@pytest.mark.parametrize("mode", cases.RNN_MODES)
+def test_rnn_large(mode, case, rng):
+    cases.check_rnn(backend, mode, case, rng, rtol=1e-3, atol=1e-4)
+
+
+def test_rnn_bad_arguments(rng):
+    cases.check_rnn_bad_arguments(backend, rng)
