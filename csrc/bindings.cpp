@@ -19,6 +19,7 @@
 #include "loss.h"
 #include "norm.h"
 #include "optim.h"
+#include "optim_math.h"
 #include "peak.h"
 #include "philox.h"
 #include "pool.h"
@@ -570,12 +571,6 @@ class UpdateArrays {
   std::vector<py::array> keep_;
 };
 
-void require_step(std::int64_t step, const char* kernel) {
-  if (step < 1)
-    throw py::value_error(std::string(kernel) + ": step must be >= 1 (it counts this update), got " +
-                          std::to_string(step));
-}
-
 void bind_optim(py::module_& m) {
   m.def("sgd_step", [](const py::handle& param, const py::handle& grad,
                        const py::handle& momentum_buffer, double lr, double momentum,
@@ -611,7 +606,7 @@ void bind_optim(py::module_& m) {
   m.def("adagrad_step", [](const py::handle& param, const py::handle& grad,
                            const py::handle& state_sum, double lr, double lr_decay,
                            double weight_decay, double eps, std::int64_t step, bool maximize) {
-    require_step(step, "adagrad_step");
+    optim_math::require_step(step, "adagrad_step");
     UpdateArrays arrays("adagrad_step", param, grad);
     float* sum = arrays.state(state_sum, "state_sum");
     AdagradOptions o{lr, lr_decay, weight_decay, eps, step, maximize};
@@ -627,7 +622,7 @@ void bind_optim(py::module_& m) {
                         const py::handle& max_exp_avg_sq, double lr, double beta1, double beta2,
                         double eps, double weight_decay, std::int64_t step, bool amsgrad,
                         bool decoupled_weight_decay, bool maximize) {
-    require_step(step, "adam_step");
+    optim_math::require_step(step, "adam_step");
     UpdateArrays arrays("adam_step", param, grad);
     float* m1 = arrays.state(exp_avg, "exp_avg");
     float* m2 = arrays.state(exp_avg_sq, "exp_avg_sq");

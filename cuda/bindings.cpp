@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "../csrc/optim_math.h"  // require_step
+#include "../csrc/shapes.h"      // RnnSizes
 #include "conv.cuh"
 #include "dropout.cuh"
 #include "elementwise.cuh"
@@ -26,7 +28,6 @@
 #include "optim.cuh"
 #include "pool.cuh"
 #include "rnn.cuh"
-#include "../csrc/shapes.h"  // RnnSizes
 
 namespace py = pybind11;
 #if defined(PYDL_CUDA_EMULATE)
@@ -799,12 +800,6 @@ class UpdateArgs {
   std::vector<Span> spans_;
 };
 
-void require_step(std::int64_t step, const char* kernel) {
-  if (step < 1)
-    throw py::value_error(std::string(kernel) + ": step must be >= 1 (it counts this update), got " +
-                          std::to_string(step));
-}
-
 void bind_optim(py::module_& m) {
   m.def("sgd_step", [](const py::handle& param, const py::handle& grad,
                        const py::handle& momentum_buffer, double lr, double momentum,
@@ -844,7 +839,7 @@ void bind_optim(py::module_& m) {
                            const py::handle& state_sum, double lr, double lr_decay,
                            double weight_decay, double eps, std::int64_t step, bool maximize,
                            std::uintptr_t stream) {
-    require_step(step, "adagrad_step");
+    optim_math::require_step(step, "adagrad_step");
     UpdateArgs args("adagrad_step", param, grad);
     args.state(0, state_sum, "state_sum", true);
     const auto& tensors = args.checked_tensors();
@@ -860,7 +855,7 @@ void bind_optim(py::module_& m) {
                         const py::handle& max_exp_avg_sq, double lr, double beta1, double beta2,
                         double eps, double weight_decay, std::int64_t step, bool amsgrad,
                         bool decoupled_weight_decay, bool maximize, std::uintptr_t stream) {
-    require_step(step, "adam_step");
+    optim_math::require_step(step, "adam_step");
     UpdateArgs args("adam_step", param, grad);
     args.state(0, exp_avg, "exp_avg", true);
     args.state(1, exp_avg_sq, "exp_avg_sq", true);
