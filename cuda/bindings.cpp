@@ -566,6 +566,9 @@ void bind_conv_pool(py::module_& m) {
 // unlike the other bindings, allocate their outputs (CuPy arrays; NumPy under
 // emulation) and return the same tuples, so pydl's recurrent layers call either
 // module alike. The shape rules are csrc/shapes.cpp's (RnnSizes), as pydl._C's.
+// The outputs come from CuPy's pool for its current stream, so `stream` should
+// be that stream (0, the default, is CuPy's default); the kernels' workspaces
+// are ordered on `stream` itself.
 
 // A new float32 array on the module's device: uninitialized (cupy.empty), or
 // under emulation filled with NaN, so an element the kernels never write shows up.
