@@ -576,9 +576,10 @@ void bind_optim(py::module_& m) {
                        const py::handle& momentum_buffer, double lr, double momentum,
                        double dampening, double weight_decay, bool nesterov, bool maximize,
                        bool first_step) {
+    const SgdOptions o{lr, momentum, dampening, weight_decay, nesterov, maximize, first_step};
+    const auto used = optim_math::Sgd::used(o);
     UpdateArrays arrays("sgd_step", param, grad);
-    float* buf = arrays.state(momentum_buffer, "momentum_buffer", momentum != 0);
-    SgdOptions o{lr, momentum, dampening, weight_decay, nesterov, maximize, first_step};
+    float* buf = arrays.state(momentum_buffer, "momentum_buffer", used[0]);
     py::gil_scoped_release release;
     sgd_step(arrays.param(), arrays.grad(), buf, arrays.size(), o);
   }, py::arg("param"), py::arg("grad"), py::arg("momentum_buffer") = py::none(), py::kw_only(),
@@ -591,11 +592,12 @@ void bind_optim(py::module_& m) {
                            const py::handle& square_avg, const py::handle& grad_avg,
                            const py::handle& momentum_buffer, double lr, double alpha, double eps,
                            double weight_decay, double momentum, bool centered, bool maximize) {
+    const RmspropOptions o{lr, alpha, eps, weight_decay, momentum, centered, maximize};
+    const auto used = optim_math::Rmsprop::used(o);
     UpdateArrays arrays("rmsprop_step", param, grad);
-    float* sq = arrays.state(square_avg, "square_avg");
-    float* ga = arrays.state(grad_avg, "grad_avg", centered);
-    float* buf = arrays.state(momentum_buffer, "momentum_buffer", momentum > 0);
-    RmspropOptions o{lr, alpha, eps, weight_decay, momentum, centered, maximize};
+    float* sq = arrays.state(square_avg, "square_avg", used[0]);
+    float* ga = arrays.state(grad_avg, "grad_avg", used[1]);
+    float* buf = arrays.state(momentum_buffer, "momentum_buffer", used[2]);
     py::gil_scoped_release release;
     rmsprop_step(arrays.param(), arrays.grad(), sq, ga, buf, arrays.size(), o);
   }, py::arg("param"), py::arg("grad"), py::arg("square_avg"), py::arg("grad_avg") = py::none(),
@@ -607,9 +609,9 @@ void bind_optim(py::module_& m) {
                            const py::handle& state_sum, double lr, double lr_decay,
                            double weight_decay, double eps, std::int64_t step, bool maximize) {
     optim_math::require_step(step, "adagrad_step");
+    const AdagradOptions o{lr, lr_decay, weight_decay, eps, step, maximize};
     UpdateArrays arrays("adagrad_step", param, grad);
-    float* sum = arrays.state(state_sum, "state_sum");
-    AdagradOptions o{lr, lr_decay, weight_decay, eps, step, maximize};
+    float* sum = arrays.state(state_sum, "state_sum", optim_math::Adagrad::used(o)[0]);
     py::gil_scoped_release release;
     adagrad_step(arrays.param(), arrays.grad(), sum, arrays.size(), o);
   }, py::arg("param"), py::arg("grad"), py::arg("state_sum"), py::kw_only(), py::arg("lr"),
@@ -623,12 +625,13 @@ void bind_optim(py::module_& m) {
                         double eps, double weight_decay, std::int64_t step, bool amsgrad,
                         bool decoupled_weight_decay, bool maximize) {
     optim_math::require_step(step, "adam_step");
+    const AdamOptions o{lr, beta1, beta2, eps, weight_decay, step, amsgrad,
+                        decoupled_weight_decay, maximize};
+    const auto used = optim_math::Adam::used(o);
     UpdateArrays arrays("adam_step", param, grad);
-    float* m1 = arrays.state(exp_avg, "exp_avg");
-    float* m2 = arrays.state(exp_avg_sq, "exp_avg_sq");
-    float* vmax = arrays.state(max_exp_avg_sq, "max_exp_avg_sq", amsgrad);
-    AdamOptions o{lr, beta1, beta2, eps, weight_decay, step, amsgrad, decoupled_weight_decay,
-                  maximize};
+    float* m1 = arrays.state(exp_avg, "exp_avg", used[0]);
+    float* m2 = arrays.state(exp_avg_sq, "exp_avg_sq", used[1]);
+    float* vmax = arrays.state(max_exp_avg_sq, "max_exp_avg_sq", used[2]);
     py::gil_scoped_release release;
     adam_step(arrays.param(), arrays.grad(), m1, m2, vmax, arrays.size(), o);
   }, py::arg("param"), py::arg("grad"), py::arg("exp_avg"), py::arg("exp_avg_sq"),

@@ -9,6 +9,7 @@
 #include "optim.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "optim_math.h"
@@ -114,40 +115,39 @@ void stream(const Op& op, float* const* ptr, index_t n) {
   });
 }
 
+// Runs `op` over the parameter, its gradient and the state arrays its options
+// use (`used`); the others are passed as null.
+template <class Op, std::size_t kStates>
+void run_update(const char* kernel, const Op& op, const std::array<bool, kStates>& used,
+                float* param, const float* grad, std::array<float*, kStates> state, index_t n) {
+  optim_math::require_states<Op>(kernel, used, state.data());
+  float* ptr[Op::arrays] = {param, const_cast<float*>(grad)};
+  for (std::size_t k = 0; k < kStates; ++k) ptr[k + 2] = used[k] ? state[k] : nullptr;
+  stream(op, ptr, n);
+}
+
 }  // namespace
 
 void sgd_step(float* param, const float* grad, float* momentum_buffer, index_t n,
               const SgdOptions& o) {
-  require(o.momentum == 0 || momentum_buffer, "sgd_step: momentum != 0 needs a momentum buffer");
-  const Sgd op = Sgd::from(o);
-  float* ptr[] = {param, const_cast<float*>(grad), o.momentum != 0 ? momentum_buffer : nullptr};
-  stream(op, ptr, n);
+  run_update("sgd_step", Sgd::from(o), Sgd::used(o), param, grad, {momentum_buffer}, n);
 }
 
 void rmsprop_step(float* param, const float* grad, float* square_avg, float* grad_avg,
                   float* momentum_buffer, index_t n, const RmspropOptions& o) {
-  require(!o.centered || grad_avg, "rmsprop_step: centered needs grad_avg");
-  require(o.momentum <= 0 || momentum_buffer, "rmsprop_step: momentum > 0 needs a momentum buffer");
-  const Rmsprop op = Rmsprop::from(o);
-  float* ptr[] = {param, const_cast<float*>(grad), square_avg, o.centered ? grad_avg : nullptr,
-                  o.momentum > 0 ? momentum_buffer : nullptr};
-  stream(op, ptr, n);
+  run_update("rmsprop_step", Rmsprop::from(o), Rmsprop::used(o), param, grad,
+             {square_avg, grad_avg, momentum_buffer}, n);
 }
 
 void adagrad_step(float* param, const float* grad, float* state_sum, index_t n,
                   const AdagradOptions& o) {
-  const Adagrad op = Adagrad::from(o);
-  float* ptr[] = {param, const_cast<float*>(grad), state_sum};
-  stream(op, ptr, n);
+  run_update("adagrad_step", Adagrad::from(o), Adagrad::used(o), param, grad, {state_sum}, n);
 }
 
 void adam_step(float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
                float* max_exp_avg_sq, index_t n, const AdamOptions& o) {
-  require(!o.amsgrad || max_exp_avg_sq, "adam_step: amsgrad needs max_exp_avg_sq");
-  const Adam op = Adam::from(o);
-  float* ptr[] = {param, const_cast<float*>(grad), exp_avg, exp_avg_sq,
-                  o.amsgrad ? max_exp_avg_sq : nullptr};
-  stream(op, ptr, n);
+  run_update("adam_step", Adam::from(o), Adam::used(o), param, grad,
+             {exp_avg, exp_avg_sq, max_exp_avg_sq}, n);
 }
 
 }  // namespace pydl

@@ -5,13 +5,16 @@
 // Each optimizer is a struct made from its options on the host (the float
 // constants derived in double first, as PyTorch does in Python, then rounded
 // once) whose apply<L>(x) updates one lane of x: x[0] the parameter, x[1] the
-// gradient (never stored back), x[2..] its state arrays. L is a lane policy:
+// gradient (never stored back), x[2..] its state arrays, named in `states`;
+// used(options) says which of those the options read (the others may be null).
+// L is a lane policy:
 //   L::V           the lane: a float, or 8 floats in an AVX2 register;
 //   L::fmadd(a,b,c) a*b + c, fused or not as the path's reference does;
 //   L::sqrt(a), L::max(a, b) = a < b ? b : a.
 // The order of float operations is part of the formula: the CUDA kernels match
 // the CPU's vector path bit for bit.
 #pragma once
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -33,6 +36,15 @@ inline void require_step(std::int64_t step, const char* kernel) {
                          std::to_string(step));
 }
 
+// Throws unless every state array that `used` marks is given (not null).
+template <class Op>
+void require_states(const char* kernel, const std::array<bool, Op::arrays - 2>& used,
+                    float* const* state) {
+  for (int k = 0; k < Op::arrays - 2; ++k)
+    require(!used[k] || state[k],
+            std::string(kernel) + ": " + Op::states[k] + " is required with these options");
+}
+
 // lerp(a, b, w) = a + w (b - a), or b - (b - a)(1 - w) when |w| >= 0.5, the two
 // forms PyTorch's lerp picks between so that both ends stay exact.
 template <class L, class V>
@@ -45,6 +57,8 @@ struct Sgd {
   float lr, momentum, keep, weight_decay;  // keep = 1 - dampening
   bool nesterov, maximize, first_step;
 
+  static constexpr const char* states[] = {"momentum_buffer"};
+  static std::array<bool, 1> used(const SgdOptions& o) { return {o.momentum != 0}; }
   static Sgd from(const SgdOptions& o) {
     return {float(o.lr), float(o.momentum), float(1.0 - o.dampening), float(o.weight_decay),
             o.nesterov, o.maximize, o.first_step};
@@ -68,6 +82,10 @@ struct Rmsprop {
   float lr, alpha, one_minus_alpha, eps, weight_decay, momentum;
   bool centered, maximize;
 
+  static constexpr const char* states[] = {"square_avg", "grad_avg", "momentum_buffer"};
+  static std::array<bool, 3> used(const RmspropOptions& o) {
+    return {true, o.centered, o.momentum > 0};
+  }
   static Rmsprop from(const RmspropOptions& o) {
     return {float(o.lr), float(o.alpha), float(1.0 - o.alpha), float(o.eps),
             float(o.weight_decay), float(o.momentum), o.centered, o.maximize};
@@ -103,6 +121,8 @@ struct Adagrad {
   float neg_clr, weight_decay, eps;  // neg_clr = -lr / (1 + (step - 1) lr_decay)
   bool maximize;
 
+  static constexpr const char* states[] = {"state_sum"};
+  static std::array<bool, 1> used(const AdagradOptions&) { return {true}; }
   static Adagrad from(const AdagradOptions& o) {
     require_step(o.step, "adagrad_step");
     const double clr = o.lr / (1.0 + double(o.step - 1) * o.lr_decay);
@@ -128,6 +148,8 @@ struct Adam {
   float bias_correction2_sqrt;      // sqrt(1 - beta2^step)
   bool amsgrad, decoupled, maximize;
 
+  static constexpr const char* states[] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
+  static std::array<bool, 3> used(const AdamOptions& o) { return {true, true, o.amsgrad}; }
   static Adam from(const AdamOptions& o) {
     require_step(o.step, "adam_step");
     const double step = double(o.step);

@@ -715,6 +715,14 @@ class UpdateArgs {
     }
   }
 
+  // The state arguments of optimizer Op, in the order of Op::states (and of
+  // cuda::UpdateTensor); those the options use are required.
+  template <class Op, class Options>
+  void states(const Options& options, const std::array<py::handle, Op::arrays - 2>& objs) {
+    const auto used = Op::used(options);
+    for (int k = 0; k < Op::arrays - 2; ++k) state(k, objs[k], Op::states[k], used[k]);
+  }
+
   // State array k (in the order of cuda::UpdateTensor) from argument `obj`.
   void state(int k, const py::handle& obj, const char* arg, bool needed) {
     if (obj.is_none()) {
@@ -808,10 +816,10 @@ void bind_optim(py::module_& m) {
                        const py::handle& momentum_buffer, double lr, double momentum,
                        double dampening, double weight_decay, bool nesterov, bool maximize,
                        bool first_step, std::uintptr_t stream) {
-    UpdateArgs args("sgd_step", param, grad);
-    args.state(0, momentum_buffer, "momentum_buffer", momentum != 0);
-    const auto& tensors = args.checked_tensors();
     const SgdOptions o{lr, momentum, dampening, weight_decay, nesterov, maximize, first_step};
+    UpdateArgs args("sgd_step", param, grad);
+    args.states<optim_math::Sgd>(o, {momentum_buffer});
+    const auto& tensors = args.checked_tensors();
     py::gil_scoped_release release;
     cuda::sgd_step(tensors.data(), static_cast<int>(tensors.size()), o, as_stream(stream));
   }, py::arg("param"), py::arg("grad"), py::arg("momentum_buffer") = py::none(), py::kw_only(),
@@ -824,12 +832,10 @@ void bind_optim(py::module_& m) {
                            const py::handle& momentum_buffer, double lr, double alpha, double eps,
                            double weight_decay, double momentum, bool centered, bool maximize,
                            std::uintptr_t stream) {
-    UpdateArgs args("rmsprop_step", param, grad);
-    args.state(0, square_avg, "square_avg", true);
-    args.state(1, grad_avg, "grad_avg", centered);
-    args.state(2, momentum_buffer, "momentum_buffer", momentum > 0);
-    const auto& tensors = args.checked_tensors();
     const RmspropOptions o{lr, alpha, eps, weight_decay, momentum, centered, maximize};
+    UpdateArgs args("rmsprop_step", param, grad);
+    args.states<optim_math::Rmsprop>(o, {square_avg, grad_avg, momentum_buffer});
+    const auto& tensors = args.checked_tensors();
     py::gil_scoped_release release;
     cuda::rmsprop_step(tensors.data(), static_cast<int>(tensors.size()), o, as_stream(stream));
   }, py::arg("param"), py::arg("grad"), py::arg("square_avg"), py::arg("grad_avg") = py::none(),
@@ -843,10 +849,10 @@ void bind_optim(py::module_& m) {
                            double weight_decay, double eps, std::int64_t step, bool maximize,
                            std::uintptr_t stream) {
     optim_math::require_step(step, "adagrad_step");
-    UpdateArgs args("adagrad_step", param, grad);
-    args.state(0, state_sum, "state_sum", true);
-    const auto& tensors = args.checked_tensors();
     const AdagradOptions o{lr, lr_decay, weight_decay, eps, step, maximize};
+    UpdateArgs args("adagrad_step", param, grad);
+    args.states<optim_math::Adagrad>(o, {state_sum});
+    const auto& tensors = args.checked_tensors();
     py::gil_scoped_release release;
     cuda::adagrad_step(tensors.data(), static_cast<int>(tensors.size()), o, as_stream(stream));
   }, py::arg("param"), py::arg("grad"), py::arg("state_sum"), py::kw_only(), py::arg("lr"),
@@ -859,13 +865,11 @@ void bind_optim(py::module_& m) {
                         double eps, double weight_decay, std::int64_t step, bool amsgrad,
                         bool decoupled_weight_decay, bool maximize, std::uintptr_t stream) {
     optim_math::require_step(step, "adam_step");
-    UpdateArgs args("adam_step", param, grad);
-    args.state(0, exp_avg, "exp_avg", true);
-    args.state(1, exp_avg_sq, "exp_avg_sq", true);
-    args.state(2, max_exp_avg_sq, "max_exp_avg_sq", amsgrad);
-    const auto& tensors = args.checked_tensors();
     const AdamOptions o{lr, beta1, beta2, eps, weight_decay, step, amsgrad,
                         decoupled_weight_decay, maximize};
+    UpdateArgs args("adam_step", param, grad);
+    args.states<optim_math::Adam>(o, {exp_avg, exp_avg_sq, max_exp_avg_sq});
+    const auto& tensors = args.checked_tensors();
     py::gil_scoped_release release;
     cuda::adam_step(tensors.data(), static_cast<int>(tensors.size()), o, as_stream(stream));
   }, py::arg("param"), py::arg("grad"), py::arg("exp_avg"), py::arg("exp_avg_sq"),

@@ -68,8 +68,9 @@ update_kernel(Op op, TensorTable<Op::arrays> table) {
 // Fills tables of up to kMaxTensors parameters and launches one kernel per
 // table. used[k] says whether state array k is read (the options decide).
 template <class Op>
-void launch_updates(const Op& op, const UpdateTensor* tensors, int count,
-                    const bool (&used)[Op::arrays - 2], cudaStream_t stream) {
+void launch_updates(const char* kernel, const Op& op, const UpdateTensor* tensors, int count,
+                    const std::array<bool, Op::arrays - 2>& used, cudaStream_t stream) {
+  for (int i = 0; i < count; ++i) optim_math::require_states<Op>(kernel, used, tensors[i].state);
   TensorTable<Op::arrays> table{};
   auto flush = [&] {
     if (table.count)
@@ -96,39 +97,21 @@ void launch_updates(const Op& op, const UpdateTensor* tensors, int count,
 using namespace optim_detail;
 
 void sgd_step(const UpdateTensor* tensors, int count, const SgdOptions& o, cudaStream_t stream) {
-  const bool momentum = o.momentum != 0;
-  for (int i = 0; i < count; ++i)
-    require(!momentum || tensors[i].state[0], "sgd_step: momentum != 0 needs a momentum buffer");
-  const Sgd op = Sgd::from(o);
-  launch_updates(op, tensors, count, {momentum}, stream);
+  launch_updates("sgd_step", Sgd::from(o), tensors, count, Sgd::used(o), stream);
 }
 
 void rmsprop_step(const UpdateTensor* tensors, int count, const RmspropOptions& o,
                   cudaStream_t stream) {
-  const bool momentum = o.momentum > 0;
-  for (int i = 0; i < count; ++i) {
-    require(tensors[i].state[0], "rmsprop_step: square_avg is required");
-    require(!o.centered || tensors[i].state[1], "rmsprop_step: centered needs grad_avg");
-    require(!momentum || tensors[i].state[2], "rmsprop_step: momentum > 0 needs a momentum buffer");
-  }
-  const Rmsprop op = Rmsprop::from(o);
-  launch_updates(op, tensors, count, {true, o.centered, momentum}, stream);
+  launch_updates("rmsprop_step", Rmsprop::from(o), tensors, count, Rmsprop::used(o), stream);
 }
 
 void adagrad_step(const UpdateTensor* tensors, int count, const AdagradOptions& o,
                   cudaStream_t stream) {
-  const Adagrad op = Adagrad::from(o);
-  for (int i = 0; i < count; ++i) require(tensors[i].state[0], "adagrad_step: state_sum is required");
-  launch_updates(op, tensors, count, {true}, stream);
+  launch_updates("adagrad_step", Adagrad::from(o), tensors, count, Adagrad::used(o), stream);
 }
 
 void adam_step(const UpdateTensor* tensors, int count, const AdamOptions& o, cudaStream_t stream) {
-  const Adam op = Adam::from(o);
-  for (int i = 0; i < count; ++i) {
-    require(tensors[i].state[0] && tensors[i].state[1], "adam_step: exp_avg and exp_avg_sq are required");
-    require(!o.amsgrad || tensors[i].state[2], "adam_step: amsgrad needs max_exp_avg_sq");
-  }
-  launch_updates(op, tensors, count, {true, true, o.amsgrad}, stream);
+  launch_updates("adam_step", Adam::from(o), tensors, count, Adam::used(o), stream);
 }
 
 }  // namespace pydl::cuda
