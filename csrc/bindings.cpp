@@ -19,10 +19,12 @@
 #include "loss.h"
 #include "norm.h"
 #include "optim.h"
+#include "optim_math.h"
 #include "peak.h"
 #include "philox.h"
 #include "pool.h"
 #include "rnn.h"
+#include "shapes.h"
 
 namespace py = pybind11;
 using namespace pydl;
@@ -394,79 +396,47 @@ void bind_loss(py::module_& m) {
 }
 
 // ---- rnn -------------------------------------------------------------------
+// The shape rules live in shapes.cpp (RnnSizes), shared with the CUDA modules.
 
-RnnMode parse_rnn_mode(const std::string& mode) {
-  if (mode == "rnn_tanh") return RnnMode::rnn_tanh;
-  if (mode == "rnn_relu") return RnnMode::rnn_relu;
-  if (mode == "lstm") return RnnMode::lstm;
-  if (mode == "gru") return RnnMode::gru;
-  throw py::value_error("mode must be 'rnn_tanh', 'rnn_relu', 'lstm' or 'gru', got '" + mode +
-                        "'");
+std::vector<index_t> dims_of(const py::array& a) {
+  return std::vector<index_t>(a.shape(), a.shape() + a.ndim());
 }
 
-// The sizes of one recurrent layer call, read from x (T, B, I) and w_hh (G*H, H).
-struct RnnSizes {
-  RnnMode mode;
-  std::string fn;  // "rnn_forward (lstm)", for messages
-  index_t G, T, B, I, H;
-
-  // A float32 C-contiguous array of exactly `shape` (`meaning` spells it in
-  // T, B, I, H, G for the message), or null for None when `optional`.
-  const float* arg(const py::handle& obj, const char* name, std::vector<index_t> shape,
-                   const char* meaning, std::vector<py::array>& keep, bool optional = false) const {
-    if (obj.is_none()) {
-      if (optional) return nullptr;
-      throw py::type_error(fn + ": " + name + " must be a float32 array " + meaning + ", got None");
-    }
-    py::array a = contiguous<float>(obj, name);
-    bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
-    for (std::size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
-    if (!ok) {
-      std::string want = "(";
-      for (std::size_t i = 0; i < shape.size(); ++i) {
-        if (i) want += ", ";
-        want += std::to_string(shape[i]);
-      }
-      want += shape.size() == 1 ? ",)" : ")";
-      throw py::value_error(fn + ": " + name + " has shape " + shape_str(a) + ", expected " +
-                            meaning + " = " + want);
-    }
-    keep.push_back(a);
-    return cptr<float>(a);
+// The float32 C-contiguous array `name` of the call, checked against its shape
+// in `z`, or null for None when `optional`; `keep` holds it for the call.
+const float* rnn_arg(const RnnSizes& z, const py::handle& obj, const char* name,
+                     std::vector<py::array>& keep, bool optional = false) {
+  if (obj.is_none()) {
+    if (optional) return nullptr;
+    throw py::type_error(z.missing(name));
   }
-
-  // The arrays both passes read: the input sequence, the weights and h0.
-  struct Layer {
-    const float *x, *w_ih, *w_hh, *h0;
-  };
-  Layer layer(const py::handle& x_obj, const py::handle& w_ih_obj, const py::handle& w_hh_obj,
-              const py::handle& h0_obj, std::vector<py::array>& keep) const {
-    const index_t GH = G * H;
-    return {arg(x_obj, "x", {T, B, I}, "(T, B, I)", keep),
-            arg(w_ih_obj, "w_ih", {GH, I}, "(G*H, I)", keep),
-            arg(w_hh_obj, "w_hh", {GH, H}, "(G*H, H)", keep),
-            arg(h0_obj, "h0", {B, H}, "(B, H)", keep)};
-  }
-};
+  py::array a = contiguous<float>(obj, name);
+  z.check(name, dims_of(a));
+  keep.push_back(a);
+  return cptr<float>(a);
+}
 
 RnnSizes rnn_sizes(const std::string& fn, const std::string& mode_name, const py::handle& x_obj,
                    const py::handle& w_hh_obj) {
-  RnnSizes z;
-  z.mode = parse_rnn_mode(mode_name);
-  z.fn = fn + " (" + mode_name + ")";
-  z.G = rnn_gate_count(z.mode);
-  py::array x = contiguous<float>(x_obj, "x"), w_hh = contiguous<float>(w_hh_obj, "w_hh");
-  if (x.ndim() != 3 || x.shape(0) < 1 || x.shape(1) < 1 || x.shape(2) < 1)
-    throw py::value_error(z.fn + ": x must be (seq_len, batch, input_size) with every size >= 1, "
-                          "got " + shape_str(x));
-  if (w_hh.ndim() != 2 || w_hh.shape(1) < 1 || w_hh.shape(0) != z.G * w_hh.shape(1))
-    throw py::value_error(z.fn + ": w_hh must be (" + std::to_string(z.G) +
-                          "*hidden_size, hidden_size), got " + shape_str(w_hh));
-  z.T = x.shape(0);
-  z.B = x.shape(1);
-  z.I = x.shape(2);
-  z.H = w_hh.shape(1);
-  return z;
+  return RnnSizes(fn, mode_name, dims_of(contiguous<float>(x_obj, "x")),
+                  dims_of(contiguous<float>(w_hh_obj, "w_hh")));
+}
+
+// The arrays both passes read: the input sequence, the weights and h0.
+struct RnnLayer {
+  const float *x, *w_ih, *w_hh, *h0;
+};
+RnnLayer rnn_layer(const RnnSizes& z, const py::handle& x_obj, const py::handle& w_ih_obj,
+                   const py::handle& w_hh_obj, const py::handle& h0_obj,
+                   std::vector<py::array>& keep) {
+  return {rnn_arg(z, x_obj, "x", keep), rnn_arg(z, w_ih_obj, "w_ih", keep),
+          rnn_arg(z, w_hh_obj, "w_hh", keep), rnn_arg(z, h0_obj, "h0", keep)};
+}
+
+// A new float32 output shaped as `name` in `z` when `wanted` (see optional_output).
+py::object rnn_output(const RnnSizes& z, const char* name, bool wanted, float*& ptr) {
+  const std::vector<index_t> dims = z.shape(name).dims;
+  return optional_output(wanted, std::vector<py::ssize_t>(dims.begin(), dims.end()), ptr);
 }
 
 // Returns (y, c or None, saved or None).
@@ -475,26 +445,19 @@ py::tuple rnn_forward(const std::string& mode_name, const py::handle& x_obj,
                       const py::handle& w_ih_obj, const py::handle& w_hh_obj,
                       const py::handle& b_ih_obj, const py::handle& b_hh_obj, bool reverse) {
   const RnnSizes z = rnn_sizes("rnn_forward", mode_name, x_obj, w_hh_obj);
-  const bool lstm = z.mode == RnnMode::lstm;
-  const index_t T = z.T, B = z.B, I = z.I, H = z.H, GH = z.G * H;
+  z.check_presence(!c0_obj.is_none(), !b_ih_obj.is_none(), !b_hh_obj.is_none());
   std::vector<py::array> keep;
-  const auto [x, w_ih, w_hh, h0] = z.layer(x_obj, w_ih_obj, w_hh_obj, h0_obj, keep);
-  const float* c0 = nullptr;
-  if (lstm) c0 = z.arg(c0_obj, "c0", {B, H}, "(B, H)", keep);
-  else if (!c0_obj.is_none()) throw py::value_error(z.fn + ": c0 is for LSTM only");
-  const float* b_ih = z.arg(b_ih_obj, "b_ih", {GH}, "(G*H,)", keep, true);
-  const float* b_hh = z.arg(b_hh_obj, "b_hh", {GH}, "(G*H,)", keep, true);
-  if ((b_ih == nullptr) != (b_hh == nullptr))
-    throw py::value_error(z.fn + ": give both b_ih and b_hh, or neither");
-  py::array y = new_array<float>({T, B, H});
-  float *cp, *sp;
-  const index_t width = rnn_saved_width(z.mode, H);
-  py::object c = optional_output(lstm, {T, B, H}, cp);
-  py::object saved = optional_output(width > 0, {T, B, width}, sp);
-  float* yp = mptr<float>(y);
+  const auto [x, w_ih, w_hh, h0] = rnn_layer(z, x_obj, w_ih_obj, w_hh_obj, h0_obj, keep);
+  const float* c0 = z.lstm() ? rnn_arg(z, c0_obj, "c0", keep) : nullptr;
+  const float* b_ih = rnn_arg(z, b_ih_obj, "b_ih", keep, true);
+  const float* b_hh = rnn_arg(z, b_hh_obj, "b_hh", keep, true);
+  float *yp, *cp, *sp;
+  py::object y = rnn_output(z, "y", true, yp);
+  py::object c = rnn_output(z, "c", z.lstm(), cp);
+  py::object saved = rnn_output(z, "saved", z.saved_width() > 0, sp);
   {
     py::gil_scoped_release release;
-    rnn_layer_forward(z.mode, yp, cp, sp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, T, B, I, H,
+    rnn_layer_forward(z.mode, yp, cp, sp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, z.T, z.B, z.I, z.H,
                       reverse);
   }
   return py::make_tuple(y, c, saved);
@@ -508,32 +471,29 @@ py::tuple rnn_backward(const std::string& mode_name, const py::handle& dy_obj,
                        const py::handle& y_obj, const py::handle& c_obj,
                        const py::handle& saved_obj, bool reverse, bool has_bias, bool need_dx) {
   const RnnSizes z = rnn_sizes("rnn_backward", mode_name, x_obj, w_hh_obj);
-  const bool lstm = z.mode == RnnMode::lstm;
-  const index_t T = z.T, B = z.B, I = z.I, H = z.H, GH = z.G * H;
   std::vector<py::array> keep;
-  const auto [x, w_ih, w_hh, h0] = z.layer(x_obj, w_ih_obj, w_hh_obj, h0_obj, keep);
-  const float* dy = z.arg(dy_obj, "dy", {T, B, H}, "(T, B, H)", keep);
-  const float* y = z.arg(y_obj, "y", {T, B, H}, "(T, B, H)", keep);
+  const auto [x, w_ih, w_hh, h0] = rnn_layer(z, x_obj, w_ih_obj, w_hh_obj, h0_obj, keep);
+  const float* dy = rnn_arg(z, dy_obj, "dy", keep);
+  const float* y = rnn_arg(z, y_obj, "y", keep);
   const float *c0 = nullptr, *c = nullptr, *dc_last = nullptr, *saved = nullptr;
-  if (lstm) {
-    c0 = z.arg(c0_obj, "c0", {B, H}, "(B, H)", keep);
-    c = z.arg(c_obj, "c", {T, B, H}, "(T, B, H)", keep);
-    dc_last = z.arg(dc_last_obj, "dc_last", {B, H}, "(B, H)", keep, true);
+  if (z.lstm()) {
+    c0 = rnn_arg(z, c0_obj, "c0", keep);
+    c = rnn_arg(z, c_obj, "c", keep);
+    dc_last = rnn_arg(z, dc_last_obj, "dc_last", keep, true);
   }
-  if (index_t width = rnn_saved_width(z.mode, H))
-    saved = z.arg(saved_obj, "saved", {T, B, width}, "(T, B, 4*H)", keep);
-  float *dxp, *dc0p, *db_ihp, *db_hhp, *dh0p, *dw_ihp, *dw_hhp;
-  py::object dx = optional_output(need_dx, {T, B, I}, dxp);
-  py::object dc0 = optional_output(lstm, {B, H}, dc0p);
-  py::object db_ih = optional_output(has_bias, {GH}, db_ihp);
-  py::object db_hh = optional_output(has_bias, {GH}, db_hhp);
-  py::object dh0 = optional_output(true, {B, H}, dh0p);
-  py::object dw_ih = optional_output(true, {GH, I}, dw_ihp);
-  py::object dw_hh = optional_output(true, {GH, H}, dw_hhp);
+  if (z.saved_width() > 0) saved = rnn_arg(z, saved_obj, "saved", keep);
+  float *dxp, *dh0p, *dc0p, *dw_ihp, *dw_hhp, *db_ihp, *db_hhp;
+  py::object dx = rnn_output(z, "dx", need_dx, dxp);
+  py::object dh0 = rnn_output(z, "dh0", true, dh0p);
+  py::object dc0 = rnn_output(z, "dc0", z.lstm(), dc0p);
+  py::object dw_ih = rnn_output(z, "dw_ih", true, dw_ihp);
+  py::object dw_hh = rnn_output(z, "dw_hh", true, dw_hhp);
+  py::object db_ih = rnn_output(z, "db_ih", has_bias, db_ihp);
+  py::object db_hh = rnn_output(z, "db_hh", has_bias, db_hhp);
   {
     py::gil_scoped_release release;
     rnn_layer_backward(z.mode, dxp, dh0p, dc0p, dw_ihp, dw_hhp, db_ihp, db_hhp, dy, dc_last, x,
-                       h0, c0, w_ih, w_hh, y, c, saved, T, B, I, H, reverse);
+                       h0, c0, w_ih, w_hh, y, c, saved, z.T, z.B, z.I, z.H, reverse);
   }
   return py::make_tuple(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh);
 }
@@ -611,20 +571,15 @@ class UpdateArrays {
   std::vector<py::array> keep_;
 };
 
-void require_step(std::int64_t step, const char* kernel) {
-  if (step < 1)
-    throw py::value_error(std::string(kernel) + ": step must be >= 1 (it counts this update), got " +
-                          std::to_string(step));
-}
-
 void bind_optim(py::module_& m) {
   m.def("sgd_step", [](const py::handle& param, const py::handle& grad,
                        const py::handle& momentum_buffer, double lr, double momentum,
                        double dampening, double weight_decay, bool nesterov, bool maximize,
                        bool first_step) {
+    const SgdOptions o{lr, momentum, dampening, weight_decay, nesterov, maximize, first_step};
+    const auto used = optim_math::Sgd::used(o);
     UpdateArrays arrays("sgd_step", param, grad);
-    float* buf = arrays.state(momentum_buffer, "momentum_buffer", momentum != 0);
-    SgdOptions o{lr, momentum, dampening, weight_decay, nesterov, maximize, first_step};
+    float* buf = arrays.state(momentum_buffer, "momentum_buffer", used[0]);
     py::gil_scoped_release release;
     sgd_step(arrays.param(), arrays.grad(), buf, arrays.size(), o);
   }, py::arg("param"), py::arg("grad"), py::arg("momentum_buffer") = py::none(), py::kw_only(),
@@ -637,11 +592,12 @@ void bind_optim(py::module_& m) {
                            const py::handle& square_avg, const py::handle& grad_avg,
                            const py::handle& momentum_buffer, double lr, double alpha, double eps,
                            double weight_decay, double momentum, bool centered, bool maximize) {
+    const RmspropOptions o{lr, alpha, eps, weight_decay, momentum, centered, maximize};
+    const auto used = optim_math::Rmsprop::used(o);
     UpdateArrays arrays("rmsprop_step", param, grad);
-    float* sq = arrays.state(square_avg, "square_avg");
-    float* ga = arrays.state(grad_avg, "grad_avg", centered);
-    float* buf = arrays.state(momentum_buffer, "momentum_buffer", momentum > 0);
-    RmspropOptions o{lr, alpha, eps, weight_decay, momentum, centered, maximize};
+    float* sq = arrays.state(square_avg, "square_avg", used[0]);
+    float* ga = arrays.state(grad_avg, "grad_avg", used[1]);
+    float* buf = arrays.state(momentum_buffer, "momentum_buffer", used[2]);
     py::gil_scoped_release release;
     rmsprop_step(arrays.param(), arrays.grad(), sq, ga, buf, arrays.size(), o);
   }, py::arg("param"), py::arg("grad"), py::arg("square_avg"), py::arg("grad_avg") = py::none(),
@@ -652,10 +608,10 @@ void bind_optim(py::module_& m) {
   m.def("adagrad_step", [](const py::handle& param, const py::handle& grad,
                            const py::handle& state_sum, double lr, double lr_decay,
                            double weight_decay, double eps, std::int64_t step, bool maximize) {
-    require_step(step, "adagrad_step");
+    optim_math::require_step(step, "adagrad_step");
+    const AdagradOptions o{lr, lr_decay, weight_decay, eps, step, maximize};
     UpdateArrays arrays("adagrad_step", param, grad);
-    float* sum = arrays.state(state_sum, "state_sum");
-    AdagradOptions o{lr, lr_decay, weight_decay, eps, step, maximize};
+    float* sum = arrays.state(state_sum, "state_sum", optim_math::Adagrad::used(o)[0]);
     py::gil_scoped_release release;
     adagrad_step(arrays.param(), arrays.grad(), sum, arrays.size(), o);
   }, py::arg("param"), py::arg("grad"), py::arg("state_sum"), py::kw_only(), py::arg("lr"),
@@ -668,13 +624,14 @@ void bind_optim(py::module_& m) {
                         const py::handle& max_exp_avg_sq, double lr, double beta1, double beta2,
                         double eps, double weight_decay, std::int64_t step, bool amsgrad,
                         bool decoupled_weight_decay, bool maximize) {
-    require_step(step, "adam_step");
+    optim_math::require_step(step, "adam_step");
+    const AdamOptions o{lr, beta1, beta2, eps, weight_decay, step, amsgrad,
+                        decoupled_weight_decay, maximize};
+    const auto used = optim_math::Adam::used(o);
     UpdateArrays arrays("adam_step", param, grad);
-    float* m1 = arrays.state(exp_avg, "exp_avg");
-    float* m2 = arrays.state(exp_avg_sq, "exp_avg_sq");
-    float* vmax = arrays.state(max_exp_avg_sq, "max_exp_avg_sq", amsgrad);
-    AdamOptions o{lr, beta1, beta2, eps, weight_decay, step, amsgrad, decoupled_weight_decay,
-                  maximize};
+    float* m1 = arrays.state(exp_avg, "exp_avg", used[0]);
+    float* m2 = arrays.state(exp_avg_sq, "exp_avg_sq", used[1]);
+    float* vmax = arrays.state(max_exp_avg_sq, "max_exp_avg_sq", used[2]);
     py::gil_scoped_release release;
     adam_step(arrays.param(), arrays.grad(), m1, m2, vmax, arrays.size(), o);
   }, py::arg("param"), py::arg("grad"), py::arg("exp_avg"), py::arg("exp_avg_sq"),

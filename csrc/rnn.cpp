@@ -286,33 +286,8 @@ void check_dims(const char* fn, index_t T, index_t B, index_t I, index_t H) {
           ", H=" + std::to_string(H));
 }
 
-// Processing step s runs time step t; its previous state is at time t_prev
-// (only read for s > 0).
-struct StepTimes {
-  index_t t, t_prev;
-};
-StepTimes step_times(index_t s, index_t T, bool reverse) {
-  return reverse ? StepTimes{T - 1 - s, T - s} : StepTimes{s, s - 1};
-}
-
-// Width of the gate buffer rows (pre-activations in forward, their gradients in
-// backward): the saved width for LSTM/GRU, H for the RNN (which works in y).
-bool is_elman(RnnMode mode) { return mode == RnnMode::rnn_tanh || mode == RnnMode::rnn_relu; }
-index_t gate_width(RnnMode mode, index_t H) { return is_elman(mode) ? H : 4 * H; }
 
 }  // namespace
-
-index_t rnn_gate_count(RnnMode mode) {
-  switch (mode) {
-    case RnnMode::lstm: return 4;
-    case RnnMode::gru: return 3;
-    default: return 1;
-  }
-}
-
-index_t rnn_saved_width(RnnMode mode, index_t H) {
-  return mode == RnnMode::lstm || mode == RnnMode::gru ? 4 * H : 0;
-}
 
 void rnn_layer_forward(RnnMode mode, float* y, float* c, float* saved, const float* x,
                        const float* h0, const float* c0, const float* w_ih, const float* w_hh,
@@ -325,8 +300,8 @@ void rnn_layer_forward(RnnMode mode, float* y, float* c, float* saved, const flo
   require(rnn_saved_width(mode, H) == 0 || saved, "rnn_layer_forward: saved is null");
   require((b_ih == nullptr) == (b_hh == nullptr),
           "rnn_layer_forward: give both biases or neither");
-  const index_t GH = rnn_gate_count(mode) * H, ld = gate_width(mode, H), BH = B * H;
-  float* pre = is_elman(mode) ? y : saved;  // pre-activations, rows of ld
+  const index_t GH = rnn_gate_count(mode) * H, ld = rnn_gate_width(mode, H), BH = B * H;
+  float* pre = rnn_saved_width(mode, H) == 0 ? y : saved;  // pre-activations, rows of ld
 
   // Biases: GRU keeps both (b_hn sits inside r * (...)); the others add them together.
   Workspace<float> bias_ws(2 * GH);
@@ -340,7 +315,7 @@ void rnn_layer_forward(RnnMode mode, float* y, float* c, float* saved, const flo
   sgemm(false, true, T * B, GH, I, 1.0f, x, I, w_ih, I, 0.0f, pre, ld);
   Workspace<float> gh(gru ? B * GH : 1);
   for (index_t s = 0; s < T; ++s) {
-    const auto [t, tp] = step_times(s, T, reverse);
+    const auto [t, tp] = rnn_step_times(s, T, reverse);
     const float* h_prev = s == 0 ? h0 : y + tp * BH;
     float* pre_t = pre + t * B * ld;
     float* y_t = y + t * BH;
@@ -378,7 +353,7 @@ void rnn_layer_backward(RnnMode mode, float* dx, float* dh0, float* dc0, float* 
   require(rnn_saved_width(mode, H) == 0 || saved, "rnn_layer_backward: saved is null");
   require((db_ih == nullptr) == (db_hh == nullptr),
           "rnn_layer_backward: ask for both bias gradients or neither");
-  const index_t GH = rnn_gate_count(mode) * H, ld = gate_width(mode, H), BH = B * H;
+  const index_t GH = rnn_gate_count(mode) * H, ld = rnn_gate_width(mode, H), BH = B * H;
 
   Workspace<float> dgates_ws(T * B * ld);
   float* dgates = dgates_ws.get();
@@ -389,7 +364,7 @@ void rnn_layer_backward(RnnMode mode, float* dx, float* dh0, float* dc0, float* 
     else std::memset(dc0, 0, sizeof(float) * BH);
   }
   for (index_t s = T - 1; s >= 0; --s) {
-    const auto [t, tp] = step_times(s, T, reverse);
+    const auto [t, tp] = rnn_step_times(s, T, reverse);
     float* dg = dgates + t * B * ld;
     const float* dy_t = dy + t * BH;
     const float* y_t = y + t * BH;

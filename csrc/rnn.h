@@ -9,11 +9,30 @@ namespace pydl {
 
 enum class RnnMode { rnn_tanh, rnn_relu, lstm, gru };
 
+// The layout rules below are inline: the CUDA kernels (cuda/rnn.cu) share them.
+
 // Gates per hidden unit: G = 1 (RNN), 4 (LSTM), 3 (GRU).
-index_t rnn_gate_count(RnnMode mode);
+inline index_t rnn_gate_count(RnnMode mode) {
+  return mode == RnnMode::lstm ? 4 : mode == RnnMode::gru ? 3 : 1;
+}
 // Floats per (step, batch row) that forward saves for backward in `saved`:
 // LSTM 4H (i, f, g, o after activation), GRU 4H (r, z, n, W_hn h + b_hn), RNN 0.
-index_t rnn_saved_width(RnnMode mode, index_t H);
+inline index_t rnn_saved_width(RnnMode mode, index_t H) {
+  return mode == RnnMode::lstm || mode == RnnMode::gru ? 4 * H : 0;
+}
+// Width of the kernels' gate rows (pre-activations in forward, in `saved` or,
+// for the RNN, in y itself; their gradients in backward).
+inline index_t rnn_gate_width(RnnMode mode, index_t H) {
+  return mode == RnnMode::lstm || mode == RnnMode::gru ? 4 * H : H;
+}
+// Processing step s runs time step t; its previous state is at time t_prev
+// (only read for s > 0).
+struct RnnStepTimes {
+  index_t t, t_prev;
+};
+inline RnnStepTimes rnn_step_times(index_t s, index_t T, bool reverse) {
+  return reverse ? RnnStepTimes{T - 1 - s, T - s} : RnnStepTimes{s, s - 1};
+}
 
 // x is (T, B, I) in time order, h0 (B, H); c0 (B, H) for LSTM only.
 // w_ih is (G*H, I), w_hh (G*H, H); b_ih, b_hh are (G*H,) or both null (no bias).

@@ -1,6 +1,9 @@
-// The shape rules of convolution and pooling (output sizes, argument checks,
-// descriptions for messages). pydl._C and the CUDA modules both link this
-// file, so the CPU and GPU kernels check their shapes the same way.
+// The shape rules of convolution, pooling and the recurrent layers (output
+// sizes, argument checks, descriptions for messages). pydl._C and the CUDA
+// modules both link this file, so the CPU and GPU kernels check their shapes
+// the same way.
+#include "shapes.h"
+
 #include <string>
 
 #include "conv.h"
@@ -87,4 +90,74 @@ void check_pool2d(const Pool2dShape& s, const char* op) {
           name + ": the output would be empty (kernel larger than the padded input): " +
               s.describe());
 }
+// ---- recurrent layers ----------------------------------------------------------
+
+RnnMode parse_rnn_mode(const std::string& mode) {
+  if (mode == "rnn_tanh") return RnnMode::rnn_tanh;
+  if (mode == "rnn_relu") return RnnMode::rnn_relu;
+  if (mode == "lstm") return RnnMode::lstm;
+  if (mode == "gru") return RnnMode::gru;
+  fail("mode must be 'rnn_tanh', 'rnn_relu', 'lstm' or 'gru', got '" + mode + "'");
+}
+
+namespace {
+
+std::string dims_str(const std::vector<index_t>& dims) {
+  std::string s = "(";
+  for (std::size_t i = 0; i < dims.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(dims[i]);
+  }
+  return s + (dims.size() == 1 ? ",)" : ")");
+}
+
+}  // namespace
+
+RnnSizes::RnnSizes(const std::string& fn_name, const std::string& mode_name,
+                   const std::vector<index_t>& x_shape, const std::vector<index_t>& w_hh_shape)
+    : mode(parse_rnn_mode(mode_name)), fn(fn_name + " (" + mode_name + ")"),
+      G(rnn_gate_count(mode)) {
+  const auto& x = x_shape;
+  require(x.size() == 3 && x[0] >= 1 && x[1] >= 1 && x[2] >= 1,
+          fn + ": x must be (seq_len, batch, input_size) with every size >= 1, got " +
+              dims_str(x));
+  const auto& w = w_hh_shape;
+  require(w.size() == 2 && w[1] >= 1 && w[0] == G * w[1],
+          fn + ": w_hh must be (" + std::to_string(G) + "*hidden_size, hidden_size), got " +
+              dims_str(w));
+  T = x[0];
+  B = x[1];
+  I = x[2];
+  H = w[1];
+}
+
+RnnSizes::Shape RnnSizes::shape(const std::string& name) const {
+  const index_t GH = G * H;
+  if (name == "x" || name == "dx") return {{T, B, I}, "(T, B, I)"};
+  if (name == "h0" || name == "c0" || name == "dc_last" || name == "dh0" || name == "dc0")
+    return {{B, H}, "(B, H)"};
+  if (name == "w_ih" || name == "dw_ih") return {{GH, I}, "(G*H, I)"};
+  if (name == "w_hh" || name == "dw_hh") return {{GH, H}, "(G*H, H)"};
+  if (name == "b_ih" || name == "b_hh" || name == "db_ih" || name == "db_hh")
+    return {{GH}, "(G*H,)"};
+  if (name == "y" || name == "dy" || name == "c") return {{T, B, H}, "(T, B, H)"};
+  if (name == "saved") return {{T, B, saved_width()}, "(T, B, 4*H)"};
+  fail(fn + ": no array named " + name);  // a binding's mistake, not the caller's
+}
+
+void RnnSizes::check(const std::string& name, const std::vector<index_t>& dims) const {
+  const Shape s = shape(name);
+  require(dims == s.dims, fn + ": " + name + " has shape " + dims_str(dims) + ", expected " +
+                              s.meaning + " = " + dims_str(s.dims));
+}
+
+std::string RnnSizes::missing(const std::string& name) const {
+  return fn + ": " + name + " must be a float32 array " + shape(name).meaning + ", got None";
+}
+
+void RnnSizes::check_presence(bool has_c0, bool has_b_ih, bool has_b_hh) const {
+  require(lstm() || !has_c0, fn + ": c0 is for LSTM only");
+  require(has_b_ih == has_b_hh, fn + ": give both b_ih and b_hh, or neither");
+}
+
 }  // namespace pydl

@@ -3,7 +3,8 @@
 //    __cuda_array_interface__ (CuPy), kernels are enqueued on `stream`;
 //  - pydl._cuda_emu (PYDL_CUDA_EMULATE): the same kernels run on the host by
 //    the emulator, on NumPy arrays read through __array_interface__.
-// Outputs are passed in by the caller (no allocation here). Every binding
+// Outputs are passed in by the caller (no allocation here), except for the
+// recurrent layers' (see "rnn" below). Every binding
 // checks dtypes, shapes, contiguity and sizes as pydl._C does, raising
 // TypeError or ValueError that names the argument, before any kernel runs.
 #include <pybind11/pybind11.h>
@@ -11,9 +12,12 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>  // NAN
 #include <string>
 #include <vector>
 
+#include "../csrc/optim_math.h"  // require_step
+#include "../csrc/shapes.h"      // RnnSizes
 #include "conv.cuh"
 #include "dropout.cuh"
 #include "elementwise.cuh"
@@ -23,6 +27,7 @@
 #include "norm.cuh"
 #include "optim.cuh"
 #include "pool.cuh"
+#include "rnn.cuh"
 
 namespace py = pybind11;
 #if defined(PYDL_CUDA_EMULATE)
@@ -572,6 +577,135 @@ void bind_conv_pool(py::module_& m) {
       "Gradient of avg_pool2d into grad_input (N, C, H, W).");
 }
 
+// ---- rnn -------------------------------------------------------------------------
+// rnn_forward and rnn_backward take pydl._C's arguments (plus `stream`) and,
+// unlike the other bindings, allocate their outputs (CuPy arrays; NumPy under
+// emulation) and return the same tuples, so pydl's recurrent layers call either
+// module alike. The shape rules are csrc/shapes.cpp's (RnnSizes), as pydl._C's.
+// The outputs come from CuPy's pool for its current stream, so `stream` should
+// be that stream (0, the default, is CuPy's default); the kernels' workspaces
+// are ordered on `stream` itself.
+
+// A new float32 array on the module's device: uninitialized (cupy.empty), or
+// under emulation filled with NaN, so an element the kernels never write shows up.
+py::object new_float32(const std::vector<index_t>& shape) {
+  const py::tuple dims(py::cast(shape));
+#if defined(PYDL_CUDA_EMULATE)
+  return py::module_::import("numpy").attr("full")(dims, NAN, "float32");
+#else
+  return py::module_::import("cupy").attr("empty")(dims, "float32");
+#endif
+}
+
+// The float32 C-contiguous array `name` of the call, checked against its shape
+// in `z`, or null for None when `optional`.
+const float* rnn_arg(const RnnSizes& z, const py::handle& obj, const char* name,
+                     bool optional = false) {
+  if (obj.is_none()) {
+    if (optional) return nullptr;
+    throw py::type_error(z.missing(name));
+  }
+  const ArrayArg a = contiguous<float>(obj, name);
+  z.check(name, a.shape);
+  return a.ptr<const float>();
+}
+
+// A new output shaped as `name` in `z` when `wanted`, with `ptr` set to its
+// data; otherwise None, with `ptr` null (the kernel then skips that output).
+py::object rnn_output(const RnnSizes& z, const char* name, bool wanted, float*& ptr) {
+  ptr = nullptr;
+  if (!wanted) return py::none();
+  py::object a = new_float32(z.shape(name).dims);
+  ptr = array_arg(a, name).ptr<float>();
+  return a;
+}
+
+RnnSizes rnn_sizes(const std::string& fn, const std::string& mode_name, const py::handle& x_obj,
+                   const py::handle& w_hh_obj) {
+  return RnnSizes(fn, mode_name, contiguous<float>(x_obj, "x").shape,
+                  contiguous<float>(w_hh_obj, "w_hh").shape);
+}
+
+// Returns (y, c or None, saved or None).
+py::tuple rnn_forward(const std::string& mode_name, const py::handle& x_obj,
+                      const py::handle& h0_obj, const py::handle& c0_obj,
+                      const py::handle& w_ih_obj, const py::handle& w_hh_obj,
+                      const py::handle& b_ih_obj, const py::handle& b_hh_obj, bool reverse,
+                      std::uintptr_t stream) {
+  const RnnSizes z = rnn_sizes("rnn_forward", mode_name, x_obj, w_hh_obj);
+  z.check_presence(!c0_obj.is_none(), !b_ih_obj.is_none(), !b_hh_obj.is_none());
+  const float* x = rnn_arg(z, x_obj, "x");
+  const float* h0 = rnn_arg(z, h0_obj, "h0");
+  const float* c0 = z.lstm() ? rnn_arg(z, c0_obj, "c0") : nullptr;
+  const float* w_ih = rnn_arg(z, w_ih_obj, "w_ih");
+  const float* w_hh = rnn_arg(z, w_hh_obj, "w_hh");
+  const float* b_ih = rnn_arg(z, b_ih_obj, "b_ih", true);
+  const float* b_hh = rnn_arg(z, b_hh_obj, "b_hh", true);
+  float *yp, *cp, *sp;
+  py::object y = rnn_output(z, "y", true, yp);
+  py::object c = rnn_output(z, "c", z.lstm(), cp);
+  py::object saved = rnn_output(z, "saved", z.saved_width() > 0, sp);
+  {
+    py::gil_scoped_release release;
+    cuda::rnn_layer_forward(z.mode, yp, cp, sp, x, h0, c0, w_ih, w_hh, b_ih, b_hh, z.T, z.B, z.I,
+                            z.H, reverse, as_stream(stream));
+  }
+  return py::make_tuple(y, c, saved);
+}
+
+// Returns (dx or None, dh0, dc0 or None, dw_ih, dw_hh, db_ih or None, db_hh or None).
+py::tuple rnn_backward(const std::string& mode_name, const py::handle& dy_obj,
+                       const py::handle& dc_last_obj, const py::handle& x_obj,
+                       const py::handle& h0_obj, const py::handle& c0_obj,
+                       const py::handle& w_ih_obj, const py::handle& w_hh_obj,
+                       const py::handle& y_obj, const py::handle& c_obj,
+                       const py::handle& saved_obj, bool reverse, bool has_bias, bool need_dx,
+                       std::uintptr_t stream) {
+  const RnnSizes z = rnn_sizes("rnn_backward", mode_name, x_obj, w_hh_obj);
+  const float* x = rnn_arg(z, x_obj, "x");
+  const float* h0 = rnn_arg(z, h0_obj, "h0");
+  const float* w_ih = rnn_arg(z, w_ih_obj, "w_ih");
+  const float* w_hh = rnn_arg(z, w_hh_obj, "w_hh");
+  const float* dy = rnn_arg(z, dy_obj, "dy");
+  const float* y = rnn_arg(z, y_obj, "y");
+  const float *c0 = nullptr, *c = nullptr, *dc_last = nullptr, *saved = nullptr;
+  if (z.lstm()) {
+    c0 = rnn_arg(z, c0_obj, "c0");
+    c = rnn_arg(z, c_obj, "c");
+    dc_last = rnn_arg(z, dc_last_obj, "dc_last", true);
+  }
+  if (z.saved_width() > 0) saved = rnn_arg(z, saved_obj, "saved");
+  float *dxp, *dh0p, *dc0p, *dw_ihp, *dw_hhp, *db_ihp, *db_hhp;
+  py::object dx = rnn_output(z, "dx", need_dx, dxp);
+  py::object dh0 = rnn_output(z, "dh0", true, dh0p);
+  py::object dc0 = rnn_output(z, "dc0", z.lstm(), dc0p);
+  py::object dw_ih = rnn_output(z, "dw_ih", true, dw_ihp);
+  py::object dw_hh = rnn_output(z, "dw_hh", true, dw_hhp);
+  py::object db_ih = rnn_output(z, "db_ih", has_bias, db_ihp);
+  py::object db_hh = rnn_output(z, "db_hh", has_bias, db_hhp);
+  {
+    py::gil_scoped_release release;
+    cuda::rnn_layer_backward(z.mode, dxp, dh0p, dc0p, dw_ihp, dw_hhp, db_ihp, db_hhp, dy, dc_last,
+                             x, h0, c0, w_ih, w_hh, y, c, saved, z.T, z.B, z.I, z.H, reverse,
+                             as_stream(stream));
+  }
+  return py::make_tuple(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh);
+}
+
+void bind_rnn(py::module_& m) {
+  m.def("rnn_forward", &rnn_forward, py::arg("mode"), py::arg("x"), py::arg("h0"),
+        py::arg("c0"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"),
+        py::kw_only(), py::arg("reverse") = false, py::arg("stream") = 0,
+        "One recurrent layer, one direction, over a whole float32 sequence x (T, B, I), as\n"
+        "pydl._C's: returns new arrays (y, c for LSTM else None, saved for LSTM/GRU else None).");
+  m.def("rnn_backward", &rnn_backward, py::arg("mode"), py::arg("dy"), py::arg("dc_last"),
+        py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("w_ih"), py::arg("w_hh"),
+        py::arg("y"), py::arg("c"), py::arg("saved"), py::kw_only(), py::arg("reverse") = false,
+        py::arg("has_bias") = true, py::arg("need_dx") = true, py::arg("stream") = 0,
+        "Backward through time of rnn_forward, as pydl._C's: returns new arrays (dx or None,\n"
+        "dh0, dc0 or None, dw_ih, dw_hh, db_ih or None, db_hh or None).");
+}
+
 // ---- layers: optimizers, dropout, embedding, normalization --------------------
 
 // The arrays of one optimizer call. Each array argument is one array, or a
@@ -595,6 +729,14 @@ class UpdateArgs {
       claim(p, true);
       claim(g, false);
     }
+  }
+
+  // The state arguments of optimizer Op, in the order of Op::states (and of
+  // cuda::UpdateTensor); those the options use are required.
+  template <class Op, class Options>
+  void states(const Options& options, const std::array<py::handle, Op::arrays - 2>& objs) {
+    const auto used = Op::used(options);
+    for (int k = 0; k < Op::arrays - 2; ++k) state(k, objs[k], Op::states[k], used[k]);
   }
 
   // State array k (in the order of cuda::UpdateTensor) from argument `obj`.
@@ -685,21 +827,15 @@ class UpdateArgs {
   std::vector<Span> spans_;
 };
 
-void require_step(std::int64_t step, const char* kernel) {
-  if (step < 1)
-    throw py::value_error(std::string(kernel) + ": step must be >= 1 (it counts this update), got " +
-                          std::to_string(step));
-}
-
 void bind_optim(py::module_& m) {
   m.def("sgd_step", [](const py::handle& param, const py::handle& grad,
                        const py::handle& momentum_buffer, double lr, double momentum,
                        double dampening, double weight_decay, bool nesterov, bool maximize,
                        bool first_step, std::uintptr_t stream) {
-    UpdateArgs args("sgd_step", param, grad);
-    args.state(0, momentum_buffer, "momentum_buffer", momentum != 0);
-    const auto& tensors = args.checked_tensors();
     const SgdOptions o{lr, momentum, dampening, weight_decay, nesterov, maximize, first_step};
+    UpdateArgs args("sgd_step", param, grad);
+    args.states<optim_math::Sgd>(o, {momentum_buffer});
+    const auto& tensors = args.checked_tensors();
     py::gil_scoped_release release;
     cuda::sgd_step(tensors.data(), static_cast<int>(tensors.size()), o, as_stream(stream));
   }, py::arg("param"), py::arg("grad"), py::arg("momentum_buffer") = py::none(), py::kw_only(),
@@ -712,12 +848,10 @@ void bind_optim(py::module_& m) {
                            const py::handle& momentum_buffer, double lr, double alpha, double eps,
                            double weight_decay, double momentum, bool centered, bool maximize,
                            std::uintptr_t stream) {
-    UpdateArgs args("rmsprop_step", param, grad);
-    args.state(0, square_avg, "square_avg", true);
-    args.state(1, grad_avg, "grad_avg", centered);
-    args.state(2, momentum_buffer, "momentum_buffer", momentum > 0);
-    const auto& tensors = args.checked_tensors();
     const RmspropOptions o{lr, alpha, eps, weight_decay, momentum, centered, maximize};
+    UpdateArgs args("rmsprop_step", param, grad);
+    args.states<optim_math::Rmsprop>(o, {square_avg, grad_avg, momentum_buffer});
+    const auto& tensors = args.checked_tensors();
     py::gil_scoped_release release;
     cuda::rmsprop_step(tensors.data(), static_cast<int>(tensors.size()), o, as_stream(stream));
   }, py::arg("param"), py::arg("grad"), py::arg("square_avg"), py::arg("grad_avg") = py::none(),
@@ -730,11 +864,11 @@ void bind_optim(py::module_& m) {
                            const py::handle& state_sum, double lr, double lr_decay,
                            double weight_decay, double eps, std::int64_t step, bool maximize,
                            std::uintptr_t stream) {
-    require_step(step, "adagrad_step");
-    UpdateArgs args("adagrad_step", param, grad);
-    args.state(0, state_sum, "state_sum", true);
-    const auto& tensors = args.checked_tensors();
+    optim_math::require_step(step, "adagrad_step");
     const AdagradOptions o{lr, lr_decay, weight_decay, eps, step, maximize};
+    UpdateArgs args("adagrad_step", param, grad);
+    args.states<optim_math::Adagrad>(o, {state_sum});
+    const auto& tensors = args.checked_tensors();
     py::gil_scoped_release release;
     cuda::adagrad_step(tensors.data(), static_cast<int>(tensors.size()), o, as_stream(stream));
   }, py::arg("param"), py::arg("grad"), py::arg("state_sum"), py::kw_only(), py::arg("lr"),
@@ -746,14 +880,12 @@ void bind_optim(py::module_& m) {
                         const py::handle& max_exp_avg_sq, double lr, double beta1, double beta2,
                         double eps, double weight_decay, std::int64_t step, bool amsgrad,
                         bool decoupled_weight_decay, bool maximize, std::uintptr_t stream) {
-    require_step(step, "adam_step");
-    UpdateArgs args("adam_step", param, grad);
-    args.state(0, exp_avg, "exp_avg", true);
-    args.state(1, exp_avg_sq, "exp_avg_sq", true);
-    args.state(2, max_exp_avg_sq, "max_exp_avg_sq", amsgrad);
-    const auto& tensors = args.checked_tensors();
+    optim_math::require_step(step, "adam_step");
     const AdamOptions o{lr, beta1, beta2, eps, weight_decay, step, amsgrad,
                         decoupled_weight_decay, maximize};
+    UpdateArgs args("adam_step", param, grad);
+    args.states<optim_math::Adam>(o, {exp_avg, exp_avg_sq, max_exp_avg_sq});
+    const auto& tensors = args.checked_tensors();
     py::gil_scoped_release release;
     cuda::adam_step(tensors.data(), static_cast<int>(tensors.size()), o, as_stream(stream));
   }, py::arg("param"), py::arg("grad"), py::arg("exp_avg"), py::arg("exp_avg_sq"),
@@ -997,4 +1129,5 @@ PYBIND11_MODULE(PYDL_CUDA_MODULE, m) {
   bind_loss(m);
   bind_conv_pool(m);
   bind_layers(m);
+  bind_rnn(m);
 }

@@ -5,15 +5,14 @@
 // the parameters in chunks of kChunk elements, and a block looks up its
 // parameter in the launch's table (a multi-tensor launch).
 //
-// The formulas are those of csrc/optim.cpp's vector path, operation for
-// operation: fmaf exactly where it fuses a multiply-add, and plain float
-// operations elsewhere. This file is compiled with -fmad=false so nvcc does
-// not fuse the plain ones on its own; with IEEE sqrt and division (no fast
-// math) a step then matches the CPU's bit for bit.
+// The formulas are csrc/optim_math.h's, shared with csrc/optim.cpp, run over
+// DeviceLanes: fmaf exactly where the CPU's vector path fuses a multiply-add,
+// and plain float operations elsewhere. This file is compiled with -fmad=false
+// so nvcc does not fuse the plain ones on its own; with IEEE sqrt and division
+// (no fast math) a step then matches the CPU's bit for bit.
 #include "optim.cuh"
 
-#include <algorithm>
-#include <cmath>
+#include "../csrc/optim_math.h"
 
 namespace pydl::cuda {
 namespace optim_detail {
@@ -22,100 +21,18 @@ constexpr int kThreads = 256;
 constexpr index_t kChunk = 16 * kThreads;  // elements per block
 constexpr int kMaxTensors = 32;            // parameters per launch (the table is a kernel argument)
 
-// lerp(a, b, w) = a + w (b - a), or b - (b - a)(1 - w) when |w| >= 0.5, so that
-// both ends stay exact (PyTorch's choice).
-__device__ __forceinline__ float lerp(float a, float b, float w) {
-  return fabsf(w) < 0.5f ? fmaf(w, b - a, a) : fmaf(b - a, -(1.0f - w), b);
-}
-
-// x[0] is the parameter, x[1] the gradient (never stored back), x[2..] state.
-struct Sgd {
-  static constexpr int arrays = 3;         // param, grad, momentum buffer
-  float lr, momentum, keep, weight_decay;  // keep = 1 - dampening
-  bool nesterov, maximize, first_step;
-
-  __device__ void apply(float* x) const {
-    float& p = x[0];
-    float g = maximize ? -x[1] : x[1];
-    if (weight_decay != 0) g = fmaf(p, weight_decay, g);
-    if (momentum != 0) {
-      float& buf = x[2];
-      buf = first_step ? g : fmaf(g, keep, buf * momentum);
-      g = nesterov ? fmaf(buf, momentum, g) : buf;
-    }
-    p = fmaf(g, -lr, p);
-  }
+// The lane of the formulas (csrc/optim_math.h): one float, fmaf exactly where
+// the CPU's vector path fuses.
+struct DeviceLanes {
+  static PYDL_HOST_DEVICE float fmadd(float a, float b, float c) { return fmaf(a, b, c); }
+  static PYDL_HOST_DEVICE float sqrt(float a) { return sqrtf(a); }
+  static PYDL_HOST_DEVICE float max(float a, float b) { return a < b ? b : a; }
 };
 
-struct Rmsprop {
-  static constexpr int arrays = 5;  // param, grad, square_avg, grad_avg, momentum buffer
-  float lr, alpha, one_minus_alpha, eps, weight_decay, momentum;
-  bool centered, maximize;
-
-  __device__ void apply(float* x) const {
-    float& p = x[0];
-    float g = maximize ? -x[1] : x[1];
-    if (weight_decay != 0) g = fmaf(p, weight_decay, g);
-    float& square_avg = x[2];
-    square_avg = square_avg * alpha + one_minus_alpha * g * g;
-    float avg;
-    if (centered) {
-      float& grad_avg = x[3];
-      grad_avg = lerp(grad_avg, g, one_minus_alpha);
-      avg = sqrtf(square_avg - grad_avg * grad_avg);
-    } else {
-      avg = sqrtf(square_avg);
-    }
-    avg = avg + eps;
-    if (momentum > 0) {
-      float& buf = x[4];
-      buf = buf * momentum + g / avg;
-      p = fmaf(buf, -lr, p);
-    } else {
-      p = p + -lr * g / avg;
-    }
-  }
-};
-
-struct Adagrad {
-  static constexpr int arrays = 3;  // param, grad, sum
-  float neg_clr, weight_decay, eps;
-  bool maximize;
-
-  __device__ void apply(float* x) const {
-    float& p = x[0];
-    float g = maximize ? -x[1] : x[1];
-    if (weight_decay != 0) g = fmaf(p, weight_decay, g);
-    float& sum = x[2];
-    sum = sum + g * g;
-    p = p + neg_clr * g / (sqrtf(sum) + eps);
-  }
-};
-
-struct Adam {
-  static constexpr int arrays = 5;  // param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq
-  float decay;                      // AdamW: p *= decay = 1 - lr weight_decay
-  float weight_decay;               // Adam: g += weight_decay p
-  float one_minus_beta1, beta2, one_minus_beta2, eps;
-  float neg_step_size;              // -lr / (1 - beta1^step)
-  float bias_correction2_sqrt;      // sqrt(1 - beta2^step)
-  bool amsgrad, decoupled, maximize;
-
-  __device__ void apply(float* x) const {
-    float& p = x[0];
-    float g = maximize ? -x[1] : x[1];
-    if (decoupled) p = p * decay;
-    else if (weight_decay != 0) g = fmaf(p, weight_decay, g);
-    float& m = x[2];
-    float& v = x[3];
-    m = lerp(m, g, one_minus_beta1);
-    v = v * beta2 + one_minus_beta2 * g * g;
-    float second = v;
-    if (amsgrad) second = x[4] = x[4] < v ? v : x[4];
-    const float denom = sqrtf(second) / bias_correction2_sqrt + eps;
-    p = p + neg_step_size * m / denom;
-  }
-};
+using optim_math::Adagrad;
+using optim_math::Adam;
+using optim_math::Rmsprop;
+using optim_math::Sgd;
 
 // The parameters of one launch: arrays[t][k] is array k of parameter t (null
 // when unused), and blocks [first_block[t], first_block[t+1]) cover it.
@@ -141,7 +58,7 @@ update_kernel(Op op, TensorTable<Op::arrays> table) {
     float x[Op::arrays];
 #pragma unroll
     for (int k = 0; k < Op::arrays; ++k) x[k] = ptr[k] ? ptr[k][i] : 0.0f;
-    op.apply(x);
+    op.template apply<DeviceLanes>(x);
 #pragma unroll
     for (int k = 0; k < Op::arrays; ++k)
       if (ptr[k] && k != 1) ptr[k][i] = x[k];
@@ -151,8 +68,9 @@ update_kernel(Op op, TensorTable<Op::arrays> table) {
 // Fills tables of up to kMaxTensors parameters and launches one kernel per
 // table. used[k] says whether state array k is read (the options decide).
 template <class Op>
-void launch_updates(const Op& op, const UpdateTensor* tensors, int count,
-                    const bool (&used)[Op::arrays - 2], cudaStream_t stream) {
+void launch_updates(const char* kernel, const Op& op, const UpdateTensor* tensors, int count,
+                    const std::array<bool, Op::arrays - 2>& used, cudaStream_t stream) {
+  for (int i = 0; i < count; ++i) optim_math::require_states<Op>(kernel, used, tensors[i].state);
   TensorTable<Op::arrays> table{};
   auto flush = [&] {
     if (table.count)
@@ -178,53 +96,22 @@ void launch_updates(const Op& op, const UpdateTensor* tensors, int count,
 
 using namespace optim_detail;
 
-// The float constants are derived in double exactly as csrc/optim.cpp does.
-
 void sgd_step(const UpdateTensor* tensors, int count, const SgdOptions& o, cudaStream_t stream) {
-  const bool momentum = o.momentum != 0;
-  for (int i = 0; i < count; ++i)
-    require(!momentum || tensors[i].state[0], "sgd_step: momentum != 0 needs a momentum buffer");
-  const Sgd op{float(o.lr), float(o.momentum), float(1.0 - o.dampening), float(o.weight_decay),
-               o.nesterov, o.maximize, o.first_step};
-  launch_updates(op, tensors, count, {momentum}, stream);
+  launch_updates("sgd_step", Sgd::from(o), tensors, count, Sgd::used(o), stream);
 }
 
 void rmsprop_step(const UpdateTensor* tensors, int count, const RmspropOptions& o,
                   cudaStream_t stream) {
-  const bool momentum = o.momentum > 0;
-  for (int i = 0; i < count; ++i) {
-    require(tensors[i].state[0], "rmsprop_step: square_avg is required");
-    require(!o.centered || tensors[i].state[1], "rmsprop_step: centered needs grad_avg");
-    require(!momentum || tensors[i].state[2], "rmsprop_step: momentum > 0 needs a momentum buffer");
-  }
-  const Rmsprop op{float(o.lr), float(o.alpha), float(1.0 - o.alpha), float(o.eps),
-                   float(o.weight_decay), float(o.momentum), o.centered, o.maximize};
-  launch_updates(op, tensors, count, {true, o.centered, momentum}, stream);
+  launch_updates("rmsprop_step", Rmsprop::from(o), tensors, count, Rmsprop::used(o), stream);
 }
 
 void adagrad_step(const UpdateTensor* tensors, int count, const AdagradOptions& o,
                   cudaStream_t stream) {
-  require(o.step >= 1, "adagrad_step: step must be >= 1 (it counts this update)");
-  for (int i = 0; i < count; ++i) require(tensors[i].state[0], "adagrad_step: state_sum is required");
-  const double clr = o.lr / (1.0 + double(o.step - 1) * o.lr_decay);
-  const Adagrad op{float(-clr), float(o.weight_decay), float(o.eps), o.maximize};
-  launch_updates(op, tensors, count, {true}, stream);
+  launch_updates("adagrad_step", Adagrad::from(o), tensors, count, Adagrad::used(o), stream);
 }
 
 void adam_step(const UpdateTensor* tensors, int count, const AdamOptions& o, cudaStream_t stream) {
-  require(o.step >= 1, "adam_step: step must be >= 1 (it counts this update)");
-  for (int i = 0; i < count; ++i) {
-    require(tensors[i].state[0] && tensors[i].state[1], "adam_step: exp_avg and exp_avg_sq are required");
-    require(!o.amsgrad || tensors[i].state[2], "adam_step: amsgrad needs max_exp_avg_sq");
-  }
-  const double step = double(o.step);
-  const double bias_correction1 = 1.0 - std::pow(o.beta1, step);
-  const double bias_correction2 = 1.0 - std::pow(o.beta2, step);
-  const Adam op{float(1.0 - o.lr * o.weight_decay), float(o.weight_decay),
-                float(1.0 - o.beta1), float(o.beta2), float(1.0 - o.beta2), float(o.eps),
-                float(-(o.lr / bias_correction1)), float(std::sqrt(bias_correction2)),
-                o.amsgrad, o.decoupled_weight_decay, o.maximize};
-  launch_updates(op, tensors, count, {true, true, o.amsgrad}, stream);
+  launch_updates("adam_step", Adam::from(o), tensors, count, Adam::used(o), stream);
 }
 
 }  // namespace pydl::cuda

@@ -534,3 +534,101 @@ def check_gemm_tf32_case(backend, case, rng):
         f"at {np.unravel_index(np.argmax(excess), excess.shape)}")
     fp32 = alpha * (op_a.astype(np.float64) @ op_b) + beta * c
     np.testing.assert_allclose(got, fp32, rtol=5e-3, atol=5e-3 * np.sqrt(max(K, 1)))
+
+
+# ---- rnn ---------------------------------------------------------------------------
+# (T, B, I, H, bias, reverse, dc_last given, dx wanted). The rnn bindings return
+# new outputs, as pydl._C's; under emulation those (and the kernels' workspaces)
+# start as NaN, so an element nothing wrote shows up.
+RNN_MODES = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
+RNN_GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+RNN_CASES = [
+    (1, 1, 3, 7, True, False, True, True),
+    (2, 3, 5, 7, False, True, False, True),
+    (5, 2, 4, 9, True, True, True, False),
+    (3, 3, 1, 5, True, False, False, True),
+]
+RNN_FORWARD_OUTPUTS = ["y", "c", "saved"]
+RNN_BACKWARD_OUTPUTS = ["dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh"]
+
+
+def rnn_inputs(rng, mode, T, B, I, H, bias):
+    """x, h0, c0 (None unless LSTM), w_ih, w_hh, b_ih, b_hh (None without bias);
+    weights scaled as PyTorch initializes them, so the gates do not saturate."""
+    G, scale = RNN_GATES[mode], 1 / np.sqrt(H)
+    return (random(rng, (T, B, I)), random(rng, (B, H)),
+            random(rng, (B, H)) if mode == "lstm" else None,
+            random(rng, (G * H, I), scale), random(rng, (G * H, H), scale),
+            random(rng, G * H, scale) if bias else None,
+            random(rng, G * H, scale) if bias else None)
+
+
+def assert_rnn_outputs(names, actual, expected, backend, rtol, atol):
+    assert len(actual) == len(expected)
+    for name, a, e in zip(names, actual, expected):
+        if e is None:
+            assert a is None, f"{name} should be None"
+        else:
+            np.testing.assert_allclose(backend.get(a), e, rtol=rtol, atol=atol, err_msg=name)
+
+
+def check_rnn(backend, mode, case, rng, rtol=1e-4, atol=1e-5):
+    """rnn_forward, then rnn_backward from the CPU's forward results, against pydl._C;
+    the inputs must come back unchanged."""
+    T, B, I, H, bias, reverse, with_dc_last, need_dx = case
+    inputs = rnn_inputs(rng, mode, T, B, I, H, bias)
+    put = lambda a: None if a is None else backend.put(a)
+    expected = _C.rnn_forward(mode, *inputs, reverse=reverse)
+    dev_inputs = [put(a) for a in inputs]
+    actual = backend.module.rnn_forward(mode, *dev_inputs, reverse=reverse,
+                                        stream=backend.stream())
+    assert_rnn_outputs(RNN_FORWARD_OUTPUTS, actual, expected, backend, rtol, atol)
+
+    x, h0, c0, w_ih, w_hh = inputs[:5]
+    y, c, saved = expected
+    dy = random(rng, (T, B, H))
+    dc_last = random(rng, (B, H)) if with_dc_last and mode == "lstm" else None
+    args = (dy, dc_last, x, h0, c0, w_ih, w_hh, y, c, saved)
+    flags = dict(reverse=reverse, has_bias=bias, need_dx=need_dx)
+    expected = _C.rnn_backward(mode, *args, **flags)
+    dev_args = [put(a) for a in args]
+    actual = backend.module.rnn_backward(mode, *dev_args, **flags, stream=backend.stream())
+    # Weight and bias gradients sum over T*B rows.
+    assert_rnn_outputs(RNN_BACKWARD_OUTPUTS, actual, expected, backend, rtol,
+                       atol * np.sqrt(T * B))
+    for a, dev in zip(list(inputs) + list(args), dev_inputs + dev_args):
+        if a is not None:
+            np.testing.assert_array_equal(backend.get(dev), a)
+
+
+def check_rnn_bad_arguments(backend, rng):
+    """The CUDA bindings reject what pydl._C rejects, with the same messages (the
+    shape rules are one shared copy)."""
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh = [backend.put(a) for a in
+                                        rnn_inputs(rng, "lstm", 3, 2, 5, 4, True)]
+    forward = backend.module.rnn_forward
+    with pytest.raises(ValueError, match=r"w_ih has shape \(16, 6\), expected \(G\*H, I\) = "
+                                         r"\(16, 5\)"):
+        forward("lstm", x, h0, c0, backend.put(random(rng, (16, 6))), w_hh, b_ih, b_hh)
+    with pytest.raises(ValueError, match=r"w_hh must be \(4\*hidden_size, hidden_size\), got "
+                                         r"\(12, 4\)"):
+        forward("lstm", x, h0, c0, w_ih, w_hh[:12], b_ih, b_hh)
+    with pytest.raises(TypeError, match="c0 must be a float32 array"):
+        forward("lstm", x, h0, None, w_ih, w_hh, b_ih, b_hh)
+    with pytest.raises(ValueError, match="c0 is for LSTM only"):
+        forward("gru", x, h0, c0, w_ih[:12], w_hh[:12], b_ih[:12], b_hh[:12])
+    with pytest.raises(ValueError, match="both b_ih and b_hh"):
+        forward("lstm", x, h0, c0, w_ih, w_hh, b_ih, None)
+    with pytest.raises(ValueError, match="mode must be"):
+        forward("elman", x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    with pytest.raises(TypeError, match="x must be float32"):
+        forward("lstm", x.astype(np.float64), h0, c0, w_ih, w_hh, b_ih, b_hh)
+    with pytest.raises(ValueError, match="x must be C-contiguous"):
+        forward("lstm", x[:, :, ::2], h0, c0, w_ih, w_hh, b_ih, b_hh)
+    y, c, saved = forward("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    with pytest.raises(ValueError, match=r"saved has shape \(3, 2, 15\), expected"):
+        backend.module.rnn_backward("lstm", y, None, x, h0, c0, w_ih, w_hh, y, c,
+                                    saved[..., :15].copy())
+    with pytest.raises(ValueError, match=r"dc_last has shape \(2, 3\), expected \(B, H\)"):
+        backend.module.rnn_backward("lstm", y, h0[:, :3].copy(), x, h0, c0, w_ih, w_hh, y, c,
+                                    saved)

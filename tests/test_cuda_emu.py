@@ -405,3 +405,13 @@ def test_allow_tf32_switch_reaches_the_cuda_gemm(monkeypatch, rng):
     assert np.abs(tf32 - cpu).max() > 1e-5  # the operands were rounded
     with pytest.raises(TypeError, match="allow_tf32 must be a bool"):
         settings.allow_tf32 = 1
+
+
+@pytest.mark.parametrize("case", cases.RNN_CASES, ids=str)
+@pytest.mark.parametrize("mode", cases.RNN_MODES)
+def test_rnn(mode, case, rng):
+    cases.check_rnn(backend, mode, case, rng)
+
+
+def test_rnn_bad_arguments(rng):
+    cases.check_rnn_bad_arguments(backend, rng)

@@ -152,3 +152,27 @@ LARGE_GEMM_TF32_CASES = [
 @pytest.mark.parametrize("case", cases.GEMM_TF32_CASES + LARGE_GEMM_TF32_CASES, ids=str)
 def test_gemm_tf32(case, rng):
     cases.check_gemm_tf32_case(backend, case, rng)
+
+
+# Sizes where the gate kernels run many blocks and the GEMMs take large tiles;
+# the long sums over T*B rows and H columns get a looser tolerance.
+LARGE_RNN_CASES = [
+    (20, 64, 100, 256, True, False, True, True),
+    (7, 130, 33, 129, False, True, False, True),
+]
+
+
+@pytest.mark.parametrize("case", cases.RNN_CASES, ids=str)
+@pytest.mark.parametrize("mode", cases.RNN_MODES)
+def test_rnn(mode, case, rng):
+    cases.check_rnn(backend, mode, case, rng)
+
+
+@pytest.mark.parametrize("case", LARGE_RNN_CASES, ids=str)
+@pytest.mark.parametrize("mode", cases.RNN_MODES)
+def test_rnn_large(mode, case, rng):
+    cases.check_rnn(backend, mode, case, rng, rtol=1e-3, atol=1e-4)
+
+
+def test_rnn_bad_arguments(rng):
+    cases.check_rnn_bad_arguments(backend, rng)

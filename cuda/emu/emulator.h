@@ -19,6 +19,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <functional>
@@ -66,16 +67,18 @@ constexpr int warpSize = 32;
 
 // ---- runtime API subset -----------------------------------------------------
 // The emulated module works on host pointers: there is no cudaMalloc/cudaMemcpy.
+// (cudaMallocAsync, for kernel workspaces, is host malloc.)
 struct CUstream_st;
 using cudaStream_t = CUstream_st*;
-enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1 };
+enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2 };
 enum cudaDeviceAttr {
   cudaDevAttrMultiProcessorCount = 16,
   cudaDevAttrComputeCapabilityMajor = 75,
   cudaDevAttrComputeCapabilityMinor = 76,
 };
 inline const char* cudaGetErrorString(cudaError_t e) {
-  return e == cudaSuccess ? "no error" : "invalid argument";
+  return e == cudaSuccess ? "no error" : e == cudaErrorInvalidValue ? "invalid argument"
+                                                                     : "out of memory";
 }
 // Launch errors are thrown by the launch itself, so nothing is ever pending.
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }
@@ -95,6 +98,19 @@ inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int) 
 // Launches run synchronously, so the memset can too (emulated memory is host memory).
 inline cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t = nullptr) {
   std::memset(p, value, bytes);
+  return cudaSuccess;
+}
+// Stream-ordered workspace: host memory, filled with NaN bytes (0xFF) so a
+// read of workspace that nothing wrote shows up; freed at once, since every
+// launch before the free has already finished.
+inline cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t = nullptr) {
+  *p = std::malloc(bytes > 0 ? bytes : 1);
+  if (!*p) return cudaErrorMemoryAllocation;
+  std::memset(*p, 0xFF, bytes);
+  return cudaSuccess;
+}
+inline cudaError_t cudaFreeAsync(void* p, cudaStream_t = nullptr) {
+  std::free(p);
   return cudaSuccess;
 }
 

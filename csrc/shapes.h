@@ -1,0 +1,51 @@
+// Argument rules shared by the bindings of pydl._C (csrc/bindings.cpp) and of
+// the CUDA modules (cuda/bindings.cpp). The bindings differ in how they read an
+// array (NumPy buffer or __cuda_array_interface__); what its shape must be and
+// the message when it is not are decided here, once. Errors are
+// std::invalid_argument (a Python ValueError). shapes.cpp is linked into both.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "common.h"
+#include "rnn.h"
+
+namespace pydl {
+
+// ---- rnn_forward / rnn_backward ----------------------------------------------
+
+// "rnn_tanh", "rnn_relu", "lstm" or "gru".
+RnnMode parse_rnn_mode(const std::string& mode);
+
+// The sizes of one recurrent layer call, read from x (T, B, I) and w_hh
+// (G*H, H), and the shape every other array of the call must have.
+struct RnnSizes {
+  RnnMode mode;
+  std::string fn;  // "rnn_forward (lstm)", for messages
+  index_t G, T, B, I, H;
+
+  // Checks the mode, x and w_hh (fn names the binding in messages).
+  RnnSizes(const std::string& fn, const std::string& mode_name,
+           const std::vector<index_t>& x_shape, const std::vector<index_t>& w_hh_shape);
+
+  bool lstm() const { return mode == RnnMode::lstm; }
+  index_t saved_width() const { return rnn_saved_width(mode, H); }
+
+  // The shape of the argument or output `name` (x, h0, c0, w_ih, w_hh, b_ih,
+  // b_hh, dy, dc_last, y, c, saved, and the gradients dx, dh0, dc0, dw_ih,
+  // dw_hh, db_ih, db_hh), and how it reads in T, B, I, H, G: "(T, B, I)".
+  struct Shape {
+    std::vector<index_t> dims;
+    std::string meaning;
+  };
+  Shape shape(const std::string& name) const;
+
+  // Throws unless an array `name` of shape `dims` has shape(name).dims.
+  void check(const std::string& name, const std::vector<index_t>& dims) const;
+  // The message for a required array `name` given as None (a TypeError).
+  std::string missing(const std::string& name) const;
+  // c0 is given exactly for LSTM, and both biases or neither.
+  void check_presence(bool has_c0, bool has_b_ih, bool has_b_hh) const;
+};
+
+}  // namespace pydl
