@@ -201,7 +201,7 @@ void for_each_tile(const Plan& p, const Body& body) {
 void conv2d_forward(float* out, const float* in, const float* weight, const float* bias,
                     const Conv2dShape& s) {
   check_conv2d(s);
-  if (winograd_forward_suits(s)) return winograd_forward(out, in, weight, bias, s);
+  if (winograd_suits(s)) return winograd_forward(out, in, weight, bias, s);
   const Plan p = make_plan(s);
   const Scratch scratch(p);
   for_each_tile(p, [&](index_t n0, index_t n1, int t) {
@@ -244,7 +244,7 @@ void conv2d_forward(float* out, const float* in, const float* weight, const floa
 void conv2d_backward_input(float* grad_in, const float* grad_out, const float* weight,
                            const Conv2dShape& s) {
   check_conv2d(s);
-  if (winograd_backward_input_suits(s)) return winograd_backward_input(grad_in, grad_out, weight, s);
+  if (winograd_suits(s)) return winograd_backward_input(grad_in, grad_out, weight, s);
   const Plan p = make_plan(s);
   const Scratch scratch(p);
   for_each_tile(p, [&](index_t n0, index_t n1, int t) {
