@@ -17,7 +17,6 @@
 // the whole batch. Threads take whole chunks, as conv.cpp does with its col
 // tiles; with fewer chunks than threads, the GEMMs thread instead.
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 
 #include "conv.h"
@@ -66,9 +65,10 @@ void transform_weights(float* U, const float* weight, index_t C_out, index_t C_i
 
 // ---- row kernels -------------------------------------------------------------------
 // Each works on one tile row (tiles [0, tw)) of one channel. Row buffers hold
-// 2 tw + 2 columns, rounded up so the AVX2 kernels read whole 8-tile blocks
-// (16 + 2 columns each) without bounds checks.
-index_t row_width(index_t tw) { return 16 * ((tw + 7) / 8) + 2; }
+// 2 tw + 2 columns, rounded up so the AVX2 kernels read and write whole
+// 8-tile blocks (16 + 2 columns each; tiles [0, tw] for scatter_row) without
+// bounds checks.
+index_t row_width(index_t tw) { return 16 * (tw / 8 + 1) + 2; }
 
 // B across one row t of B^T d: tile x reads t[2x .. 2x+3] and writes
 // (d0-d2, d1+d2, d2-d1, d1-d3) to v[0..3][x].
@@ -111,8 +111,10 @@ void output_row_portable(const float* const m[16], index_t tw, float shift, floa
 }
 
 // dV B^T across one row: tile x's v[0..3][x] become (v0, v1-v2+v3, v1+v2-v0, -v3),
-// added to t[2x .. 2x+3] (t zeroed by the caller; neighbouring tiles overlap).
+// summed into t[2x .. 2x+3] (neighbouring tiles overlap by two columns); t
+// gets 2 tw + 2 columns.
 void scatter_row_portable(const float* const v[4], index_t tw, float* t) {
+  std::fill(t, t + 2 * tw + 2, 0.0f);
   for (index_t x = 0; x < tw; ++x) {
     const float v0 = v[0][x], v1 = v[1][x], v2 = v[2][x], v3 = v[3][x];
     t[2 * x] += v0;
@@ -159,6 +161,37 @@ PYDL_TARGET_AVX2 void grad_row_avx2(const float* t, index_t tw, float* const v[4
   }
 }
 
+// With c0..c3 the four columns of each tile, even columns are c0[x] + c2[x-1]
+// and odd ones c1[x] + c3[x-1]: c2, c3 move up one lane, the lane leaving the
+// block carried into the next. Tiles past tw load as zero, so the last block
+// (run up to tile tw, which holds only the carry) writes exact columns.
+PYDL_TARGET_AVX2 void scatter_row_avx2(const float* const v[4], index_t tw, float* t) {
+  const __m256i up_one = _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6);
+  __m256 carry2 = _mm256_setzero_ps(), carry3 = _mm256_setzero_ps();
+  for (index_t x = 0; x <= tw; x += 8) {
+    __m256 v0, v1, v2, v3;
+    if (x + 8 <= tw) {
+      v0 = _mm256_loadu_ps(v[0] + x), v1 = _mm256_loadu_ps(v[1] + x);
+      v2 = _mm256_loadu_ps(v[2] + x), v3 = _mm256_loadu_ps(v[3] + x);
+    } else {
+      const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(tw - x)),
+                                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+      v0 = _mm256_maskload_ps(v[0] + x, mask), v1 = _mm256_maskload_ps(v[1] + x, mask);
+      v2 = _mm256_maskload_ps(v[2] + x, mask), v3 = _mm256_maskload_ps(v[3] + x, mask);
+    }
+    const __m256 c1 = _mm256_add_ps(_mm256_sub_ps(v1, v2), v3);
+    const __m256 c2 = _mm256_sub_ps(_mm256_add_ps(v1, v2), v0);
+    const __m256 c3 = _mm256_sub_ps(_mm256_setzero_ps(), v3);
+    const __m256 r2 = _mm256_permutevar8x32_ps(c2, up_one), r3 = _mm256_permutevar8x32_ps(c3, up_one);
+    const __m256 even = _mm256_add_ps(v0, _mm256_blend_ps(r2, carry2, 1));
+    const __m256 odd = _mm256_add_ps(c1, _mm256_blend_ps(r3, carry3, 1));
+    carry2 = r2, carry3 = r3;  // lane 0 now holds the block's last c2, c3
+    const __m256 lo = _mm256_unpacklo_ps(even, odd), hi = _mm256_unpackhi_ps(even, odd);
+    _mm256_storeu_ps(t + 2 * x, _mm256_permute2f128_ps(lo, hi, 0x20));
+    _mm256_storeu_ps(t + 2 * x + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+  }
+}
+
 // The pairs (y[2x], y[2x+1]) are interleaved back into rows.
 PYDL_TARGET_AVX2 void output_row_avx2(const float* const m[16], index_t tw, float shift,
                                       float* y0, float* y1) {
@@ -189,11 +222,9 @@ PYDL_TARGET_AVX2 void output_row_avx2(const float* const m[16], index_t tw, floa
 // (d0-d2, d1+d2, d2-d1, d1-d3).
 inline __attribute__((always_inline)) void input_columns(float* const r[4], const float* const d[4],
                                                          index_t n) {
-  float* __restrict r0 = r[0];
-  float* __restrict r1 = r[1];
-  float* __restrict r2 = r[2];
-  float* __restrict r3 = r[3];
+  float *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3];
   const float *d0 = d[0], *d1 = d[1], *d2 = d[2], *d3 = d[3];
+#pragma GCC ivdep
   for (index_t x = 0; x < n; ++x) {
     const float a = d0[x], b = d1[x], c = d2[x], e = d3[x];
     r0[x] = a - c;
@@ -206,11 +237,13 @@ inline __attribute__((always_inline)) void input_columns(float* const r[4], cons
 // B down the columns of the four rows r (n columns), in place:
 // (r0, r1-r2+r3, r1+r2-r0, -r3).
 inline __attribute__((always_inline)) void scatter_columns(float* const r[4], index_t n) {
+  float *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3];
+#pragma GCC ivdep
   for (index_t x = 0; x < n; ++x) {
-    const float a = r[0][x], b = r[1][x], c = r[2][x], e = r[3][x];
-    r[1][x] = b - c + e;
-    r[2][x] = b + c - a;
-    r[3][x] = -e;
+    const float a = r0[x], b = r1[x], c = r2[x], e = r3[x];
+    r1[x] = b - c + e;
+    r2[x] = b + c - a;
+    r3[x] = -e;
   }
 }
 
@@ -375,11 +408,13 @@ inline __attribute__((always_inline)) void grad_transform_body(
       const index_t n = u / ch.th, oh = 2 * (u % ch.th);
       const float* g0 = grad_out + ((n * s.C_out + co) * H_out + oh) * W_out;
       const float* g1 = oh + 1 < H_out ? g0 + W_out : zeros;
+      float *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3];
+#pragma GCC ivdep
       for (index_t x = 0; x < W_out; ++x) {  // A dY: rows (g0, g0+g1, g0-g1, -g1)
-        r[0][x] = g0[x];
-        r[1][x] = g0[x] + g1[x];
-        r[2][x] = g0[x] - g1[x];
-        r[3][x] = -g1[x];
+        r0[x] = g0[x];
+        r1[x] = g0[x] + g1[x];
+        r2[x] = g0[x] - g1[x];
+        r3[x] = -g1[x];
       }
       const index_t col = (u - u0) * ch.tw;
       for (int k = 0; k < 4; ++k) {
@@ -412,11 +447,16 @@ inline __attribute__((always_inline)) void scatter_transform_body(
       const index_t n = u / ch.th, oh = 2 * (u % ch.th);
       const index_t col = (u - u0) * ch.tw;
       for (int k = 0; k < 4; ++k) {
-        std::fill(r[k], r[k] + used, 0.0f);
         const float* const v[4] = {dV + ((4 * k + 0) * s.C_in + c) * ld + col,
                                    dV + ((4 * k + 1) * s.C_in + c) * ld + col,
                                    dV + ((4 * k + 2) * s.C_in + c) * ld + col,
                                    dV + ((4 * k + 3) * s.C_in + c) * ld + col};
+#if PYDL_X86
+        if (kAvx2) {
+          scatter_row_avx2(v, ch.tw, r[k]);
+          continue;
+        }
+#endif
         scatter_row_portable(v, ch.tw, r[k]);
       }
       scatter_columns(r, used);
@@ -424,8 +464,9 @@ inline __attribute__((always_inline)) void scatter_transform_body(
       for (int k = 0; k < 4; ++k) {
         const index_t ih = oh - s.pad_h + k;
         if (ih < 0 || ih >= s.H) continue;
-        float* __restrict dst = plane + ih * s.W;
-        const float* __restrict src = r[k] + s.pad_w;
+        float* dst = plane + ih * s.W;
+        const float* src = r[k] + s.pad_w;
+#pragma GCC ivdep
         for (index_t x = 0; x < hi; ++x) dst[x] += src[x];
       }
     }
@@ -492,19 +533,22 @@ void scatter_transform(float* grad_in, const float* dV, index_t ld, const Conv2d
 
 }  // namespace
 
-// Measured (1 thread, same run): Winograd beat im2col + GEMM by 1.2-1.7x where
-// it does at least ~1.75x fewer multiplies and both sides have 16+ channels.
-// With fewer channels the transforms cost what the GEMMs save (8 -> 16:
-// 1.0-1.1x); on 5x5 planes (3x3 outputs in 2x2 tiles, 1.27x fewer) it lost (0.96x).
-// im2col + GEMM does 9 multiplies per output and channel pair, Winograd 16 per tile.
-bool winograd_suits(const Conv2dShape& s) {
+// Measured (1 thread, same run, against im2col + GEMM): forward 1.2-1.75x
+// faster where Winograd does at least ~1.75x fewer multiplies (im2col + GEMM
+// does 9 per output and channel pair, Winograd 16 per 2x2 tile) and both sides
+// have 16+ channels; with 8 -> 16 channels the transforms cost what the GEMMs
+// save (1.0-1.1x), and 5x5 planes (3x3 outputs in four tiles, 1.27x fewer
+// multiplies) lost (0.8-0.96x). Grad-input transforms C_out channels in and
+// C_in out: 1.15-1.5x where C_out <= C_in or the plane is wide (32 -> 64,
+// 24x24 out: 1.14x), but 0.93x at 32 -> 64 on 11x11 and 13x13 outputs.
+bool winograd_suits(const Conv2dShape& s, bool grad_input) {
   if (s.KH != 3 || s.KW != 3 || s.stride_h != 1 || s.stride_w != 1 || s.dilation_h != 1 ||
       s.dilation_w != 1 || s.groups != 1 || s.N == 0 || s.C_in < 16 || s.C_out < 16)
     return false;
-  if (const char* force = std::getenv("PYDL_WINO")) return force[0] == '1';
   const index_t H_out = s.H_out(), W_out = s.W_out();
   const double tiles = double((H_out + 1) / 2) * ((W_out + 1) / 2);
-  return 9.0 * H_out * W_out >= 1.75 * 16.0 * tiles;
+  if (9.0 * H_out * W_out < 1.75 * 16.0 * tiles) return false;
+  return !grad_input || s.C_out <= s.C_in || W_out >= 24;
 }
 
 void winograd_forward(float* out, const float* in, const float* weight, const float* bias,
