@@ -2,7 +2,9 @@
 
 conv2d rows: "fwd" is the forward pass; "fwd+bwd" adds grad-input, grad-weight
 and grad-bias. Flops count 2*N*C_out*H_out*W_out*(C_in/groups)*KH*KW per
-forward and three times that for fwd+bwd. Pooling rows count bytes: the input
+forward and three times that for fwd+bwd: the direct convolution's count, so
+the 3x3 stride-1 layers that take the Winograd path (2.25x fewer multiplies
+at most) can show more than the FMA peak. Pooling rows count bytes: the input
 read and the output (plus int64 indices) written forward, the reverse backward.
 """
 from __future__ import annotations

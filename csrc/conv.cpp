@@ -11,6 +11,9 @@
 // small output planes go several to a tile, their col matrices side by side,
 // so one GEMM gets N = images * P columns instead of a handful.
 //
+// 3x3 stride-1 convolutions with enough channels take the Winograd path
+// instead (winograd.cpp; winograd_suits says where) for forward and grad-input.
+//
 // Threads: with at least as many tiles as threads, each thread takes whole
 // tiles and runs its GEMMs alone (the GEMM's own parallel region is nested,
 // hence inactive); otherwise tiles run in order and each GEMM uses the threads.
@@ -201,6 +204,7 @@ void for_each_tile(const Plan& p, const Body& body) {
 void conv2d_forward(float* out, const float* in, const float* weight, const float* bias,
                     const Conv2dShape& s) {
   check_conv2d(s);
+  if (winograd_suits(s, false)) return winograd_forward(out, in, weight, bias, s);
   const Plan p = make_plan(s);
   const Scratch scratch(p);
   for_each_tile(p, [&](index_t n0, index_t n1, int t) {
@@ -243,6 +247,7 @@ void conv2d_forward(float* out, const float* in, const float* weight, const floa
 void conv2d_backward_input(float* grad_in, const float* grad_out, const float* weight,
                            const Conv2dShape& s) {
   check_conv2d(s);
+  if (winograd_suits(s, true)) return winograd_backward_input(grad_in, grad_out, weight, s);
   const Plan p = make_plan(s);
   const Scratch scratch(p);
   for_each_tile(p, [&](index_t n0, index_t n1, int t) {

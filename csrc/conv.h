@@ -39,4 +39,14 @@ void conv2d_backward_weight(float* grad_weight, const float* grad_out, const flo
 // grad_bias (overwritten) = grad_out summed over N, H_out and W_out.
 void conv2d_backward_bias(float* grad_bias, const float* grad_out, const Conv2dShape& s);
 
+// The Winograd F(2x2, 3x3) path (winograd.cpp) for 3x3, stride-1, dilation-1,
+// single-group convolutions where it is faster than im2col + GEMM;
+// conv2d_forward and conv2d_backward_input take it when winograd_suits(s,
+// grad_input) says it is the faster one there.
+bool winograd_suits(const Conv2dShape& s, bool grad_input);
+void winograd_forward(float* out, const float* in, const float* weight, const float* bias,
+                      const Conv2dShape& s);
+void winograd_backward_input(float* grad_in, const float* grad_out, const float* weight,
+                             const Conv2dShape& s);
+
 }  // namespace pydl

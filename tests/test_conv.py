@@ -73,6 +73,73 @@ def test_kernels_at_layer_shapes(rng, config, shape):
         np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-3)
 
 
+# (N, C_in, H, W, C_out, pad): 3x3 stride-1 layers at and around the edges of
+# the Winograd rule (16+ channels both sides; outputs large enough that 2x2
+# tiles save ~1.75x the multiplies; grad-input also when C_out <= C_in or the
+# output is 24+ wide): odd sizes, batch 1, channels not multiples of 8.
+WINOGRAD_EDGES = [
+    (1, 16, 7, 9, 16, 1),     # both paths Winograd, odd plane, batch 1
+    (2, 17, 13, 11, 19, 0),   # forward Winograd, grad-input im2col (C_out > C_in, narrow)
+    (2, 16, 26, 27, 20, 0),   # grad-input Winograd too: 25 wide
+    (3, 24, 6, 5, 16, 1),     # odd width: a half-used tile column
+    (2, 16, 4, 4, 16, 2),     # padding 2: tiles over the border
+    (1, 16, 5, 5, 16, 0),     # 3x3 outputs: too few saved multiplies, im2col
+    (2, 15, 8, 8, 16, 1),     # 15 input channels: im2col
+    (2, 16, 9, 9, 16, 3),     # padding 3: whole tiles of padding
+    (2, 33, 19, 18, 16, 1),   # several chunks of tile rows, threads take whole chunks
+]
+
+
+def conv_in_channel_slices(x, w, b, gy, pad, size=8):
+    """conv2d and its gradients computed from slices of fewer than 16 channels
+    (input channels for the forward, output channels for grad-input), so every
+    piece runs im2col + GEMM: an independent float32 computation to compare with."""
+    geometry = dict(stride=(1, 1), padding=(pad, pad))
+    y = sum(_C.conv2d_forward(x[:, i:i + size].copy(), w[:, i:i + size].copy(), None, **geometry)
+            for i in range(0, x.shape[1], size)) + b[None, :, None, None]
+    gx = sum(_C.conv2d_backward(gy[:, o:o + size].copy(), x, w[o:o + size].copy(), **geometry,
+                                weight_grad=False, bias_grad=False)[0]
+             for o in range(0, w.shape[0], size))
+    return y, gx
+
+
+@pytest.mark.parametrize("shape", WINOGRAD_EDGES)
+def test_winograd_edges_match_float64_and_im2col(rng, config, shape):
+    n, cin, h, w, cout, pad = shape
+    x, wt, b = rng.standard_normal((n, cin, h, w)), rng.standard_normal((cout, cin, 3, 3)), \
+        rng.standard_normal(cout)
+    geometry = kwargs_of((1, 1), (pad, pad), (1, 1), 1)
+    y64 = _reference_forward(x, wt, b, **geometry)
+    g = rng.standard_normal(y64.shape)
+    x32, w32, b32, g32 = (a.astype(np.float32) for a in (x, wt, b, g))
+    y = _C.conv2d_forward(x32, w32, b32, **geometry)
+    got = _C.conv2d_backward(g32, x32, w32, **geometry)
+    expected = _reference_backward(g, x, wt, **geometry)
+    # Winograd's transforms add a few roundings: still ~1e-6 of the largest value.
+    for name, a, e in zip(("output", "grad_input", "grad_weight", "grad_bias"),
+                          (y,) + tuple(got), (y64,) + tuple(expected)):
+        assert np.abs(a - e).max() <= 1e-5 * np.abs(e).max(), name
+    y_slices, gx_slices = conv_in_channel_slices(x32, w32, b32, g32, pad)
+    np.testing.assert_allclose(y, y_slices, rtol=1e-4, atol=1e-4 * np.abs(y64).max())
+    np.testing.assert_allclose(got[0], gx_slices, rtol=1e-4, atol=1e-4 * np.abs(expected[0]).max())
+
+
+def test_winograd_layer_matches_torch(rng):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((2, 32, 14, 13)).astype(np.float32)
+    w = (rng.standard_normal((32, 32, 3, 3)) * 0.1).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    gy = rng.standard_normal((2, 32, 14, 13)).astype(np.float32)
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    torch.nn.functional.conv2d(xt, wt, bt, padding=1).backward(torch.from_numpy(gy))
+    y = _C.conv2d_forward(x, w, b, padding=(1, 1))
+    gx, gw, gb = _C.conv2d_backward(gy, x, w, padding=(1, 1))
+    yt = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b),
+                                    padding=1).numpy()
+    for a, e in ((y, yt), (gx, xt.grad.numpy()), (gw, wt.grad.numpy()), (gb, bt.grad.numpy())):
+        np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-4 * np.abs(e).max())
+
+
 @pytest.mark.parametrize("trial", range(4))
 def test_float64_gradients_by_finite_differences(rng, trial):
     xs, ws, stride, padding, dilation, groups = random_config(rng)
