@@ -7,11 +7,17 @@ kernel name, a function that allocates the outputs with the array module `xp`
 (CuPy; uninitialized, since every kernel writes all of its outputs), calls
 `module` with CuPy's current stream, and returns what pydl._C returns.
 """
+import functools
+
 import numpy as np
 
 from pydl import backends
 from pydl.ops.conv import output_size
 from pydl.ops.pool import pooled_size_pair
+
+
+def _adopt_outputs(xp, kernel, *args, **options):
+    return tuple(None if a is None else xp.asarray(a) for a in kernel(*args, **options))
 
 
 def cuda_kernels(module, xp):
@@ -179,10 +185,14 @@ def cuda_kernels(module, xp):
     for name in ("relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax"):
         if hasattr(module, name + "_forward"):
             kernels.update(elementwise(name))
-    # Optimizer steps update their arrays in place; the recurrent kernels allocate and
-    # return their outputs as pydl._C's do.
-    for name in ("sgd_step", "rmsprop_step", "adagrad_step", "adam_step", "rnn_forward",
-                 "rnn_backward"):
+    # Optimizer steps update their arrays in place.
+    for name in ("sgd_step", "rmsprop_step", "adagrad_step", "adam_step"):
         if hasattr(module, name):
             kernels.update(with_stream(name))
+    # The recurrent kernels allocate and return their outputs as pydl._C's do (CuPy
+    # arrays from pydl._cuda; NumPy ones from the emulation, which xp adopts).
+    for name in ("rnn_forward", "rnn_backward"):
+        if hasattr(module, name):
+            kernel = with_stream(name)[name]
+            kernels[name] = functools.partial(_adopt_outputs, xp, kernel)
     return {name: fn for name, fn in kernels.items() if hasattr(module, name)}

@@ -384,15 +384,25 @@ def test_dropout_masks_match_cpu(cuda, rng):
     assert 0.2 < 1 - masks[0].mean() < 0.4
 
 
+class _AllRecurrentOutputs(nn.Module):
+    """A recurrent layer whose output, final hidden state and (LSTM) final cell state
+    are all flattened into one output, so every one of them gets a gradient."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        y, state = self.layer(x)
+        states = state if isinstance(state, tuple) else (state,)
+        return pydl.cat([t.reshape(-1) for t in (y, *states)])
+
+
 @pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
-def test_recurrent_layers(cuda, mode, rng):
-    make = lambda: getattr(nn, mode)(4, 5, num_layers=2)  # noqa: E731
-    x = randn(rng, 6, 3, 4)
-    if "rnn_forward" not in vars(_kernels.cuda()):
-        with pytest.raises(NotImplementedError, match="rnn_forward"):
-            run_on("cuda", make, [x])
-        return
-    check_same(make, x)
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_recurrent_layers(cuda, mode, bidirectional, rng):
+    check_same(lambda: _AllRecurrentOutputs(
+        getattr(nn, mode)(4, 5, num_layers=2, bidirectional=bidirectional)), randn(rng, 6, 3, 4))
 
 
 # ---- losses -------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import numpy as np
 
 from pydl._device import kernels_for
 from pydl.autograd import Function
-from pydl.ops.common import contiguous, require_host
+from pydl.ops.common import contiguous, require_host, xp_of
 
 MODES = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 
@@ -139,7 +139,7 @@ class RecurrentLayer(Function):
         if not lstm:
             return y
         c_last = c[0] if self.reverse else c[-1]
-        return np.concatenate([y, c_last[None]])
+        return xp_of(y).concatenate([y, c_last[None]])
 
     def backward(self, grad):
         x, h0, c0, w_ih, w_hh, y, c, saved = self.saved
