@@ -3,8 +3,9 @@ over the same seeds. python bench/accuracy.py {mnist1d,fashion} [--seeds 0 1 2]
 
 mnist1d: the MNIST-1D paper's MLP, CNN and GRU (examples/mnist1d_models.py) with its
   recipe: Adam, learning rate 1e-2, batch 100 taken in order, 8000 steps, on the
-  package's default 4000/1000 split. PyTorch runs the same models (its default
-  initialization, which pydl.nn.init follows) on the same batches.
+  package's default 4000/1000 split. PyTorch runs the same models from the same
+  initial weights (pydl's for that seed, copied across) on the same batches, so the
+  two differ only in their arithmetic.
 fashion: the Keras MNIST tutorial CNN (examples/mnist_cnn.py --full) on the real
   Fashion-MNIST: RMSprop (Keras defaults: lr 1e-3, rho 0.9, eps 1e-7), batch 64, 5
   epochs, shuffled each epoch; PyTorch runs the same network (Keras' glorot-uniform
@@ -80,9 +81,16 @@ def mnist1d_data():
 
 
 def torch_mnist1d(model_name, seed, steps, batch_size=100, lr=1e-2):
+    import pydl
+    import mnist1d_models
     (x_train, y_train), (x_test, y_test) = mnist1d_data()
-    torch.manual_seed(seed)
+    pydl.manual_seed(seed)  # the example's initial weights for this seed
+    initial = mnist1d_models.MODELS[model_name]().state_dict()
     model = TORCH_MNIST1D[model_name]()
+    # (The CNN's 1xk Conv2d kernels become Conv1d ones: the same values, one axis less.)
+    model.load_state_dict({name: torch.from_numpy(value.detach().numpy().copy()).reshape(
+        theirs.shape) for (name, value), theirs in zip(initial.items(),
+                                                        model.state_dict().values())})
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     x_train, y_train = torch.from_numpy(x_train), torch.from_numpy(y_train).long()
     for step in range(steps):
