@@ -55,6 +55,16 @@ def mlp(sizes, last=None):
     return nn.Sequential(*layers, *([last] if last else []))
 
 
+def packed(discriminator, pack):
+    """The discriminator judges `pack` samples at once, concatenated into one input: a
+    generator that drops modes makes packs that look alike, which is easy to spot, so
+    packing counters mode collapse (PacGAN) without changing the minimax loss."""
+    def judge(x):
+        return discriminator(x.reshape(x.shape[0] // pack, pack * x.shape[1]))
+    judge.parameters = discriminator.parameters
+    return judge
+
+
 def mode_coverage(points, std):
     """(modes covered, fraction of points within 3 std of some mode)."""
     distance = np.linalg.norm(points[:, None, :] - ring_centers()[None], axis=2)
@@ -78,6 +88,8 @@ def main(argv=None):
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--noise-dim", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--pack", type=int, default=4,
+                        help="samples the discriminator judges together (1: a plain GAN)")
     parser.add_argument("--samples", type=int, default=10000, help="points scored at the end")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--full", action="store_true", help="10000 steps")
@@ -96,11 +108,17 @@ def main(argv=None):
         draw, dim = digits_sampler(rng), 64
         print("data: scikit-learn digits, 8x8 images scaled to [-1, 1]")
         generator = mlp([args.noise_dim, args.hidden, args.hidden, dim], nn.Tanh())
-    discriminator = mlp([dim, args.hidden, args.hidden, 1])
+    if args.batch_size % args.pack:
+        parser.error(f"--batch-size {args.batch_size} is not a multiple of --pack {args.pack}")
+    discriminator = packed(mlp([dim * args.pack, args.hidden, args.hidden, 1]), args.pack)
     opt_g = pydl.optim.Adam(generator.parameters(), lr=args.lr, betas=(0.5, 0.999))
     opt_d = pydl.optim.Adam(discriminator.parameters(), lr=args.lr, betas=(0.5, 0.999))
-    ones = pydl.ones(args.batch_size, 1)
-    zeros = pydl.zeros(args.batch_size, 1)
+    # The learning rate decays to zero over the run so that, once the generator has
+    # found every mode, its samples settle onto them instead of orbiting.
+    schedules = [pydl.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 - step / args.steps)
+                 for opt in (opt_g, opt_d)]
+    ones = pydl.ones(args.batch_size // args.pack, 1)
+    zeros = pydl.zeros(args.batch_size // args.pack, 1)
 
     d_losses, g_losses = [], []
     start = time.perf_counter()
@@ -118,6 +136,8 @@ def main(argv=None):
         opt_g.step()
         d_losses.append(d_loss.item())
         g_losses.append(g_loss.item())
+        for schedule in schedules:
+            schedule.step()
         if step % max(1, args.steps // 5) == 0:
             print(f"step {step:6d}  D loss {np.mean(d_losses[-50:]):.4f}  "
                   f"G loss {np.mean(g_losses[-50:]):.4f}")

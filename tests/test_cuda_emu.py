@@ -370,43 +370,6 @@ def test_emulated_wmma_needs_a_whole_warp():
         selftest.wmma_partial_warp()
 
 
-def test_allow_tf32_switch_reaches_the_cuda_gemm(monkeypatch, rng):
-    """pydl.backends.cuda.matmul.allow_tf32 (False by default, as in PyTorch)
-    becomes the CUDA gemm's tf32 flag; CPU arrays never get the flag."""
-    import pydl
-    from pydl.ops import gemm as gemm_op
-
-    class DeviceArray:  # stands for a CuPy array: not a NumPy one
-        def __init__(self, a):
-            self.a, self.shape, self.dtype, self.ndim = a, a.shape, a.dtype, a.ndim
-
-    seen = []
-
-    def device_gemm(a, b, *, trans_a, trans_b, tf32):
-        seen.append(tf32)
-        out = np.full((a.shape[0], b.shape[1]), np.nan, np.float32)
-        emu.gemm(a.a, b.a, trans_a=trans_a, trans_b=trans_b, out=out, tf32=tf32)
-        return out
-
-    monkeypatch.setattr(gemm_op, "kernels_for", lambda x: type("K", (), {
-        "gemm": staticmethod(device_gemm if isinstance(x, DeviceArray) else cases._C.gemm)}))
-    settings = pydl.backends.cuda.matmul
-    monkeypatch.setattr(settings, "allow_tf32", settings.allow_tf32)
-    a, b = cases.random(rng, (20, 24)), cases.random(rng, (24, 18))
-    assert settings.allow_tf32 is False
-    fp32 = gemm_op.matmul_arrays(DeviceArray(a), DeviceArray(b))
-    settings.allow_tf32 = True
-    tf32 = gemm_op.matmul_arrays(DeviceArray(a), DeviceArray(b))
-    cpu = gemm_op.matmul_arrays(a, b)  # the CPU gemm takes no tf32 flag
-    assert seen == [False, True]
-    np.testing.assert_allclose(fp32, cpu, rtol=1e-5, atol=1e-5 * 24)
-    np.testing.assert_allclose(tf32, cases.tf32_round(a) @ cases.tf32_round(b),
-                               rtol=1e-5, atol=1e-5 * 24)
-    assert np.abs(tf32 - cpu).max() > 1e-5  # the operands were rounded
-    with pytest.raises(TypeError, match="allow_tf32 must be a bool"):
-        settings.allow_tf32 = 1
-
-
 @pytest.mark.parametrize("case", cases.RNN_CASES, ids=str)
 @pytest.mark.parametrize("mode", cases.RNN_MODES)
 def test_rnn(mode, case, rng):
