@@ -279,27 +279,14 @@ void column_sums(float* out, const float* a, index_t rows, index_t cols, index_t
   });
 }
 
-void check_dims(const char* fn, index_t T, index_t B, index_t I, index_t H) {
-  require(T >= 1 && B >= 1 && I >= 1 && H >= 1,
-          std::string(fn) + ": sequence length, batch, input and hidden sizes must be >= 1, got "
-          "T=" + std::to_string(T) + ", B=" + std::to_string(B) + ", I=" + std::to_string(I) +
-          ", H=" + std::to_string(H));
-}
-
-
 }  // namespace
 
 void rnn_layer_forward(RnnMode mode, float* y, float* c, float* saved, const float* x,
                        const float* h0, const float* c0, const float* w_ih, const float* w_hh,
                        const float* b_ih, const float* b_hh, index_t T, index_t B, index_t I,
                        index_t H, bool reverse) {
-  check_dims("rnn_layer_forward", T, B, I, H);
-  const bool lstm = mode == RnnMode::lstm, gru = mode == RnnMode::gru;
-  require(y && x && h0 && w_ih && w_hh, "rnn_layer_forward: null y, x, h0 or weight");
-  require(!lstm || (c && c0), "rnn_layer_forward: LSTM needs c and c0");
-  require(rnn_saved_width(mode, H) == 0 || saved, "rnn_layer_forward: saved is null");
-  require((b_ih == nullptr) == (b_hh == nullptr),
-          "rnn_layer_forward: give both biases or neither");
+  check_rnn_layer_forward(mode, y, c, saved, x, h0, c0, w_ih, w_hh, b_ih, b_hh, T, B, I, H);
+  const bool gru = mode == RnnMode::gru;
   const index_t GH = rnn_gate_count(mode) * H, ld = rnn_gate_width(mode, H), BH = B * H;
   float* pre = rnn_saved_width(mode, H) == 0 ? y : saved;  // pre-activations, rows of ld
 
@@ -345,14 +332,9 @@ void rnn_layer_backward(RnnMode mode, float* dx, float* dh0, float* dc0, float* 
                         const float* w_ih, const float* w_hh, const float* y, const float* c,
                         const float* saved, index_t T, index_t B, index_t I, index_t H,
                         bool reverse) {
-  check_dims("rnn_layer_backward", T, B, I, H);
+  check_rnn_layer_backward(mode, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dy, x, h0, c0, w_ih,
+                           w_hh, y, c, saved, T, B, I, H);
   const bool lstm = mode == RnnMode::lstm, gru = mode == RnnMode::gru;
-  require(dh0 && dw_ih && dw_hh && dy && x && h0 && w_ih && w_hh && y,
-          "rnn_layer_backward: null gradient output or forward input");
-  require(!lstm || (dc0 && c0 && c), "rnn_layer_backward: LSTM needs dc0, c0 and c");
-  require(rnn_saved_width(mode, H) == 0 || saved, "rnn_layer_backward: saved is null");
-  require((db_ih == nullptr) == (db_hh == nullptr),
-          "rnn_layer_backward: ask for both bias gradients or neither");
   const index_t GH = rnn_gate_count(mode) * H, ld = rnn_gate_width(mode, H), BH = B * H;
 
   Workspace<float> dgates_ws(T * B * ld);

@@ -34,6 +34,20 @@ inline RnnStepTimes rnn_step_times(index_t s, index_t T, bool reverse) {
   return reverse ? RnnStepTimes{T - 1 - s, T - s} : RnnStepTimes{s, s - 1};
 }
 
+// The argument rules of rnn_layer_forward / rnn_layer_backward on either device
+// (sizes >= 1, the pointers each mode needs); defined in shapes.cpp, which both
+// kernel modules compile.
+void check_rnn_layer_forward(RnnMode mode, const float* y, const float* c, const float* saved,
+                             const float* x, const float* h0, const float* c0,
+                             const float* w_ih, const float* w_hh, const float* b_ih,
+                             const float* b_hh, index_t T, index_t B, index_t I, index_t H);
+void check_rnn_layer_backward(RnnMode mode, const float* dh0, const float* dc0,
+                              const float* dw_ih, const float* dw_hh, const float* db_ih,
+                              const float* db_hh, const float* dy, const float* x,
+                              const float* h0, const float* c0, const float* w_ih,
+                              const float* w_hh, const float* y, const float* c,
+                              const float* saved, index_t T, index_t B, index_t I, index_t H);
+
 // x is (T, B, I) in time order, h0 (B, H); c0 (B, H) for LSTM only.
 // w_ih is (G*H, I), w_hh (G*H, H); b_ih, b_hh are (G*H,) or both null (no bias).
 // Outputs: y (T, B, H) the hidden state at every time step (time order even

@@ -160,4 +160,43 @@ void RnnSizes::check_presence(bool has_c0, bool has_b_ih, bool has_b_hh) const {
   require(has_b_ih == has_b_hh, fn + ": give both b_ih and b_hh, or neither");
 }
 
+namespace {
+
+void check_rnn_dims(const char* fn, index_t T, index_t B, index_t I, index_t H) {
+  require(T >= 1 && B >= 1 && I >= 1 && H >= 1,
+          std::string(fn) + ": sequence length, batch, input and hidden sizes must be >= 1, got "
+          "T=" + std::to_string(T) + ", B=" + std::to_string(B) + ", I=" + std::to_string(I) +
+          ", H=" + std::to_string(H));
+}
+
+}  // namespace
+
+void check_rnn_layer_forward(RnnMode mode, const float* y, const float* c, const float* saved,
+                             const float* x, const float* h0, const float* c0,
+                             const float* w_ih, const float* w_hh, const float* b_ih,
+                             const float* b_hh, index_t T, index_t B, index_t I, index_t H) {
+  check_rnn_dims("rnn_layer_forward", T, B, I, H);
+  require(y && x && h0 && w_ih && w_hh, "rnn_layer_forward: null y, x, h0 or weight");
+  require(mode != RnnMode::lstm || (c && c0), "rnn_layer_forward: LSTM needs c and c0");
+  require(rnn_saved_width(mode, H) == 0 || saved, "rnn_layer_forward: saved is null");
+  require((b_ih == nullptr) == (b_hh == nullptr),
+          "rnn_layer_forward: give both biases or neither");
+}
+
+void check_rnn_layer_backward(RnnMode mode, const float* dh0, const float* dc0,
+                              const float* dw_ih, const float* dw_hh, const float* db_ih,
+                              const float* db_hh, const float* dy, const float* x,
+                              const float* h0, const float* c0, const float* w_ih,
+                              const float* w_hh, const float* y, const float* c,
+                              const float* saved, index_t T, index_t B, index_t I, index_t H) {
+  check_rnn_dims("rnn_layer_backward", T, B, I, H);
+  require(dh0 && dw_ih && dw_hh && dy && x && h0 && w_ih && w_hh && y,
+          "rnn_layer_backward: null gradient output or forward input");
+  require(mode != RnnMode::lstm || (dc0 && c0 && c),
+          "rnn_layer_backward: LSTM needs dc0, c0 and c");
+  require(rnn_saved_width(mode, H) == 0 || saved, "rnn_layer_backward: saved is null");
+  require((db_ih == nullptr) == (db_hh == nullptr),
+          "rnn_layer_backward: ask for both bias gradients or neither");
+}
+
 }  // namespace pydl
