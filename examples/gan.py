@@ -7,9 +7,13 @@ Losses (D outputs logits, s = sigmoid): the discriminator minimizes
 form of minimizing log(1 - s(D(G(z))))). Mode coverage: of 10,000 generated points, a
 mode counts as covered when at least 2% fall within 3 standard deviations of it.
 
-    python examples/gan.py                        # 1500 steps on the ring
-    python examples/gan.py --full                 # 10000 steps
-    python examples/gan.py --data digits
+The discriminator judges packs of 4 samples at once (PacGAN): with single samples
+(--pack 1) this GAN collapses onto 2 of the 8 modes by 6000 steps on two of two
+seeds; with packs of 4 it covers all 8 on each of seeds 0, 1 and 2 at 10000 steps,
+with 513 to 908 samples per mode (the threshold is 200).
+
+    python examples/gan.py                        # 10000 steps on the ring (~40 s)
+    python examples/gan.py --data digits --steps 3000
 """
 import argparse
 import time
@@ -83,7 +87,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", choices=("ring", "digits"), default="ring")
     parser.add_argument("--std", type=float, default=0.05, help="std of each ring mode")
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=10000)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--noise-dim", type=int, default=16)
@@ -92,10 +96,7 @@ def main(argv=None):
                         help="samples the discriminator judges together (1: a plain GAN)")
     parser.add_argument("--samples", type=int, default=10000, help="points scored at the end")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--full", action="store_true", help="10000 steps")
     args = parser.parse_args(argv)
-    if args.full:
-        args.steps = 10000
     pydl.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
 
