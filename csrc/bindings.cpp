@@ -327,13 +327,6 @@ void bind_elementwise(py::module_& m) {
 
 // ---- loss ------------------------------------------------------------------
 
-Reduction parse_reduction(const std::string& r) {
-  if (r == "mean") return Reduction::mean;
-  if (r == "sum") return Reduction::sum;
-  if (r == "none") return Reduction::none;
-  throw py::value_error("reduction must be 'mean', 'sum' or 'none', got '" + r + "'");
-}
-
 // Returns (loss, losses, grad): loss the reduced scalar, losses (N,) per row,
 // grad (N, C) = d loss / d logits for the reduction, or None.
 py::tuple softmax_cross_entropy(const py::handle& logits_obj, const py::handle& target_obj,
@@ -669,11 +662,6 @@ struct NormGrads {
         db(optional_output(affine_grad, {n}, dbp)) {}
   py::tuple result() const { return py::make_tuple(dx, dw, db); }
 };
-
-void check_probability(double p) {
-  if (!(p >= 0.0 && p <= 1.0))
-    throw py::value_error("dropout probability p must be in [0, 1], got " + std::to_string(p));
-}
 
 void bind_layers(py::module_& m) {
   m.def("philox4x32_10", [](std::array<std::uint32_t, 4> counter,

@@ -92,6 +92,18 @@ void check_pool2d(const Pool2dShape& s, const char* op) {
 }
 // ---- recurrent layers ----------------------------------------------------------
 
+Reduction parse_reduction(const std::string& name) {
+  if (name == "mean") return Reduction::mean;
+  if (name == "sum") return Reduction::sum;
+  if (name == "none") return Reduction::none;
+  fail("reduction must be 'mean', 'sum' or 'none', got '" + name + "'");
+}
+
+void check_probability(double p) {
+  require(p >= 0.0 && p <= 1.0,
+          "dropout probability p must be in [0, 1], got " + std::to_string(p));
+}
+
 RnnMode parse_rnn_mode(const std::string& mode) {
   if (mode == "rnn_tanh") return RnnMode::rnn_tanh;
   if (mode == "rnn_relu") return RnnMode::rnn_relu;

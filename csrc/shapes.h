@@ -8,9 +8,17 @@
 #include <vector>
 
 #include "common.h"
+#include "loss.h"
 #include "rnn.h"
 
 namespace pydl {
+
+// ---- softmax_cross_entropy, dropout ------------------------------------------
+
+// "mean", "sum" or "none".
+Reduction parse_reduction(const std::string& name);
+// A dropout probability: p in [0, 1].
+void check_probability(double p);
 
 // ---- rnn_forward / rnn_backward ----------------------------------------------
 

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "../csrc/optim_math.h"  // require_step
-#include "../csrc/shapes.h"      // RnnSizes
+#include "../csrc/shapes.h"      // RnnSizes, parse_reduction, check_probability
 #include "conv.cuh"
 #include "dropout.cuh"
 #include "elementwise.cuh"
@@ -324,13 +324,6 @@ void bind_elementwise(py::module_& m) {
 }
 
 // ---- loss ----------------------------------------------------------------------
-
-Reduction parse_reduction(const std::string& r) {
-  if (r == "mean") return Reduction::mean;
-  if (r == "sum") return Reduction::sum;
-  if (r == "none") return Reduction::none;
-  throw py::value_error("reduction must be 'mean', 'sum' or 'none', got '" + r + "'");
-}
 
 // Writes loss (one float32: the reduced loss), losses (N,) per row and, when
 // given, grad (N, C) = d loss / d logits for the reduction.
@@ -896,11 +889,6 @@ void bind_optim(py::module_& m) {
      py::arg("stream") = 0,
      "In-place Adam (AdamW with decoupled_weight_decay) update of float32 params (one array,\n"
      "or lists of arrays), as pydl._C's.");
-}
-
-void check_probability(double p) {
-  if (!(p >= 0.0 && p <= 1.0))
-    throw py::value_error("dropout probability p must be in [0, 1], got " + std::to_string(p));
 }
 
 // A float32 (n,) vector argument that may be None (returns nullptr).

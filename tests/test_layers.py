@@ -108,6 +108,15 @@ def test_dropout_keep_rate_and_scaling(rng, p):
     np.testing.assert_allclose(y[mask == 1], x[mask == 1] / np.float32(1 - p), rtol=1e-6)
 
 
+@pytest.mark.parametrize("p", [-0.1, 1.5, float("nan")])
+def test_dropout_kernels_reject_a_bad_probability(p):
+    x = np.ones(6, np.float32)
+    for call in (lambda: _C.dropout_mask((6,), p, 0, 0), lambda: _C.dropout_forward(x, p, 0, 0),
+                 lambda: _C.dropout_backward(x, np.ones(6, np.uint8), p)):
+        with pytest.raises(ValueError, match=r"dropout probability p must be in \[0, 1\]"):
+            call()
+
+
 def test_dropout_module_train_eval_and_gradient(rng):
     layer = nn.Dropout(0.3)
     x = pydl.tensor(rng.standard_normal((50, 40)).astype(np.float32), requires_grad=True)
