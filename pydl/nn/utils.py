@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from pydl.ops.common import xp_of
+from pydl.ops.common import writeable, xp_of
 from pydl.tensor import Tensor
 
 
@@ -13,13 +13,9 @@ def _grads(parameters):
     return [p.grad for p in parameters if p.grad is not None]
 
 
-def _writeable(array):
-    return array.flags.writeable if isinstance(array, np.ndarray) else True  # device arrays
-
-
 def _scale_(grad, factor):
     data = grad.data
-    if _writeable(data):
+    if writeable(data):
         data *= factor
     else:
         grad.data = data * factor
@@ -60,7 +56,7 @@ def clip_grad_value_(parameters, clip_value):
         raise ValueError(f"clip_value must be >= 0, got {clip_value}")
     for g in _grads(parameters):
         clipped = xp_of(g.data).clip(g.data, -clip_value, clip_value)
-        if _writeable(g.data):
+        if writeable(g.data):
             g.data[...] = clipped
         else:
             g.data = clipped

@@ -20,6 +20,12 @@ def require_host(array, op):
                         "or move it with .cpu()")
 
 
+def writeable(array):
+    """Whether `array` may be written in place (device arrays always may: CuPy's flags
+    have no `writeable`)."""
+    return array.flags.writeable if isinstance(array, np.ndarray) else True
+
+
 def contiguous(array):
     """A C-contiguous version of `array` (no copy when it already is)."""
     return array if array.flags.c_contiguous else xp_of(array).ascontiguousarray(array)

@@ -9,7 +9,7 @@ import numpy as np
 
 from pydl._device import to_device
 from pydl.autograd import enable_grad
-from pydl.ops.common import xp_of
+from pydl.ops.common import writeable, xp_of
 from pydl.optim._updates import update_kernel
 from pydl.tensor import Tensor
 
@@ -171,11 +171,9 @@ class Optimizer:
 
 
 def _updatable(p):
-    """p.data as a C-contiguous writable array (made so once, in place of p.data).
-    Device arrays are always writable (CuPy's flags have no `writeable`)."""
+    """p.data as a C-contiguous writable array (made so once, in place of p.data)."""
     data = p.data
-    writeable = data.flags.writeable if isinstance(data, np.ndarray) else True
-    if not (data.flags.c_contiguous and writeable):
+    if not (data.flags.c_contiguous and writeable(data)):
         data = xp_of(data).array(data, order="C")
         p.data = data
     return data
