@@ -95,6 +95,8 @@ def _to_array(data, dtype=None, copy=True):
 # ---- the Tensor -------------------------------------------------------------------
 
 MinMax = collections.namedtuple("MinMax", ["values", "indices"])
+SortResult = collections.namedtuple("SortResult", ["values", "indices"])
+TopK = collections.namedtuple("TopK", ["values", "indices"])
 
 
 class Tensor:
@@ -372,6 +374,46 @@ class Tensor:
         self.data[...] = source
         return self
 
+    def clamp_(self, min=None, max=None):
+        """In-place clamp (e.g. weight clipping under no_grad).
+
+        >>> w = pydl.tensor([-2.0, 0.5, 3.0])
+        >>> w.clamp_(-1, 1)
+        tensor([-1. ,  0.5,  1. ])
+        """
+        self._check_inplace("clamp_")
+        if min is None and max is None:
+            raise ValueError("clamp_: at least one of min and max must be given")
+        xp_of(self.data).clip(self.data, min, max, out=self.data)
+        return self
+
+    def masked_fill_(self, mask, value):
+        """In place: value where the bool mask (broadcast to self) is True."""
+        self._check_inplace("masked_fill_")
+        mask = _mask_array(mask, self)
+        self.data[xp_of(self.data).broadcast_to(mask, self.shape)] = _fill_value(value, self)
+        return self
+
+    def scatter_(self, dim, index, src=None, *, value=None):
+        """In place: self[..., index[i][j], ...] = src[i][j] along dim (src a tensor, or
+        value / a number). See scatter.
+
+        >>> pydl.zeros(2, 3).scatter_(1, pydl.tensor([[2], [0]]), 1.0)
+        tensor([[0., 0., 1.],
+                [1., 0., 0.]])
+        """
+        self._check_inplace("scatter_")
+        where_, source = self._scatter_args(dim, index, src, value, "scatter_")
+        self.data[where_] = source
+        return self
+
+    def scatter_add_(self, dim, index, src):
+        """In place: self[..., index[i][j], ...] += src[i][j] along dim (repeats add up)."""
+        self._check_inplace("scatter_add_")
+        where_, source = self._scatter_args(dim, index, src, None, "scatter_add_")
+        xp_of(self.data).add.at(self.data, where_, source)
+        return self
+
     def __setitem__(self, index, value):
         self._check_inplace("__setitem__")
         if isinstance(value, Tensor):
@@ -561,6 +603,23 @@ class Tensor:
     def std(self, dim=None, unbiased=True, keepdim=False, *, correction=None, axis=None):
         return self.var(dim, unbiased, keepdim, correction=correction, axis=axis).sqrt()
 
+    def all(self, dim=None, keepdim=False):
+        """True where every element (along dim, when given) is nonzero; bool, no gradient.
+
+        >>> (pydl.ones(3) > 0).all()
+        tensor(True)
+        """
+        return self._logical_reduce("all", dim, keepdim)
+
+    def any(self, dim=None, keepdim=False):
+        """True where some element (along dim, when given) is nonzero; bool, no gradient."""
+        return self._logical_reduce("any", dim, keepdim)
+
+    def _logical_reduce(self, method, dim, keepdim):
+        axes = normalize_axes(dim, self.ndim)
+        found = getattr(self.data, method)(axis=axes, keepdims=keepdim)
+        return Tensor._wrap(xp_of(self.data).asarray(found, dtype=bool_))
+
     def argmax(self, dim=None, keepdim=False, *, axis=None):
         return self._arg_extreme("argmax", _dim_or_axis(dim, axis), keepdim)
 
@@ -640,6 +699,180 @@ class Tensor:
 
     def __getitem__(self, index):
         return shape_ops.GetItem.apply(self, index=_index_arrays(index, self.data))
+
+    def chunk(self, chunks, dim=0):
+        """Splits into `chunks` pieces along dim, each ceil(size / chunks) long (the last
+        may be shorter, and there may be fewer pieces, as in torch).
+
+        >>> [t.shape for t in pydl.arange(5).chunk(2)]
+        [(3,), (2,)]
+        """
+        if not isinstance(chunks, (int, np.integer)) or chunks < 1:
+            raise ValueError(f"chunk: chunks must be a positive int, got {chunks!r}")
+        size = self.shape[normalize_axis(dim, self.ndim)]
+        return self.split(max(-(-size // int(chunks)), 1), dim)
+
+    def split(self, split_size_or_sections, dim=0):
+        """Pieces along dim: of split_size each (the last may be shorter), or of the
+        listed section sizes, which must add up to the size of dim.
+
+        >>> [t.tolist() for t in pydl.arange(5).split([1, 4])]
+        [[0], [1, 2, 3, 4]]
+        """
+        axis = normalize_axis(dim, self.ndim)
+        size = self.shape[axis]
+        if isinstance(split_size_or_sections, (int, np.integer)):
+            step = int(split_size_or_sections)
+            if step < 1:
+                raise ValueError(f"split: split_size must be positive, got {step}")
+            sections = [min(step, size - start) for start in range(0, size, step)] or [0]
+        else:
+            sections = [int(n) for n in split_size_or_sections]
+            if sum(sections) != size or min(sections, default=0) < 0:
+                raise ValueError(f"split: sections {sections} must be non-negative and add up "
+                                 f"to {size}, the size of dim {dim}")
+        lead = (slice(None),) * axis
+        bounds = np.cumsum([0] + sections)
+        return tuple(self[lead + (slice(int(a), int(b)),)] for a, b in zip(bounds, bounds[1:]))
+
+    def unbind(self, dim=0):
+        """The slices along dim, with that dim removed."""
+        axis = normalize_axis(dim, self.ndim)
+        return tuple(self[(slice(None),) * axis + (i,)] for i in range(self.shape[axis]))
+
+    # -- selection: sort, topk, gather, scatter, masked_fill --
+
+    def argsort(self, dim=-1, descending=False, stable=False):
+        """The indices that sort dim (stably: ties keep their order).
+
+        >>> pydl.tensor([3.0, 1.0, 2.0]).argsort()
+        tensor([1, 2, 0])
+        """
+        axis = normalize_axis(dim, self.ndim)
+        keys = self.data.astype(int64) if self.dtype == bool_ else self.data
+        found = xp_of(keys).argsort(-keys if descending else keys, axis=axis, kind="stable")
+        return Tensor._wrap(found.astype(int64, copy=False))
+
+    def sort(self, dim=-1, descending=False, stable=False):
+        """(values, indices) sorted along dim; values carry the gradient.
+
+        >>> pydl.tensor([3.0, 1.0, 2.0]).sort(descending=True)
+        SortResult(values=tensor([3., 2., 1.]), indices=tensor([0, 2, 1]))
+        """
+        indices = self.argsort(dim, descending)
+        return SortResult(self.gather(dim, indices), indices)
+
+    def topk(self, k, dim=-1, largest=True, sorted=True):
+        """The k largest (or smallest) elements along dim and their indices, in order.
+
+        >>> pydl.tensor([[1.0, 5.0, 3.0]]).topk(2)
+        TopK(values=tensor([[5., 3.]]), indices=tensor([[1, 2]]))
+        """
+        axis = normalize_axis(dim, self.ndim)
+        size = self.shape[axis] if self.ndim else 1
+        if not 0 <= k <= size:
+            raise ValueError(f"topk: k={k} is out of range for dim {dim} of size {size}")
+        order = self.argsort(axis, descending=largest)
+        indices = Tensor._wrap(order.data[(slice(None),) * axis + (slice(0, k),)])
+        return TopK(self.gather(axis, indices), indices)
+
+    def gather(self, dim, index):
+        """out[i][j] = self[index[i][j]][j] for dim=0 (and so on): index is int64 with
+        self's number of dimensions and no larger than self outside dim. The gradient
+        is added back at the gathered positions.
+
+        >>> pydl.tensor([[1.0, 2.0], [3.0, 4.0]]).gather(1, pydl.tensor([[1], [0]]))
+        tensor([[2.],
+                [3.]])
+        """
+        return shape_ops.GetItem.apply(self, index=self._gather_index(dim, index, "gather"))
+
+    def scatter(self, dim, index, src=None, *, value=None):
+        """A copy of self with out[index[i][j]][j] = src[i][j] for dim=0 (and so on); src
+        is a tensor (its first index.shape elements are used) or a number (value=).
+        Differentiable in self and src.
+
+        >>> pydl.zeros(3).scatter(0, pydl.tensor([2, 0]), pydl.tensor([5.0, 6.0]))
+        tensor([6., 0., 5.])
+        """
+        return self._scatter(dim, index, src, value, accumulate=False, op="scatter")
+
+    def scatter_add(self, dim, index, src):
+        """A copy of self with src added at index along dim (repeated indices add up).
+
+        >>> pydl.zeros(2).scatter_add(0, pydl.tensor([1, 1, 0]), pydl.ones(3))
+        tensor([1., 2.])
+        """
+        return self._scatter(dim, index, src, None, accumulate=True, op="scatter_add")
+
+    def _scatter(self, dim, index, src, value, accumulate, op):
+        where_ = self._gather_index(dim, index, op)
+        shape = where_[0].shape if where_ else ()
+        if src is None or not isinstance(src, Tensor):
+            fill = value if src is None else src
+            if fill is None:
+                raise TypeError(f"{op}: pass src (a tensor) or value (a number)")
+            source = _filled(shape, _fill_value(fill, self), self.dtype, self.device, False)
+        else:
+            source = src.to(dtype=self.dtype)
+            if source.ndim != self.ndim or any(s < n for s, n in zip(source.shape, shape)):
+                raise ValueError(f"{op}: src of shape {src.shape} must have index's number of "
+                                 f"dimensions and be at least index's shape {shape}")
+            if source.shape != shape:
+                source = source[tuple(slice(0, n) for n in shape)]
+        return shape_ops.Scatter.apply(self, source, index=where_, accumulate=accumulate)
+
+    def _scatter_args(self, dim, index, src, value, op):
+        """(index tuple, source array) for the in-place scatters."""
+        where_ = self._gather_index(dim, index, op)
+        if isinstance(src, Tensor):
+            autograd.require_same_device([self.data, src.data])
+            shape = where_[0].shape if where_ else ()
+            return where_, src.data[tuple(slice(0, n) for n in shape)]
+        fill = value if src is None else src
+        if fill is None:
+            raise TypeError(f"{op}: pass src (a tensor) or value (a number)")
+        return where_, _fill_value(fill, self)
+
+    def _gather_index(self, dim, index, op):
+        """The tuple of index arrays that picks, for every position of `index`, the
+        element of self it names along dim (torch.gather's rule)."""
+        index = _as_tensor(index)
+        if index.dtype != int64:
+            raise TypeError(f"{op}: index must be int64, got {index.dtype}")
+        autograd.require_same_device([self.data, index.data])
+        axis = normalize_axis(dim, self.ndim)
+        if index.ndim != max(self.ndim, 1) or any(
+                n > m for i, (n, m) in enumerate(zip(index.shape, self.shape)) if i != axis):
+            raise ValueError(f"{op}: index of shape {index.shape} must have the input's "
+                             f"{self.ndim} dimensions and be no larger than its shape "
+                             f"{self.shape} outside dim {dim}")
+        size = self.shape[axis] if self.ndim else 1
+        if index.numel() and (int(index.data.min()) < 0 or int(index.data.max()) >= size):
+            raise IndexError(f"{op}: index values must lie in [0, {size}) for dim {dim}, got "
+                             f"{int(index.data.min())} to {int(index.data.max())}")
+        if self.ndim == 0:
+            return ()
+        xp = xp_of(self.data)
+        grids = [xp.arange(n).reshape((1,) * i + (n,) + (1,) * (index.ndim - i - 1))
+                 for i, n in enumerate(index.shape)]
+        grids[axis] = index.data
+        return tuple(grids)
+
+    def masked_fill(self, mask, value):
+        """value where the bool mask (broadcast to self) is True, else self; the gradient
+        passes where the mask is False.
+
+        >>> x = pydl.tensor([1.0, 2.0, 3.0])
+        >>> x.masked_fill(x > 1.5, 0.0)
+        tensor([1., 0., 0.])
+        """
+        mask = Tensor._wrap(_mask_array(mask, self))
+        if isinstance(value, Tensor) and value.numel() != 1:
+            raise ValueError(f"masked_fill: value must be a number or a one-element tensor, "
+                             f"got shape {value.shape}")
+        fill = value.reshape(()) if isinstance(value, Tensor) else _fill_value(value, self)
+        return where(mask, fill, self)
 
     # -- activations --
 
@@ -723,6 +956,24 @@ def _index_arrays(index, array):
     return convert(index)
 
 
+def _mask_array(mask, like):
+    """A bool mask's array on `like`'s device (TypeError naming any other dtype)."""
+    mask = _as_tensor(mask)
+    if mask.dtype != bool_:
+        raise TypeError(f"mask must be a bool tensor, got {mask.dtype}")
+    autograd.require_same_device([like.data, mask.data])
+    return mask.data
+
+
+def _fill_value(value, like):
+    """A number (or one-element tensor) as a scalar of like's dtype."""
+    if isinstance(value, Tensor):
+        value = value.item()
+    if not isinstance(value, (numbers.Number, np.generic)):
+        raise TypeError(f"expected a number as the fill value, got {type(value).__name__}")
+    return like.dtype.type(value)
+
+
 def _as_tensor(value):
     return value if isinstance(value, Tensor) else Tensor._wrap(_to_array(value, copy=False))
 
@@ -733,11 +984,22 @@ def matmul(input, other):
     return _as_tensor(input).matmul(other)
 
 
-def where(condition, input, other):
-    """input where condition is true, else other (scalars allowed; broadcasting)."""
+def where(condition, input=None, other=None):
+    """input where condition is true, else other (scalars allowed; broadcasting). With
+    the condition alone, the indices where it is true, one int64 tensor per dimension.
+
+    >>> x = pydl.tensor([-1.0, 2.0, -3.0])
+    >>> pydl.where(x > 0, x, 0.0)
+    tensor([0., 2., 0.])
+    >>> pydl.where(x > 0)
+    (tensor([1]),)
+    """
     condition = _as_tensor(condition)
     if condition.dtype != bool_:
         raise TypeError(f"where: condition must be a bool tensor, got {condition.dtype}")
+    if input is None and other is None:
+        return tuple(Tensor._wrap(i.astype(int64, copy=False))
+                     for i in xp_of(condition.data).nonzero(condition.data))
     if not isinstance(input, Tensor) and not isinstance(other, Tensor):
         input = _as_tensor(input)
     a, b = _coerce(input, other)
@@ -780,13 +1042,121 @@ def stack(tensors, dim=0):
     return shape_ops.Stack.apply(*tensors, dim=normalize_axis(dim, tensors[0].ndim + 1))
 
 
+def einsum(equation, *operands):
+    """Einstein summation: einsum("ij,jk->ik", a, b) is a @ b. Operands are contracted
+    two at a time as one batched matrix product each (the GEMM kernel), after summing
+    away the letters only one operand has; "..." and the implicit output (the letters
+    seen once, sorted) work as in torch. A letter repeated within one operand (a
+    diagonal or trace) is not supported.
+
+    >>> a, b = pydl.ones(2, 3), pydl.ones(3, 4)
+    >>> pydl.einsum("ij,jk->ik", a, b).shape
+    (2, 4)
+    >>> pydl.einsum("bi,bi->b", a, a)
+    tensor([3., 3.])
+    """
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = operands[0]
+    operands = _same_dtype(operands, "einsum")
+    inputs, output = _einsum_subscripts(equation, [t.ndim for t in operands])
+    sizes = {}
+    for subs, t in zip(inputs, operands):
+        if len(set(subs)) != len(subs):
+            raise NotImplementedError(f"einsum: {equation!r} repeats a letter within one "
+                                      "operand (diagonal or trace), which pydl does not support")
+        for letter, n in zip(subs, t.shape):
+            if sizes.get(letter, 1) not in (1, n) and n != 1:
+                raise ValueError(f"einsum: {equation!r}: letter {letter!r} has sizes "
+                                 f"{sizes[letter]} and {n}")
+            sizes[letter] = max(sizes.get(letter, 1), n)
+    # Size-1 axes broadcast against the other operands' sizes.
+    operands = [t.expand(*(sizes[c] for c in subs)) for t, subs in zip(operands, inputs)]
+    result, subs = _einsum_reduce(operands[0], inputs[0], set(output).union(*inputs[1:]))
+    for i in range(1, len(operands)):
+        later = set(output).union(*inputs[i + 1:])
+        other, other_subs = _einsum_reduce(operands[i], inputs[i], later | set(subs))
+        result, subs = _einsum_pair(result, subs, other, other_subs, later)
+    result, subs = _einsum_reduce(result, subs, set(output))
+    if not output:
+        return result.reshape(())
+    return result.permute(*(subs.index(c) for c in output))
+
+
+def _einsum_subscripts(equation, ndims):
+    """(input subscripts, output subscripts) as strings of letters, "..." spelled out."""
+    equation = equation.replace(" ", "")
+    lhs, arrow, rhs = equation.partition("->")
+    inputs = lhs.split(",")
+    if len(inputs) != len(ndims):
+        raise ValueError(f"einsum: {equation!r} names {len(inputs)} operands, got {len(ndims)}")
+    spare = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+             if c not in equation]
+    ellipsis_ndim = 0
+    spelled = []
+    for subs, ndim in zip(inputs, ndims):
+        if not all(c.isalpha() for c in subs.replace("...", "")):
+            raise ValueError(f"einsum: subscripts must be letters (and '...'), got {subs!r}")
+        letters = len(subs.replace("...", ""))
+        extra = ndim - letters if "..." in subs else 0
+        if letters + extra != ndim or extra < 0:
+            raise ValueError(f"einsum: subscripts {subs!r} do not fit an operand with {ndim} "
+                             "dimensions")
+        ellipsis_ndim = max(ellipsis_ndim, extra)
+        spelled.append((subs, extra))
+    dots = "".join(spare[:ellipsis_ndim])
+    inputs = [subs.replace("...", dots[ellipsis_ndim - extra:]) for subs, extra in spelled]
+    if arrow:
+        output = rhs.replace("...", dots)
+    else:
+        counts = collections.Counter("".join(inputs))
+        output = dots + "".join(sorted(c for c in counts if counts[c] == 1 and c not in dots))
+    unknown = set(output) - set("".join(inputs))
+    if unknown or len(set(output)) != len(output):
+        raise ValueError(f"einsum: output subscripts {rhs!r} must be distinct letters of the "
+                         "inputs")
+    return inputs, output
+
+
+def _einsum_reduce(t, subs, keep):
+    """t summed over its letters not in keep: (tensor, remaining subscripts)."""
+    gone = [i for i, c in enumerate(subs) if c not in keep]
+    if not gone:
+        return t, subs
+    return t.sum(dim=tuple(gone)), "".join(c for c in subs if c in keep)
+
+
+def _einsum_pair(a, sa, b, sb, keep):
+    """The contraction of a and b as one batched matmul (batch, M, K) @ (batch, K, N):
+    batch letters are in both and kept, K letters in both and summed, M and N letters in
+    one operand only. Returns (tensor, subscripts batch + M + N)."""
+    batch = [c for c in sa if c in sb and c in keep]
+    summed = [c for c in sa if c in sb and c not in keep]
+    rows = [c for c in sa if c not in sb]
+    cols = [c for c in sb if c not in sa]
+
+    def size(t, subs, letters):
+        return int(np.prod([t.shape[subs.index(c)] for c in letters], dtype=np.int64))
+
+    def arranged(t, subs, order, shape):
+        return t.permute(*(subs.index(c) for c in order)).reshape(shape)
+
+    nb, nk = size(a, sa, batch), size(a, sa, summed)
+    nm, nn = size(a, sa, rows), size(b, sb, cols)
+    left = arranged(a, sa, batch + rows + summed, (nb, nm, nk))
+    right = arranged(b, sb, batch + summed + cols, (nb, nk, nn))
+    shape = [a.shape[sa.index(c)] for c in batch + rows] + [b.shape[sb.index(c)] for c in cols]
+    return left.matmul(right).reshape(tuple(shape)), "".join(batch + rows + cols)
+
+
 # The function forms of Tensor methods: pydl.exp(x) is x.exp(), and so on.
 FUNCTION_FORMS = (
     "add", "sub", "mul", "div", "pow", "neg", "abs", "exp", "log", "sqrt", "clamp", "clip",
     "maximum", "minimum", "sum", "mean", "amax", "amin", "max", "min", "var", "std",
     "argmax", "argmin", "reshape", "flatten", "permute", "transpose", "squeeze", "unsqueeze",
     "broadcast_to", "relu", "sigmoid", "tanh", "softmax", "log_softmax",
-    "eq", "ne", "lt", "le", "gt", "ge")
+    "eq", "ne", "lt", "le", "gt", "ge",
+    "sort", "argsort", "topk", "gather", "scatter", "scatter_add", "masked_fill", "chunk",
+    "split", "unbind")
 
 
 def function_form(name):
@@ -895,6 +1265,53 @@ def zeros_like(input, dtype=None, device=None, requires_grad=False):
 
 def ones_like(input, dtype=None, device=None, requires_grad=False):
     return _filled_like(1, input, dtype, device, requires_grad)
+
+
+def full_like(input, fill_value, dtype=None, device=None, requires_grad=False):
+    """A tensor of fill_value with input's shape (and dtype and device, unless given).
+
+    >>> pydl.full_like(pydl.zeros(2), 7.0)
+    tensor([7., 7.])
+    """
+    return _filled_like(fill_value, input, dtype, device, requires_grad)
+
+
+def empty_like(input, dtype=None, device=None, requires_grad=False):
+    """Uninitialized memory with input's shape, dtype and device (unless given)."""
+    return empty(*input.shape, dtype=dtype or input.dtype, device=device or input.device,
+                 requires_grad=requires_grad)
+
+
+def _float_like(input, dtype):
+    dtype = as_dtype(dtype) or input.dtype
+    return dtype if _is_float(dtype) else float32
+
+
+def randn_like(input, dtype=None, device=None, requires_grad=False):
+    """Standard normal samples with input's shape (its dtype when floating, else float32).
+
+    >>> pydl.randn_like(pydl.zeros(2, 3)).shape
+    (2, 3)
+    """
+    return randn(*input.shape, dtype=_float_like(input, dtype), device=device or input.device,
+                 requires_grad=requires_grad)
+
+
+def rand_like(input, dtype=None, device=None, requires_grad=False):
+    """Uniform samples in [0, 1) with input's shape (its dtype when floating, else float32)."""
+    return rand(*input.shape, dtype=_float_like(input, dtype), device=device or input.device,
+                requires_grad=requires_grad)
+
+
+def randint_like(input, low=0, high=None, dtype=None, device=None):
+    """Integers uniform in [low, high) with input's shape and dtype (randint_like(x, high)
+    starts at 0).
+
+    >>> bool((pydl.randint_like(pydl.zeros(100), 3) < 3).all())
+    True
+    """
+    return randint(low, high, input.shape, dtype=dtype or input.dtype,
+                   device=device or input.device)
 
 
 def randn(*size, dtype=None, device=None, requires_grad=False):

@@ -1,4 +1,4 @@
-"""Shape and indexing ops: reshape, permute, expand, indexing, cat, stack.
+"""Shape and indexing ops: reshape, permute, expand, indexing, scatter, cat, stack.
 
 Forward results are NumPy views where NumPy gives one; backward maps the
 gradient back to the input's layout.
@@ -59,6 +59,30 @@ class GetItem(Function):
         else:
             xp.add.at(grad, self.index, g)
         return (grad,)
+
+
+class Scatter(Function):
+    """a with the elements at `index` (a tuple of index arrays, as for a[index]) replaced
+    by b (accumulate=False) or increased by b (accumulate=True); b has the index's shape.
+    Backward: b's gradient is g[index]; a's is g, zeroed at index unless accumulating."""
+
+    def forward(self, a, b):
+        out = a.copy()
+        if self.accumulate:
+            xp_of(a).add.at(out, self.index, b)
+        else:
+            out[self.index] = b
+        return out
+
+    def backward(self, g):
+        need_a, need_b = self.needs_input_grad
+        ga = None
+        if need_a:
+            ga = g
+            if not self.accumulate:
+                ga = g.copy()
+                ga[self.index] = 0
+        return ga, g[self.index] if need_b else None
 
 
 class Cat(Function):
