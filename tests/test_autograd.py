@@ -263,7 +263,8 @@ def test_cross_entropy(rng, reduction, target_kind):
         if target_kind == "index_ignored":
             target[[1, 4]] = -1
     ignore = -1 if target_kind == "index_ignored" else -100
-    check_grad(lambda x: F.cross_entropy(x, pydl.tensor(target), reduction, ignore), z)
+    check_grad(lambda x: F.cross_entropy(x, pydl.tensor(target), reduction=reduction,
+                                       ignore_index=ignore), z)
     expected = _cross_entropy_reference(z, target, reduction, ignore)
     for dtype, rtol in (("float64", 1e-12), ("float32", 1e-5)):
         x = pydl.tensor(z, dtype=dtype, requires_grad=True)

@@ -1,9 +1,10 @@
 """pydl.nn: neural-network building blocks (the stateless forms in pydl.nn.functional)."""
 from pydl.nn import functional, init, utils
-from pydl.nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from pydl.nn.activation import (ELU, GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax,
+                                Tanh)
 from pydl.nn.attention import MultiheadAttention
-from pydl.nn.conv import Conv2d
-from pydl.nn.dropout import Dropout
+from pydl.nn.conv import Conv1d, Conv2d, ConvTranspose2d
+from pydl.nn.dropout import Dropout, Dropout2d
 from pydl.nn.embedding import Embedding
 from pydl.nn.flatten import Flatten
 from pydl.nn.linear import Identity, Linear
@@ -11,8 +12,9 @@ from pydl.nn.loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, 
                           NLLLoss)
 from pydl.nn.module import Module, ModuleList, Parameter, Sequential
 from pydl.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
-from pydl.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from pydl.nn.pooling import AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
 from pydl.nn.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from pydl.nn.upsampling import Upsample
 
 __all__ = ["functional", "init", "utils", "Module", "ModuleList", "Parameter", "Sequential",
            "Identity", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax",
@@ -20,3 +22,5 @@ __all__ = ["functional", "init", "utils", "Module", "ModuleList", "Parameter", "
            "MultiheadAttention", "CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "BCELoss",
            "BCEWithLogitsLoss", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
            "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten"]
+__all__ += ["SiLU", "ELU", "Dropout2d", "Conv1d", "ConvTranspose2d", "MaxPool1d", "AvgPool1d",
+            "Upsample"]

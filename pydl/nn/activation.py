@@ -52,6 +52,40 @@ class GELU(Module):
         return 0.5 * input * (1 + F.tanh(inner))
 
 
+class SiLU(Module):
+    """x sigmoid(x).
+
+    >>> print(f"{nn.SiLU()(pydl.tensor(1.0)).item():.4f}")
+    0.7311
+    """
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input):
+        return F.silu(input)
+
+
+class ELU(Module):
+    """x for x > 0, alpha (exp(x) - 1) otherwise.
+
+    >>> nn.ELU()(pydl.tensor([1.0, 0.0])).tolist()
+    [1.0, 0.0]
+    """
+
+    def __init__(self, alpha=1.0, inplace=False):
+        super().__init__()
+        self.alpha = alpha
+        self.inplace = inplace
+
+    def forward(self, input):
+        return F.elu(input, self.alpha)
+
+    def extra_repr(self):
+        return f"alpha={self.alpha}"
+
+
 def _legacy_softmax_dim(ndim):
     # torch's choice when dim is not given.
     return 0 if ndim in (0, 1, 3) else 1

@@ -38,6 +38,27 @@ def log_softmax(input, dim=-1):
     return _as_tensor(input).log_softmax(dim)
 
 
+def _same_dtype(op, input, weight, bias=None):
+    """RuntimeError naming both dtypes unless input, weight (and bias) share one: pydl,
+    like torch, does not convert a layer's input behind the user's back."""
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.dtype != input.dtype:
+            raise RuntimeError(
+                f"{op}: expected input and {name} to have the same dtype, but got input "
+                f"{input.dtype} and {name} {t.dtype}; convert the input (x.float() for a "
+                "float32 model) or the model (model.double())")
+
+
+def _float_target(op, target, input):
+    """RuntimeError unless a tensor or array target has a floating dtype (torch refuses
+    integer targets for the binary cross-entropies)."""
+    dtype = getattr(target, "dtype", None)
+    if dtype is not None and np.dtype(dtype).kind != "f":
+        raise RuntimeError(f"{op}: found dtype {np.dtype(dtype)} for target but expected a "
+                           f"floating dtype like the input's ({input.dtype}); use "
+                           "target.float()")
+
+
 def _check_reduction(reduction):
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
@@ -53,22 +74,43 @@ def _data_like(value, like):
     return _device.to_device(np.asarray(value), like.device)
 
 
-def cross_entropy(input, target, reduction="mean", ignore_index=-100):
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
+                  label_smoothing=0.0):
     """Softmax cross-entropy of logits `input` (N, C) or (N, C, d1, ...) against class
     indices (int64, shaped like input without C) or class probabilities (shaped like input).
 
     One fused kernel computes the loss and its gradient. 'mean' averages over the
-    targets that are not ignore_index."""
+    targets that are not ignore_index. Class weights w and label smoothing e follow
+    torch: the target becomes (1 - e) one_hot + e / C, each class's term is weighted by
+    w_c, and 'mean' divides by the summed weights w[target] of the rows not ignored.
+    Both are still one kernel pass: row i's loss is s_i CE(z_i, T_i) for a probability
+    row T_i and a scale s_i that this function works out (see _weighted_targets).
+
+    >>> logits = pydl.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    >>> print(f"{F.cross_entropy(logits, pydl.tensor([0, 1])).item():.4f}")
+    0.3185
+    >>> print(f"{F.cross_entropy(logits, pydl.tensor([0, 1]), label_smoothing=0.1).item():.4f}")
+    0.4185
+    """
     _check_reduction(reduction)
     input = _as_tensor(input)
     target_array = _data_like(target, input)
     if input.ndim < 2:
         raise ValueError(f"cross_entropy: input must be (N, C) or (N, C, d1, ...), "
                          f"got shape {input.shape}")
+    if not 0 <= label_smoothing <= 1:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got "
+                         f"{label_smoothing}")
+    index_shape = input.shape[:1] + input.shape[2:]
     by_index = target_array.dtype.kind in "iu"
+    if not by_index and (target_array.dtype.kind != "f" or target_array.shape == index_shape):
+        raise RuntimeError(f"cross_entropy: class-index targets must be int64 (use "
+                           f"target.long()), got {target_array.dtype} of shape "
+                           f"{target_array.shape}; probability targets are floats shaped like "
+                           f"the input, {input.shape}")
     if by_index:
         target_array = target_array.astype(np.int64, copy=False)
-        expected = input.shape[:1] + input.shape[2:]
+        expected = index_shape
     else:
         target_array = target_array.astype(input.dtype, copy=False)
         expected = input.shape
@@ -82,11 +124,60 @@ def cross_entropy(input, target, reduction="mean", ignore_index=-100):
         logits = input.permute(0, *range(2, input.ndim), 1).reshape(-1, classes)
         target_array = (target_array.reshape(-1) if by_index else
                         xp_of(target_array).moveaxis(target_array, 1, -1).reshape(-1, classes))
-    loss = SoftmaxCrossEntropy.apply(logits, target=target_array, reduction=reduction,
-                                     ignore_index=ignore_index)
+    if weight is None and label_smoothing == 0:
+        loss = SoftmaxCrossEntropy.apply(logits, target=target_array, reduction=reduction,
+                                         ignore_index=ignore_index)
+    else:
+        rows, scale, divisor = _weighted_targets(target_array, by_index, weight, logits,
+                                                 ignore_index, label_smoothing)
+        losses = SoftmaxCrossEntropy.apply(logits, target=rows, reduction="none",
+                                           ignore_index=ignore_index) * Tensor._wrap(scale)
+        loss = losses if reduction == "none" else losses.sum()
+        if reduction == "mean":
+            loss = loss / divisor if divisor > 0 else loss * 0
     if reduction == "none" and input.ndim > 2:
         loss = loss.reshape(input.shape[:1] + input.shape[2:])
     return loss
+
+
+def _weighted_targets(target, by_index, weight, logits, ignore_index, smoothing):
+    """(T, s, divisor) with row i's weighted, smoothed loss = s_i CE(z_i, T_i), T_i a
+    probability row, and divisor what 'mean' divides by.
+
+    Class indices y: loss_i = (1 - e) w_y CE(z_i, one_hot(y)) + (e / C) sum_c w_c CE(z_i, e_c)
+    = (a + b) CE(z_i, (a one_hot(y) + (e / C) w) / (a + b)) with a = (1 - e) w_y,
+    b = e sum(w) / C, since CE is linear in a target that sums to 1; ignored rows get
+    s = 0; divisor = sum of w_y over the rows not ignored.
+    Probabilities t: u = (1 - e) t + e / C, loss_i = S_i CE(z_i, w u / S_i), S_i = sum w u;
+    divisor = the number of rows."""
+    xp = xp_of(target)
+    rows, classes = logits.shape
+    dtype = logits.dtype
+    w = xp.ones(classes, dtype) if weight is None else \
+        _data_like(weight, logits).astype(dtype, copy=False)
+    if w.shape != (classes,):
+        raise ValueError(f"cross_entropy: weight must have shape ({classes},), got {w.shape}")
+    if by_index:
+        valid = target != ignore_index
+        bad = valid & ((target < 0) | (target >= classes))
+        if bad.any():
+            raise ValueError(f"cross_entropy: target {int(target[bad][0])} is not a class "
+                             f"index in [0, {classes})")
+        safe = xp.where(valid, target, 0)
+        a = (1 - smoothing) * w[safe]
+        smooth = (smoothing / classes) * w
+        total = a + smooth.sum()
+        probs = smooth[None, :] + xp.zeros((rows, classes), dtype)
+        probs[xp.arange(rows), safe] += a
+        probs /= xp.where(total > 0, total, 1)[:, None]
+        scale = total * valid
+        divisor = float((w[safe] * valid).sum())
+    else:
+        weighted = ((1 - smoothing) * target + smoothing / classes) * w
+        scale = weighted.sum(axis=1)
+        probs = weighted / xp.where(scale > 0, scale, 1)[:, None]
+        divisor = float(rows)
+    return probs.astype(dtype, copy=False), scale.astype(dtype, copy=False), divisor
 
 
 def mse_loss(input, target, reduction="mean"):
@@ -120,6 +211,7 @@ from pydl.ops import norm as _norm_ops  # noqa: E402
 def linear(input, weight, bias=None):
     """input @ weight^T + bias, with weight (out_features, in_features)."""
     input, weight = _as_tensor(input), _as_tensor(weight)
+    _same_dtype("linear", input, weight, bias)
     if input.shape[-1:] != weight.shape[1:2] or weight.ndim != 2:
         raise ValueError(f"linear: input of shape {input.shape} does not fit weight of shape "
                          f"{weight.shape} (expected input (..., {weight.shape[-1]}))")
@@ -272,6 +364,7 @@ def l1_loss(input, target, reduction="mean"):
 def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     """-(t log x + (1 - t) log(1 - x)) for probabilities x, each log clamped at -100."""
     input = _as_tensor(input)
+    _float_target("binary_cross_entropy", target, input)
     target = _target_like(target, input, "binary_cross_entropy")
     loss = -(target * input.log().clamp(min=-100)
              + (1 - target) * (1 - input).log().clamp(min=-100))
@@ -285,6 +378,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     """BCE of sigmoid(x), stably:
     (1 - t) x + (1 + (pos_weight - 1) t) (log(1 + exp(-|x|)) + max(-x, 0))."""
     input = _as_tensor(input)
+    _float_target("binary_cross_entropy_with_logits", target, input)
     target = _target_like(target, input, "binary_cross_entropy_with_logits")
     softplus_neg = (1 + (-abs(input)).exp()).log() + (-input).clamp(min=0)
     log_weight = 1 if pos_weight is None else 1 + (pos_weight - 1) * target
@@ -352,6 +446,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if weight.ndim != 4:
         raise ValueError(f"conv2d: weight must be 4-D (C_out, C_in/groups, KH, KW), "
                          f"got shape {weight.shape}")
+    _same_dtype("conv2d", input, weight, bias)
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
     crop = (0, 0)
     if isinstance(padding, str):
@@ -426,3 +521,247 @@ def adaptive_avg_pool2d(input, output_size):
 
 
 __all__ += ["conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"]
+
+
+# ---- 1-D convolution and pooling (the 2-D kernels on H = 1), transposed convolution,
+#      nearest upsampling ------------------------------------------------------------
+
+def _single(value, name):
+    """An int or a 1-tuple of ints as a Python int."""
+    if isinstance(value, (tuple, list)) and len(value) == 1:
+        value = value[0]
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int or a 1-tuple of ints, got {value!r}")
+    return int(value)
+
+
+def _require_3d(name, input):
+    if input.ndim != 3:
+        raise ValueError(f"{name}: input must be 3-D (N, C, L), got shape {input.shape}")
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-D cross-correlation of input (N, C_in, L) with weight (C_out, C_in/groups, K): the
+    conv2d kernels on (N, C_in, 1, L). padding: int, 'valid' or 'same'.
+
+    >>> F.conv1d(pydl.ones(1, 1, 5), pydl.ones(1, 1, 3)).tolist()
+    [[[3.0, 3.0, 3.0]]]
+    """
+    input, weight = _as_tensor(input), _as_tensor(weight)
+    _require_3d("conv1d", input)
+    if weight.ndim != 3:
+        raise ValueError(f"conv1d: weight must be 3-D (C_out, C_in/groups, K), got shape "
+                         f"{weight.shape}")
+    padding = padding if isinstance(padding, str) else (0, _single(padding, "padding"))
+    out = conv2d(input.unsqueeze(2), weight.unsqueeze(2), bias, (1, _single(stride, "stride")),
+                 padding, (1, _single(dilation, "dilation")), groups)
+    return out.squeeze(2)
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Max over each window of (N, C, L) input (the 2-D kernel on H = 1); indices are
+    positions along L.
+
+    >>> F.max_pool1d(pydl.tensor([[[1.0, 3.0, 2.0, 0.0]]]), 2).tolist()
+    [[[3.0, 2.0]]]
+    """
+    input = _as_tensor(input)
+    _require_3d("max_pool1d", input)
+    kernel = _single(kernel_size, "kernel_size")
+    stride = kernel if stride is None else _single(stride, "stride")
+    out = max_pool2d(input.unsqueeze(2), (1, kernel), (1, stride),
+                     (0, _single(padding, "padding")), (1, _single(dilation, "dilation")),
+                     ceil_mode, return_indices)
+    if return_indices:
+        return out[0].squeeze(2), out[1].squeeze(2)
+    return out.squeeze(2)
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True):
+    """Mean over each window of (N, C, L) input (the 2-D kernel on H = 1).
+
+    >>> F.avg_pool1d(pydl.tensor([[[1.0, 3.0, 2.0, 0.0]]]), 2).tolist()
+    [[[2.0, 1.0]]]
+    """
+    input = _as_tensor(input)
+    _require_3d("avg_pool1d", input)
+    kernel = _single(kernel_size, "kernel_size")
+    stride = kernel if stride is None else _single(stride, "stride")
+    return avg_pool2d(input.unsqueeze(2), (1, kernel), (1, stride),
+                      (0, _single(padding, "padding")), ceil_mode,
+                      count_include_pad).squeeze(2)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    """The transposed 2-D convolution (the adjoint of conv2d, as used to upsample in GAN
+    generators) of input (N, C_in, H, W) with weight (C_in, C_out/groups, KH, KW):
+    H_out = (H - 1) stride - 2 padding + dilation (KH - 1) + output_padding + 1.
+    It runs on the conv2d kernels (forward: the input-gradient kernel).
+
+    >>> F.conv_transpose2d(pydl.ones(1, 1, 2, 2), pydl.ones(1, 1, 2, 2), stride=2).shape
+    (1, 1, 4, 4)
+    """
+    input, weight = _as_tensor(input), _as_tensor(weight)
+    _require_4d("conv_transpose2d", input)
+    if weight.ndim != 4:
+        raise ValueError(f"conv_transpose2d: weight must be 4-D (C_in, C_out/groups, KH, KW), "
+                         f"got shape {weight.shape}")
+    _same_dtype("conv_transpose2d", input, weight, bias)
+    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+    dilation = _pair(dilation, "dilation")
+    output_padding = _pair(output_padding, "output_padding")
+    if not isinstance(groups, (int, np.integer)) or groups < 1 or weight.shape[0] % groups:
+        raise ValueError(f"conv_transpose2d: groups must be a positive int dividing the "
+                         f"weight's {weight.shape[0]} input channels, got {groups!r}")
+    if input.shape[1] != weight.shape[0]:
+        raise ValueError(f"conv_transpose2d: input of shape {input.shape} has {input.shape[1]} "
+                         f"channels but the weight {weight.shape} expects {weight.shape[0]}")
+    if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+        raise ValueError(f"conv_transpose2d: stride and dilation must be >= 1 and padding >= 0, "
+                         f"got stride {stride}, dilation {dilation}, padding {padding}")
+    if any(not 0 <= p < s for p, s in zip(output_padding, stride)):
+        raise ValueError(f"conv_transpose2d: output_padding {output_padding} must be "
+                         f"non-negative and smaller than stride {stride}")
+    size = [conv_ops.transposed_output_size(input.shape[2 + a], weight.shape[2 + a], stride[a],
+                                            padding[a], dilation[a], output_padding[a])
+            for a in range(2)]
+    if min(size) < 1:
+        raise ValueError(f"conv_transpose2d: the output would be empty ({size}) for input "
+                         f"{input.shape}, weight {weight.shape}, stride {stride}, padding "
+                         f"{padding}, dilation {dilation}")
+    inputs = (input, weight) if bias is None else (input, weight, _as_tensor(bias))
+    return conv_ops.ConvTranspose2d.apply(*inputs, stride=stride, padding=padding,
+                                          dilation=dilation, groups=int(groups),
+                                          output_padding=output_padding)
+
+
+def _nearest_axis(x, axis, out_size, scale):
+    """x resized along axis by nearest neighbour, torch's rule in float32:
+    source = min(floor(i * scale), size - 1), scale = 1 / scale_factor or size / out_size.
+    A whole-number factor repeats each element (a broadcast view, so the gradient is a
+    sum); other sizes gather."""
+    size = x.shape[axis]
+    factor = out_size // size if size else 0
+    if size and out_size == factor * size and np.float32(scale) == np.float32(1 / factor):
+        stretched = x.unsqueeze(axis + 1).expand(
+            *x.shape[:axis + 1], factor, *x.shape[axis + 1:])
+        return stretched.reshape(x.shape[:axis] + (out_size,) + x.shape[axis + 1:])
+    source = np.floor(np.arange(out_size, dtype=np.float32) * np.float32(scale))
+    source = np.minimum(source.astype(np.int64), size - 1)
+    return x[(slice(None),) * axis + (_device.to_device(source, x.device),)]
+
+
+def interpolate(input, size=None, scale_factor=None, mode="nearest"):
+    """Resizes the spatial dimensions of (N, C, L) or (N, C, H, W) input to `size` or by
+    `scale_factor` (an int or float, or one per dimension); only mode='nearest'.
+
+    >>> F.interpolate(pydl.tensor([[[1.0, 2.0]]]), scale_factor=2).tolist()
+    [[[1.0, 1.0, 2.0, 2.0]]]
+    """
+    input = _as_tensor(input)
+    if mode != "nearest":
+        raise NotImplementedError(f"interpolate: mode {mode!r} is not supported; pydl has "
+                                  "mode='nearest'")
+    spatial = input.ndim - 2
+    if spatial not in (1, 2):
+        raise ValueError(f"interpolate: input must be 3-D (N, C, L) or 4-D (N, C, H, W), got "
+                         f"shape {input.shape}")
+    if (size is None) == (scale_factor is None):
+        raise ValueError("interpolate: pass exactly one of size and scale_factor")
+
+    def per_dim(value, name):
+        values = tuple(value) if isinstance(value, (tuple, list)) else (value,) * spatial
+        if len(values) != spatial:
+            raise ValueError(f"interpolate: {name} {value!r} must have one entry per spatial "
+                             f"dimension ({spatial})")
+        return values
+
+    shape = input.shape[2:]
+    if size is not None:
+        sizes = tuple(int(n) for n in per_dim(size, "size"))
+        scales = tuple(n / out for n, out in zip(shape, sizes))
+    else:
+        factors = per_dim(scale_factor, "scale_factor")
+        sizes = tuple(int(np.floor(n * f)) for n, f in zip(shape, factors))
+        scales = tuple(1 / f for f in factors)
+    if min(sizes) < 1:
+        raise ValueError(f"interpolate: the output size {sizes} must be positive")
+    out = input
+    for a in range(spatial):
+        out = _nearest_axis(out, 2 + a, sizes[a], scales[a])
+    return out
+
+
+__all__ += ["conv1d", "max_pool1d", "avg_pool1d", "conv_transpose2d", "interpolate"]
+
+
+# ---- activations, channel dropout, one-hot --------------------------------------
+
+def silu(input):
+    """x sigmoid(x) (swish), from the sigmoid kernel.
+
+    >>> print(f"{F.silu(pydl.tensor(1.0)).item():.4f}")
+    0.7311
+    """
+    input = _as_tensor(input)
+    return input * sigmoid(input)
+
+
+def elu(input, alpha=1.0):
+    """x for x > 0, alpha (exp(x) - 1) otherwise (exp taken of min(x, 0), so large x
+    cannot overflow into the unused branch's gradient).
+
+    >>> F.elu(pydl.tensor([1.0, 0.0])).tolist()
+    [1.0, 0.0]
+    """
+    input = _as_tensor(input)
+    return input.where(input > 0, alpha * (input.clamp(max=0).exp() - 1))
+
+
+def dropout2d(input, p=0.5, training=True):
+    """Zeroes whole channels of (N, C, ...) input with probability p (one draw per
+    (n, c)) and scales the rest by 1/(1-p); the identity when not training.
+
+    >>> F.dropout2d(pydl.ones(2, 3, 4, 4), 0.5, training=False).shape
+    (2, 3, 4, 4)
+    """
+    input = _as_tensor(input)
+    if input.ndim < 2:
+        raise ValueError(f"dropout2d: input must be (N, C, ...), got shape {input.shape}")
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0:
+        return input
+    from pydl.tensor import ones
+    keep = ones(*input.shape[:2], *(1,) * (input.ndim - 2), dtype=input.dtype,
+                device=input.device)
+    return input * dropout(keep, p, training=True)
+
+
+def one_hot(tensor, num_classes=-1):
+    """int64 one-hot rows for class indices: shape tensor.shape + (num_classes,), where -1
+    means max(tensor) + 1.
+
+    >>> F.one_hot(pydl.tensor([0, 2]), 3)
+    tensor([[1, 0, 0],
+            [0, 0, 1]])
+    """
+    tensor = _as_tensor(tensor)
+    if tensor.dtype != np.int64:
+        raise TypeError(f"one_hot: expects an int64 tensor of class indices, got "
+                        f"{tensor.dtype} (use .long())")
+    indices = tensor.data
+    low = int(indices.min()) if indices.size else 0
+    high = int(indices.max()) if indices.size else -1
+    classes = high + 1 if num_classes == -1 else int(num_classes)
+    if low < 0 or high >= classes:
+        raise ValueError(f"one_hot: class values must lie in [0, {classes}), got {low} to "
+                         f"{high}")
+    xp = xp_of(indices)
+    return Tensor._wrap((indices[..., None] == xp.arange(classes)).astype(np.int64))
+
+
+__all__ += ["silu", "elu", "dropout2d", "one_hot"]

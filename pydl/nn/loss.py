@@ -11,20 +11,23 @@ class _Loss(Module):
 
 
 class CrossEntropyLoss(_Loss):
-    """Softmax cross-entropy of logits. Without class weights this is the fused kernel
-    (F.cross_entropy); with weights, log_softmax followed by the weighted nll_loss."""
+    """Softmax cross-entropy of logits against class indices or probabilities, with
+    optional class weights and label smoothing: the fused kernel (F.cross_entropy).
 
-    def __init__(self, weight=None, ignore_index=-100, reduction="mean"):
+    >>> loss_fn = nn.CrossEntropyLoss(weight=pydl.tensor([1.0, 2.0]), label_smoothing=0.1)
+    >>> print(f"{loss_fn(pydl.tensor([[1.0, -1.0], [0.5, 0.5]]), pydl.tensor([0, 1])).item():.4f}")
+    0.5312
+    """
+
+    def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
         super().__init__(reduction)
         self.weight = weight
         self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
 
     def forward(self, input, target):
-        if self.weight is None:
-            return F.cross_entropy(input, target, reduction=self.reduction,
-                                   ignore_index=self.ignore_index)
-        return F.nll_loss(F.log_softmax(input, 1), target, self.weight, self.ignore_index,
-                          self.reduction)
+        return F.cross_entropy(input, target, self.weight, self.ignore_index, self.reduction,
+                               self.label_smoothing)
 
 
 class NLLLoss(_Loss):

@@ -29,6 +29,20 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
+class RemovableHandle:
+    """What register_*_hook returns: remove() takes the hook out of its registry."""
+
+    _next_id = 0
+
+    def __init__(self, registry, hook):
+        self.registry, self.id = registry, RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+        registry[self.id] = hook
+
+    def remove(self):
+        self.registry.pop(self.id, None)
+
+
 class Module:
     """Base class of every layer and model: subclasses set parameters and child
     modules as attributes in __init__ and compute in forward()."""
@@ -43,7 +57,29 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        output = self.forward(*args, **kwargs)
+        for hook in tuple(self.__dict__.get("_forward_hooks", {}).values()):
+            replaced = hook(self, args, output)
+            if replaced is not None:
+                output = replaced
+        return output
+
+    def register_forward_hook(self, hook):
+        """hook(module, inputs, output) runs after every forward (inputs: the positional
+        arguments); a value it returns replaces the output. Returns a handle whose
+        remove() unregisters the hook.
+
+        >>> seen = []
+        >>> layer = nn.Linear(3, 2)
+        >>> handle = layer.register_forward_hook(lambda m, inputs, out: seen.append(out.shape))
+        >>> _ = layer(pydl.ones(4, 3))
+        >>> handle.remove()
+        >>> _ = layer(pydl.ones(4, 3))
+        >>> seen
+        [(4, 2)]
+        """
+        hooks = self.__dict__.setdefault("_forward_hooks", collections.OrderedDict())
+        return RemovableHandle(hooks, hook)
 
     # ---- registration ----------------------------------------------------------
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from pydl._device import kernels_for
 from pydl.autograd import Function
-from pydl.ops.common import contiguous, require_host
+from pydl.ops.common import contiguous, require_host, xp_of
 
 
 def windows(xpad, kernel, stride, dilation, out_hw):
@@ -99,3 +99,68 @@ class Conv2d(Function):
                                              self.groups)
         grads = (gx if need[0] else None, gw if need[1] else None)
         return grads + ((gb if need[2] else None,) if self.has_bias else ())
+
+
+def transposed_output_size(size, kernel, stride, padding, dilation, output_padding):
+    return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+
+
+class ConvTranspose2d(Function):
+    """The adjoint of Conv2d with the same settings (stride, padding, dilation, groups;
+    plus output_padding, which picks the output size among those that conv2d maps back
+    to the input's): y = conv2d's input gradient for output gradient x. So forward is the
+    conv grad-input kernel, and backward uses conv2d forward (dx = conv2d(dy, w)) and the
+    grad-weight kernel (dw with x in the role of the conv output gradient). The weight is
+    (C_in, C_out / groups, KH, KW), conv2d's layout read the other way round."""
+
+    def _geometry(self):
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
+                    groups=self.groups)
+
+    def _output_shape(self, x, w):
+        n, _, h, wd = x.shape
+        size = [transposed_output_size(s, w.shape[2 + a], self.stride[a], self.padding[a],
+                                       self.dilation[a], self.output_padding[a])
+                for a, s in enumerate((h, wd))]
+        return (n, w.shape[1] * self.groups, size[0], size[1])
+
+    def forward(self, x, w, b=None):
+        self.has_bias = b is not None
+        self.save(x, w)
+        shape = self._output_shape(x, w)
+        if x.dtype == np.float32:
+            # conv2d's input, of which the kernel reads only the shape (no weight gradient).
+            shape_only = xp_of(x).empty(shape, x.dtype)
+            y, _, _ = kernels_for(x).conv2d_backward(
+                contiguous(x), shape_only, contiguous(w), **self._geometry(), input_grad=True,
+                weight_grad=False, bias_grad=False)
+        else:
+            require_host(x, "conv_transpose2d")
+            y = _reference_backward(x, np.zeros(shape, x.dtype), w, self.stride, self.padding,
+                                    self.dilation, self.groups)[0]
+        return y if b is None else y + b.reshape(1, -1, 1, 1)
+
+    def backward(self, g):
+        x, w = self.saved
+        need_x, need_w = self.needs_input_grad[:2]
+        gx = gw = None
+        if x.dtype == np.float32:
+            kernels = kernels_for(g)
+            g = contiguous(g)
+            if need_x:
+                gx = kernels.conv2d_forward(g, contiguous(w), None, **self._geometry())
+            if need_w:
+                gw = kernels.conv2d_backward(contiguous(x), g, contiguous(w), **self._geometry(),
+                                             input_grad=False, weight_grad=True,
+                                             bias_grad=False)[1]
+        else:
+            if need_x:
+                gx = _reference_forward(g, w, None, self.stride, self.padding, self.dilation,
+                                        self.groups)
+            if need_w:
+                gw = _reference_backward(x, g, w, self.stride, self.padding, self.dilation,
+                                         self.groups)[1]
+        grads = (gx, gw)
+        if self.has_bias:
+            grads += (g.sum(axis=(0, 2, 3)) if self.needs_input_grad[2] else None,)
+        return grads
