@@ -807,7 +807,7 @@ class Tensor:
 
     def _scatter(self, dim, index, src, value, accumulate, op):
         where_ = self._gather_index(dim, index, op)
-        shape = where_[0].shape if where_ else ()
+        shape = _as_tensor(index).shape
         if src is None or not isinstance(src, Tensor):
             fill = value if src is None else src
             if fill is None:
@@ -827,7 +827,7 @@ class Tensor:
         where_ = self._gather_index(dim, index, op)
         if isinstance(src, Tensor):
             autograd.require_same_device([self.data, src.data])
-            shape = where_[0].shape if where_ else ()
+            shape = _as_tensor(index).shape
             return where_, src.data[tuple(slice(0, n) for n in shape)]
         fill = value if src is None else src
         if fill is None:
