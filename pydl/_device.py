@@ -12,7 +12,11 @@ from pydl import _kernels
 
 
 class Device:
-    """A device: type "cpu" or "cuda", with an index for "cuda"."""
+    """A device: type "cpu" or "cuda", with an index for "cuda".
+
+    >>> pydl.Device("cuda", 0), pydl.Device("cpu").type
+    (device(type='cuda', index=0), 'cpu')
+    """
 
     __slots__ = ("type", "index")
 
@@ -41,7 +45,13 @@ CPU = Device("cpu")
 
 
 def device(spec):
-    """Parses "cpu", "cuda", "cuda:N" or a Device into a Device."""
+    """Parses "cpu", "cuda", "cuda:N" or a Device into a Device.
+
+    >>> pydl.device("cuda:1")
+    device(type='cuda', index=1)
+    >>> pydl.zeros(2).device == pydl.device("cpu")
+    True
+    """
     if isinstance(spec, Device):
         return spec
     if spec is None:

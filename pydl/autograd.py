@@ -24,7 +24,14 @@ _state = _GradState()
 
 
 def is_grad_enabled():
-    """True when ops record the graph (the default); False inside no_grad()."""
+    """True when ops record the graph (the default); False inside no_grad().
+
+    >>> with pydl.no_grad():
+    ...     print(pydl.is_grad_enabled())
+    False
+    >>> pydl.is_grad_enabled()
+    True
+    """
     return _state.enabled
 
 
@@ -58,12 +65,27 @@ class _GradMode:
 
 
 class no_grad(_GradMode):
-    """Turns graph recording off: `with pydl.no_grad(): ...` or `@pydl.no_grad()`."""
+    """Turns graph recording off: `with pydl.no_grad(): ...` or `@pydl.no_grad()`.
+
+    >>> x = pydl.ones(2, requires_grad=True)
+    >>> with pydl.no_grad():
+    ...     y = x * 2
+    >>> y.requires_grad
+    False
+    """
     enabled = False
 
 
 class enable_grad(_GradMode):
-    """Turns graph recording back on, e.g. inside a no_grad block."""
+    """Turns graph recording back on, e.g. inside a no_grad block.
+
+    >>> x = pydl.ones(2, requires_grad=True)
+    >>> with pydl.no_grad():
+    ...     with pydl.enable_grad():
+    ...         y = x * 2
+    >>> y.requires_grad
+    True
+    """
     enabled = True
 
 

@@ -17,7 +17,16 @@ from pydl.tensor import Tensor, _to_array
 
 
 class Dataset:
-    """A map-style dataset: subclasses define __getitem__(index) and __len__()."""
+    """A map-style dataset: subclasses define __getitem__(index) and __len__().
+
+    >>> class Squares(pydl.data.Dataset):
+    ...     def __len__(self):
+    ...         return 4
+    ...     def __getitem__(self, i):
+    ...         return float(i), float(i * i)
+    >>> [b[1].tolist() for b in pydl.data.DataLoader(Squares(), batch_size=2)]
+    [[0.0, 1.0], [4.0, 9.0]]
+    """
 
     def __getitem__(self, index):
         raise NotImplementedError(f"{type(self).__name__} must define __getitem__")
@@ -28,7 +37,12 @@ class Dataset:
 
 class TensorDataset(Dataset):
     """Item i is (t[i] for t in tensors); tensors (or arrays) must agree in their first
-    dimension."""
+    dimension.
+
+    >>> data = pydl.data.TensorDataset(pydl.arange(6.0).reshape(3, 2), pydl.tensor([0, 1, 0]))
+    >>> len(data), data[1]
+    (3, (tensor([2., 3.]), tensor(1)))
+    """
 
     def __init__(self, *tensors):
         if not tensors:
@@ -55,7 +69,11 @@ class TensorDataset(Dataset):
 
 
 def default_collate(items):
-    """Stacks a list of samples into a batch (see the module docstring)."""
+    """Stacks a list of samples into a batch (see the module docstring).
+
+    >>> pydl.data.default_collate([(1.0, 2), (3.0, 4)])
+    (tensor([1., 3.]), tensor([2, 4]))
+    """
     first = items[0]
     if isinstance(first, Tensor):
         return Tensor._wrap(np.stack([item.data for item in items]))
@@ -86,7 +104,15 @@ class DataLoader:
 
     shuffle draws a new order every epoch from `generator` (a numpy Generator), else
     from a generator seeded once with `seed`, else from pydl's global generator (so
-    pydl.manual_seed fixes the order). drop_last drops a last, smaller batch."""
+    pydl.manual_seed fixes the order). drop_last drops a last, smaller batch.
+
+    >>> data = pydl.data.TensorDataset(pydl.randn(10, 3), pydl.arange(10))
+    >>> loader = pydl.data.DataLoader(data, batch_size=4, shuffle=True, seed=0)
+    >>> [y.shape for x, y in loader]
+    [(4,), (4,), (2,)]
+    >>> len(pydl.data.DataLoader(data, batch_size=4, drop_last=True))
+    2
+    """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, collate_fn=None,
                  generator=None, seed=None):

@@ -79,7 +79,15 @@ def _write_array(file, array):
 def save(obj, path):
     """Writes obj (nested dicts/lists/tuples of tensors, NumPy arrays, ints, floats,
     strings, bools and None; e.g. {'model': model.state_dict(), 'optimizer':
-    opt.state_dict(), 'epoch': 3, 'rng': pydl.get_rng_state()}) to path, atomically."""
+    opt.state_dict(), 'epoch': 3, 'rng': pydl.get_rng_state()}) to path, atomically.
+
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "model.pydl")
+    ...     pydl.save({"weight": pydl.ones(2), "epoch": 3}, path)
+    ...     print(pydl.load(path))
+    {'weight': tensor([1., 1.]), 'epoch': 3}
+    """
     path = os.fspath(path)
     writer = _Writer()
     structure = {"format": FORMAT, "version": VERSION, "root": writer.encode(obj, "obj")}
@@ -166,7 +174,16 @@ class _Reader:
 def load(path):
     """Reads a checkpoint written by pydl.save: tensors come back as pydl Tensors (on the
     CPU), arrays as NumPy arrays. A truncated or corrupted file raises ValueError naming
-    the path; no code in the file is ever run."""
+    the path; no code in the file is ever run.
+
+    >>> import os, tempfile
+    >>> model = nn.Linear(2, 1)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     pydl.save(model.state_dict(), os.path.join(folder, "ckpt.pydl"))
+    ...     state = pydl.load(os.path.join(folder, "ckpt.pydl"))
+    >>> model.load_state_dict(state)
+    IncompatibleKeys(missing_keys=[], unexpected_keys=[])
+    """
     path = os.fspath(path)
     with open(path, "rb") as file:  # a missing file raises FileNotFoundError as usual
         try:

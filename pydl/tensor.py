@@ -100,7 +100,15 @@ TopK = collections.namedtuple("TopK", ["values", "indices"])
 
 
 class Tensor:
-    """An n-dimensional array with reverse-mode automatic differentiation."""
+    """An n-dimensional array with reverse-mode automatic differentiation.
+
+    >>> x = pydl.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    >>> y = (x * x).sum()
+    >>> y.backward()
+    >>> x.grad
+    tensor([[2., 4.],
+            [6., 8.]])
+    """
 
     __slots__ = ("data", "requires_grad", "grad", "grad_fn", "__weakref__")
     __array_ufunc__ = None  # numpy_array + tensor calls Tensor.__radd__, not NumPy
@@ -171,7 +179,11 @@ class Tensor:
     # -- conversion --
 
     def numpy(self):
-        """The data as a NumPy array (shared, not copied)."""
+        """The data as a NumPy array (shared, not copied).
+
+        >>> pydl.tensor([1.0, 2.0]).numpy()
+        array([1., 2.], dtype=float32)
+        """
         if self.requires_grad:
             raise RuntimeError("Can't call numpy() on a tensor that requires grad. "
                                "Use tensor.detach().numpy() instead.")
@@ -185,6 +197,11 @@ class Tensor:
         return array if dtype is None else array.astype(dtype, copy=False)
 
     def item(self):
+        """The value of a one-element tensor as a Python number.
+
+        >>> pydl.tensor([[2.5]]).item()
+        2.5
+        """
         if self.data.size != 1:
             raise ValueError(f"only one-element tensors can be converted to Python scalars, "
                              f"this one has shape {self.shape}")
@@ -232,7 +249,13 @@ class Tensor:
         return self.data.__dlpack_device__()
 
     def to(self, *args, device=None, dtype=None):
-        """Converts dtype and/or device: t.to("cuda"), t.to(pydl.float64), t.to(other)."""
+        """Converts dtype and/or device: t.to("cuda"), t.to(pydl.float64), t.to(other).
+
+        >>> pydl.tensor([1, 2]).to(pydl.float32)
+        tensor([1., 2.])
+        >>> pydl.zeros(2).to("cpu").device
+        device(type='cpu')
+        """
         for arg in args:
             if isinstance(arg, Tensor):
                 device, dtype = arg.device, arg.dtype
@@ -278,7 +301,12 @@ class Tensor:
         return self
 
     def detach(self):
-        """The same data, cut from the graph."""
+        """The same data, cut from the graph.
+
+        >>> x = pydl.ones(2, requires_grad=True)
+        >>> (x * 2).detach().requires_grad
+        False
+        """
         return Tensor._wrap(self.data)
 
     def clone(self):
@@ -299,7 +327,13 @@ class Tensor:
         """Accumulates d self / d leaf into every leaf's .grad.
 
         `gradient` (shaped like self) is needed unless self has one element. The
-        graph is freed afterwards unless retain_graph=True."""
+        graph is freed afterwards unless retain_graph=True.
+
+        >>> x = pydl.tensor([1.0, 2.0], requires_grad=True)
+        >>> (3 * x).sum().backward()
+        >>> x.grad
+        tensor([3., 3.])
+        """
         if not self.requires_grad:
             raise RuntimeError("element 0 of tensors does not require grad and does not have "
                                "a grad_fn")
@@ -340,6 +374,15 @@ class Tensor:
         return self
 
     def add_(self, other, alpha=1):
+        """In place: self += alpha * other (no graph: under no_grad for a leaf that requires grad).
+
+        >>> w = pydl.ones(2, requires_grad=True)
+        >>> with pydl.no_grad():
+        ...     w -= 0.5 * pydl.ones(2)
+        ...     _ = w.add_(pydl.ones(2), alpha=0.25)
+        >>> w
+        tensor([0.75, 0.75], requires_grad=True)
+        """
         return self._inplace("add_", np.add, other if alpha == 1 else other * alpha)
 
     def sub_(self, other, alpha=1):
@@ -357,6 +400,11 @@ class Tensor:
     __itruediv__ = div_
 
     def zero_(self):
+        """In place: every element 0 (e.g. a gradient between steps).
+
+        >>> pydl.ones(3).zero_()
+        tensor([0., 0., 0.])
+        """
         return self.fill_(0)
 
     def fill_(self, value):
@@ -426,39 +474,75 @@ class Tensor:
     # -- arithmetic --
 
     def __add__(self, other):
+        """self + other (broadcasting; the function form pydl.add).
+
+        >>> pydl.tensor([1.0, 2.0]).add(pydl.tensor([10.0]))
+        tensor([11., 12.])
+        """
         return ew.Add.apply(*_coerce(self, other))
 
     def __radd__(self, other):
         return ew.Add.apply(*_coerce(other, self))
 
     def __sub__(self, other):
+        """self - other (broadcasting; pydl.sub).
+
+        >>> pydl.sub(pydl.tensor([5.0, 7.0]), 2)
+        tensor([3., 5.])
+        """
         return ew.Sub.apply(*_coerce(self, other))
 
     def __rsub__(self, other):
         return ew.Sub.apply(*_coerce(other, self))
 
     def __mul__(self, other):
+        """self * other (broadcasting; pydl.mul).
+
+        >>> pydl.mul(pydl.tensor([1.0, 2.0]), pydl.tensor([[1.0], [3.0]]))
+        tensor([[1., 2.],
+                [3., 6.]])
+        """
         return ew.Mul.apply(*_coerce(self, other))
 
     def __rmul__(self, other):
         return ew.Mul.apply(*_coerce(other, self))
 
     def __truediv__(self, other):
+        """self / other, always in floating point (pydl.div).
+
+        >>> pydl.div(pydl.tensor([1, 2]), 4)
+        tensor([0.25, 0.5 ])
+        """
         return ew.Div.apply(*_coerce(self, other, need_float=True))
 
     def __rtruediv__(self, other):
         return ew.Div.apply(*_coerce(other, self, need_float=True))
 
     def __pow__(self, exponent):
+        """self ** exponent (pydl.pow).
+
+        >>> pydl.pow(pydl.tensor([2.0, 3.0]), 2)
+        tensor([4., 9.])
+        """
         return ew.Pow.apply(*_coerce(self, exponent))
 
     def __rpow__(self, base):
         return ew.Pow.apply(*_coerce(base, self))
 
     def __neg__(self):
+        """-self (pydl.neg).
+
+        >>> pydl.neg(pydl.tensor([1.0, -2.0]))
+        tensor([-1.,  2.])
+        """
         return ew.Neg.apply(self)
 
     def __abs__(self):
+        """|self| (pydl.abs); the gradient is sign(self).
+
+        >>> pydl.abs(pydl.tensor([-1.5, 2.0]))
+        tensor([1.5, 2. ])
+        """
         return ew.Abs.apply(self)
 
     def __matmul__(self, other):
@@ -476,15 +560,37 @@ class Tensor:
     abs = __abs__
 
     def exp(self):
+        """e ** self.
+
+        >>> pydl.tensor([0.0, 1.0]).exp()
+        tensor([1.    , 2.7183])
+        """
         return ew.Exp.apply(self)
 
     def log(self):
+        """The natural logarithm.
+
+        >>> pydl.tensor([1.0, 100.0]).log()
+        tensor([0.    , 4.6052])
+        """
         return ew.Log.apply(self)
 
     def sqrt(self):
+        """The square root.
+
+        >>> pydl.sqrt(pydl.tensor([4.0, 9.0]))
+        tensor([2., 3.])
+        """
         return ew.Sqrt.apply(self)
 
     def clamp(self, min=None, max=None):
+        """Each element limited to [min, max] (either may be None); the gradient passes inside.
+
+        >>> pydl.tensor([-2.0, 0.5, 3.0]).clamp(min=-1, max=1)
+        tensor([-1. ,  0.5,  1. ])
+        >>> pydl.clip(pydl.tensor([-2.0, 3.0]), 0)
+        tensor([0., 3.])
+        """
         if min is None and max is None:
             raise ValueError("clamp: at least one of min and max must be given")
         return ew.Clamp.apply(self, low=min, high=max)
@@ -492,16 +598,32 @@ class Tensor:
     clip = clamp
 
     def maximum(self, other):
+        """The elementwise larger of self and other (ties share the gradient).
+
+        >>> pydl.maximum(pydl.tensor([1.0, 5.0]), pydl.tensor([3.0, 2.0]))
+        tensor([3., 5.])
+        """
         return ew.Maximum.apply(*_coerce(self, other))
 
     def minimum(self, other):
+        """The elementwise smaller of self and other.
+
+        >>> pydl.minimum(pydl.tensor([1.0, 5.0]), pydl.tensor([3.0, 2.0]))
+        tensor([1., 2.])
+        """
         return ew.Minimum.apply(*_coerce(self, other))
 
     def where(self, condition, other):
         return where(condition, self, other)
 
     def matmul(self, other):
-        """Matrix product with numpy.matmul's rules (1-D operands, broadcast batches)."""
+        """Matrix product with numpy.matmul's rules (1-D operands, broadcast batches).
+
+        >>> (pydl.ones(2, 3) @ pydl.ones(3, 4)).shape
+        (2, 4)
+        >>> pydl.matmul(pydl.ones(5, 2, 3), pydl.ones(3)).shape
+        (5, 2)
+        """
         a, b = _coerce(self, other)
         if a.ndim == 0 or b.ndim == 0:
             raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes "
@@ -532,21 +654,54 @@ class Tensor:
         return Tensor._wrap(ufunc(a.data, b.data))
 
     def __eq__(self, other):
+        """Elementwise self == other as a bool tensor.
+
+        >>> x = pydl.tensor([1.0, 2.0, 3.0])
+        >>> x == 2.0
+        tensor([False,  True, False])
+        >>> pydl.eq(x, pydl.tensor([1.0, 0.0, 3.0]))
+        tensor([ True, False,  True])
+        """
         return self._compare(np.equal, other)
 
     def __ne__(self, other):
+        """Elementwise self != other as a bool tensor.
+
+        >>> pydl.ne(pydl.tensor([1, 2]), 2)
+        tensor([ True, False])
+        """
         return self._compare(np.not_equal, other)
 
     def __lt__(self, other):
+        """Elementwise self < other as a bool tensor.
+
+        >>> pydl.lt(pydl.tensor([1, 2]), 2)
+        tensor([ True, False])
+        """
         return self._compare(np.less, other)
 
     def __le__(self, other):
+        """Elementwise self <= other as a bool tensor.
+
+        >>> pydl.le(pydl.tensor([1, 2]), 2)
+        tensor([ True,  True])
+        """
         return self._compare(np.less_equal, other)
 
     def __gt__(self, other):
+        """Elementwise self > other as a bool tensor.
+
+        >>> pydl.gt(pydl.tensor([1, 2]), 1)
+        tensor([False,  True])
+        """
         return self._compare(np.greater, other)
 
     def __ge__(self, other):
+        """Elementwise self >= other as a bool tensor.
+
+        >>> pydl.ge(pydl.tensor([1, 2]), 2)
+        tensor([False,  True])
+        """
         return self._compare(np.greater_equal, other)
 
     eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
@@ -563,26 +718,64 @@ class Tensor:
     # -- reductions --
 
     def sum(self, dim=None, keepdim=False, *, axis=None):
+        """The sum over dim (an int, a tuple, or None for all elements).
+
+        >>> x = pydl.tensor([[1.0, 2.0], [3.0, 4.0]])
+        >>> x.sum(), x.sum(dim=0), pydl.sum(x, 1, keepdim=True).shape
+        (tensor(10.), tensor([4., 6.]), (2, 1))
+        """
         axes = normalize_axes(_dim_or_axis(dim, axis), self.ndim)
         return reduce.Sum.apply(self, axes=axes, keepdim=keepdim)
 
     def mean(self, dim=None, keepdim=False, *, axis=None):
+        """The mean over dim (an int, a tuple, or None for all elements).
+
+        >>> pydl.mean(pydl.tensor([[1.0, 2.0], [3.0, 4.0]]), dim=1)
+        tensor([1.5, 3.5])
+        """
         axes = normalize_axes(_dim_or_axis(dim, axis), self.ndim)
         return reduce.Mean.apply(self, axes=axes, keepdim=keepdim)
 
     def amax(self, dim=None, keepdim=False, *, axis=None):
+        """The largest value over dim; ties share the gradient evenly.
+
+        >>> pydl.amax(pydl.tensor([[1.0, 5.0], [3.0, 4.0]]), dim=0)
+        tensor([3., 5.])
+        >>> pydl.amin(pydl.tensor([[1.0, 5.0], [3.0, 4.0]]), dim=1)
+        tensor([1., 3.])
+        """
         axes = normalize_axes(_dim_or_axis(dim, axis), self.ndim)
         return reduce.Amax.apply(self, axes=axes, keepdim=keepdim)
 
     def amin(self, dim=None, keepdim=False, *, axis=None):
+        """The smallest value over dim; ties share the gradient evenly.
+
+        >>> pydl.tensor([[1.0, 5.0], [3.0, 4.0]]).amin()
+        tensor(1.)
+        """
         axes = normalize_axes(_dim_or_axis(dim, axis), self.ndim)
         return reduce.Amin.apply(self, axes=axes, keepdim=keepdim)
 
     def max(self, dim=None, keepdim=False, *, axis=None):
-        """The largest element; with dim, a (values, indices) pair; with a tensor, maximum."""
+        """The largest element; with dim, a (values, indices) pair; with a tensor, maximum.
+
+        >>> x = pydl.tensor([[1.0, 5.0], [3.0, 4.0]])
+        >>> x.max()
+        tensor(5.)
+        >>> pydl.max(x, dim=1)
+        MinMax(values=tensor([5., 4.]), indices=tensor([1, 1]))
+        >>> x.max(pydl.tensor(4.5))
+        tensor([[4.5, 5. ],
+                [4.5, 4.5]])
+        """
         return self._extreme(self.amax, self.argmax, self.maximum, dim, keepdim, axis)
 
     def min(self, dim=None, keepdim=False, *, axis=None):
+        """The smallest element; with dim, a (values, indices) pair; with a tensor, minimum.
+
+        >>> pydl.min(pydl.tensor([[1.0, 5.0], [3.0, 4.0]]), dim=0)
+        MinMax(values=tensor([1., 4.]), indices=tensor([0, 1]))
+        """
         return self._extreme(self.amin, self.argmin, self.minimum, dim, keepdim, axis)
 
     def _extreme(self, values, indices, elementwise, dim, keepdim, axis):
@@ -594,13 +787,23 @@ class Tensor:
         return MinMax(values(dim, keepdim), indices(dim, keepdim))
 
     def var(self, dim=None, unbiased=True, keepdim=False, *, correction=None, axis=None):
-        """Variance; divides by n - 1 (unbiased) unless unbiased=False or correction=."""
+        """Variance; divides by n - 1 (unbiased) unless unbiased=False or correction=.
+
+        >>> x = pydl.tensor([1.0, 2.0, 3.0, 4.0])
+        >>> x.var(), pydl.var(x, unbiased=False)
+        (tensor(1.6667), tensor(1.25))
+        """
         axes = normalize_axes(_dim_or_axis(dim, axis), self.ndim)
         if correction is None:
             correction = 1 if unbiased else 0
         return reduce.Var.apply(self, axes=axes, keepdim=keepdim, correction=correction)
 
     def std(self, dim=None, unbiased=True, keepdim=False, *, correction=None, axis=None):
+        """The standard deviation (the square root of var, with the same arguments).
+
+        >>> print(f"{pydl.std(pydl.tensor([1.0, 2.0, 3.0, 4.0])).item():.4f}")
+        1.2910
+        """
         return self.var(dim, unbiased, keepdim, correction=correction, axis=axis).sqrt()
 
     def all(self, dim=None, keepdim=False):
@@ -621,9 +824,20 @@ class Tensor:
         return Tensor._wrap(xp_of(self.data).asarray(found, dtype=bool_))
 
     def argmax(self, dim=None, keepdim=False, *, axis=None):
+        """The index of the largest element (flattened, or along dim); int64, no gradient.
+
+        >>> x = pydl.tensor([[1.0, 5.0], [3.0, 4.0]])
+        >>> pydl.argmax(x), x.argmax(dim=1)
+        (tensor(1), tensor([1, 1]))
+        """
         return self._arg_extreme("argmax", _dim_or_axis(dim, axis), keepdim)
 
     def argmin(self, dim=None, keepdim=False, *, axis=None):
+        """The index of the smallest element (flattened, or along dim); int64.
+
+        >>> pydl.argmin(pydl.tensor([[1.0, 5.0], [3.0, 0.0]]), dim=0)
+        tensor([0, 1])
+        """
         return self._arg_extreme("argmin", _dim_or_axis(dim, axis), keepdim)
 
     def _arg_extreme(self, method, dim, keepdim):
@@ -634,12 +848,27 @@ class Tensor:
     # -- shapes --
 
     def reshape(self, *shape):
+        """The same elements in a new shape (one entry may be -1); view is the same.
+
+        >>> pydl.arange(6).reshape(2, 3)
+        tensor([[0, 1, 2],
+                [3, 4, 5]])
+        >>> pydl.reshape(pydl.arange(6), (3, -1)).shape
+        (3, 2)
+        """
         shape = _shape_arg(shape)
         return self if shape == self.shape else shape_ops.Reshape.apply(self, shape=shape)
 
     view = reshape
 
     def flatten(self, start_dim=0, end_dim=-1):
+        """Merges the dimensions start_dim..end_dim into one.
+
+        >>> pydl.ones(2, 3, 4).flatten(1).shape
+        (2, 12)
+        >>> pydl.flatten(pydl.ones(2, 3, 4)).shape
+        (24,)
+        """
         if self.ndim == 0:
             return self.reshape(1)
         start, end = normalize_axis(start_dim, self.ndim), normalize_axis(end_dim, self.ndim)
@@ -649,6 +878,13 @@ class Tensor:
         return self.reshape(s[:start] + (int(np.prod(s[start:end + 1])),) + s[end + 1:])
 
     def permute(self, *dims):
+        """The dimensions in the order dims.
+
+        >>> pydl.ones(2, 3, 4).permute(2, 0, 1).shape
+        (4, 2, 3)
+        >>> pydl.permute(pydl.ones(2, 3, 4), (1, 0, 2)).shape
+        (3, 2, 4)
+        """
         dims = _shape_arg(dims)
         if len(dims) != self.ndim:
             raise ValueError(f"permute: got {len(dims)} dims {dims} for a tensor with "
@@ -659,6 +895,15 @@ class Tensor:
         return shape_ops.Permute.apply(self, dims=axes)
 
     def transpose(self, dim0, dim1):
+        """dim0 and dim1 swapped.
+
+        >>> pydl.transpose(pydl.ones(2, 3, 4), 0, 2).shape
+        (4, 3, 2)
+        >>> pydl.tensor([[1, 2, 3]]).T
+        tensor([[1],
+                [2],
+                [3]])
+        """
         axes = list(range(self.ndim))
         d0, d1 = normalize_axis(dim0, self.ndim), normalize_axis(dim1, self.ndim)
         axes[d0], axes[d1] = axes[d1], axes[d0]
@@ -667,18 +912,32 @@ class Tensor:
     swapaxes = transpose
 
     def squeeze(self, dim=None):
-        """Drops axes of size 1 (only those in dim, when given; others stay)."""
+        """Drops axes of size 1 (only those in dim, when given; others stay).
+
+        >>> pydl.ones(2, 1, 3, 1).squeeze().shape, pydl.squeeze(pydl.ones(2, 1, 3, 1), 1).shape
+        ((2, 3), (2, 3, 1))
+        """
         axes = normalize_axes(dim, self.ndim)
         kept = [n for i, n in enumerate(self.shape)
                 if n != 1 or (axes is not None and i not in axes)]
         return self if len(kept) == self.ndim else self.reshape(tuple(kept))
 
     def unsqueeze(self, dim):
+        """A new axis of size 1 at dim.
+
+        >>> pydl.unsqueeze(pydl.ones(2, 3), 0).shape, pydl.ones(2, 3).unsqueeze(-1).shape
+        ((1, 2, 3), (2, 3, 1))
+        """
         axis = normalize_axis(dim, self.ndim + 1)
         return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
 
     def expand(self, *sizes):
-        """Broadcasts to `sizes` (-1 keeps an axis); new axes go in front."""
+        """Broadcasts to `sizes` (-1 keeps an axis); new axes go in front.
+
+        >>> pydl.tensor([[1.0], [2.0]]).expand(-1, 3)
+        tensor([[1., 1., 1.],
+                [2., 2., 2.]])
+        """
         sizes = _shape_arg(sizes)
         lead = len(sizes) - self.ndim
         if lead < 0:
@@ -692,12 +951,26 @@ class Tensor:
         return self if target == self.shape else shape_ops.Expand.apply(self, shape=target)
 
     def broadcast_to(self, shape):
+        """self broadcast to shape (a view; the gradient is summed back).
+
+        >>> pydl.broadcast_to(pydl.tensor([1.0, 2.0]), (2, 2))
+        tensor([[1., 2.],
+                [1., 2.]])
+        """
         return self.expand(*shape)
 
     def expand_as(self, other):
         return self.expand(*other.shape)
 
     def __getitem__(self, index):
+        """Indexing as in NumPy (ints, slices, None, ..., bool and int64 index tensors);
+        differentiable.
+
+        >>> x = pydl.arange(6).reshape(2, 3)
+        >>> x[1], x[:, 1:], x[x > 3]
+        (tensor([3, 4, 5]), tensor([[1, 2],
+                [4, 5]]), tensor([4, 5]))
+        """
         return shape_ops.GetItem.apply(self, index=_index_arrays(index, self.data))
 
     def chunk(self, chunks, dim=0):
@@ -736,7 +1009,11 @@ class Tensor:
         return tuple(self[lead + (slice(int(a), int(b)),)] for a, b in zip(bounds, bounds[1:]))
 
     def unbind(self, dim=0):
-        """The slices along dim, with that dim removed."""
+        """The slices along dim, with that dim removed.
+
+        >>> pydl.unbind(pydl.tensor([[1, 2], [3, 4]]), 1)
+        (tensor([1, 3]), tensor([2, 4]))
+        """
         axis = normalize_axis(dim, self.ndim)
         return tuple(self[(slice(None),) * axis + (i,)] for i in range(self.shape[axis]))
 
@@ -877,18 +1154,43 @@ class Tensor:
     # -- activations --
 
     def relu(self):
+        """max(self, 0) (the relu kernel for float32).
+
+        >>> pydl.relu(pydl.tensor([-1.0, 2.0]))
+        tensor([0., 2.])
+        """
         return ew.Relu.apply(self)
 
     def sigmoid(self):
+        """1 / (1 + exp(-self)), computed without overflow.
+
+        >>> pydl.sigmoid(pydl.tensor([0.0]))
+        tensor([0.5])
+        """
         return ew.Sigmoid.apply(self)
 
     def tanh(self):
+        """The hyperbolic tangent.
+
+        >>> pydl.tanh(pydl.tensor([0.0, 100.0]))
+        tensor([0., 1.])
+        """
         return ew.Tanh.apply(self)
 
     def softmax(self, dim=-1):
+        """exp(self) / sum(exp(self)) along dim, stably (the softmax kernel).
+
+        >>> pydl.softmax(pydl.tensor([[0.0, 0.0]]), dim=1)
+        tensor([[0.5, 0.5]])
+        """
         return ew.Softmax.apply(self, dim=normalize_axis(dim, self.ndim))
 
     def log_softmax(self, dim=-1):
+        """log(softmax(self)) along dim, stably.
+
+        >>> print(f"{pydl.log_softmax(pydl.tensor([0.0, 0.0]), dim=0)[0].item():.4f}")
+        -0.6931
+        """
         return ew.LogSoftmax.apply(self, dim=normalize_axis(dim, self.ndim))
 
 
@@ -981,6 +1283,12 @@ def _as_tensor(value):
 # ---- functions over several tensors -------------------------------------------------
 
 def matmul(input, other):
+    """The matrix product input @ other (see Tensor.matmul).
+
+    >>> pydl.matmul(pydl.ones(2, 3), pydl.ones(3, 2))
+    tensor([[3., 3.],
+            [3., 3.]])
+    """
     return _as_tensor(input).matmul(other)
 
 
@@ -1018,7 +1326,13 @@ def _same_dtype(tensors, op):
 
 
 def cat(tensors, dim=0):
-    """Joins tensors along an existing axis."""
+    """Joins tensors along an existing axis.
+
+    >>> pydl.cat([pydl.zeros(1, 2), pydl.ones(2, 2)]).shape
+    (3, 2)
+    >>> pydl.concatenate([pydl.zeros(2, 1), pydl.ones(2, 3)], dim=1).shape
+    (2, 4)
+    """
     tensors = _same_dtype(tensors, "cat")
     axis = normalize_axis(dim, tensors[0].ndim)
     for t in tensors[1:]:
@@ -1033,7 +1347,12 @@ concatenate = cat
 
 
 def stack(tensors, dim=0):
-    """Joins same-shaped tensors along a new axis."""
+    """Joins same-shaped tensors along a new axis.
+
+    >>> pydl.stack([pydl.zeros(2), pydl.ones(2)], dim=1)
+    tensor([[0., 1.],
+            [0., 1.]])
+    """
     tensors = _same_dtype(tensors, "stack")
     for t in tensors[1:]:
         if t.shape != tensors[0].shape:
@@ -1167,6 +1486,7 @@ def function_form(name):
         return method(_as_tensor(input), *args, **kwargs)
     function.__name__ = function.__qualname__ = name
     function.__doc__ = method.__doc__
+    function.__wrapped__ = method  # inspect.signature shows the method's arguments
     return function
 
 
@@ -1192,12 +1512,26 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     `device`, or without one on the device of a CuPy array or tensor given (else "cpu").
 
     Without dtype: Python floats give float32, ints int64, bools bool;
-    NumPy arrays keep their dtype where pydl supports it."""
+    NumPy arrays keep their dtype where pydl supports it.
+
+    >>> pydl.tensor([[1, 2], [3, 4]])
+    tensor([[1, 2],
+            [3, 4]])
+    >>> pydl.tensor([1.5, 2.0], dtype=pydl.float64, requires_grad=True)
+    tensor([1.5, 2. ], dtype=pydl.float64, requires_grad=True)
+    """
     return _place(_to_array(data, as_dtype(dtype)), device, requires_grad)
 
 
 def from_numpy(array):
-    """A tensor sharing memory with a NumPy array of a supported dtype."""
+    """A tensor sharing memory with a NumPy array of a supported dtype.
+
+    >>> a = np.zeros(3, np.float32)
+    >>> t = pydl.from_numpy(a)
+    >>> a[0] = 5
+    >>> t
+    tensor([5., 0., 0.])
+    """
     if not isinstance(array, np.ndarray):
         raise TypeError(f"from_numpy expects a numpy.ndarray, got {type(array).__name__}")
     if array.dtype not in SUPPORTED_DTYPES:
@@ -1207,7 +1541,11 @@ def from_numpy(array):
 
 
 def from_dlpack(obj):
-    """A tensor sharing memory with any object that exports DLPack (__dlpack__)."""
+    """A tensor sharing memory with any object that exports DLPack (__dlpack__).
+
+    >>> pydl.from_dlpack(np.arange(3.0))
+    tensor([0., 1., 2.], dtype=pydl.float64)
+    """
     kind, _ = obj.__dlpack_device__()
     if kind == 1:  # kDLCPU
         array = np.from_dlpack(obj)
@@ -1230,15 +1568,30 @@ def _filled(shape, fill, dtype, device, requires_grad):
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False):
+    """A tensor of zeros of the given size (float32 unless dtype says otherwise).
+
+    >>> pydl.zeros(2, 3).shape, pydl.zeros((2,), dtype=pydl.int64)
+    ((2, 3), tensor([0, 0]))
+    """
     return _filled(_shape_arg(size), 0, as_dtype(dtype) or float32, device, requires_grad)
 
 
 def ones(*size, dtype=None, device=None, requires_grad=False):
+    """A tensor of ones of the given size (float32 unless dtype says otherwise).
+
+    >>> pydl.ones(2, 2)
+    tensor([[1., 1.],
+            [1., 1.]])
+    """
     return _filled(_shape_arg(size), 1, as_dtype(dtype) or float32, device, requires_grad)
 
 
 def empty(*size, dtype=None, device=None, requires_grad=False):
-    """Uninitialized memory (on the CPU from the kernels' caching allocator)."""
+    """Uninitialized memory (on the CPU from the kernels' caching allocator).
+
+    >>> pydl.empty(2, 3).shape
+    (2, 3)
+    """
     target = _device.require_available(_device.device(device))
     shape, dtype = _shape_arg(size), as_dtype(dtype) or float32
     if target.type == "cpu":
@@ -1250,7 +1603,12 @@ def empty(*size, dtype=None, device=None, requires_grad=False):
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False):
-    """A tensor of `fill_value`; the dtype follows the value (float32, int64 or bool)."""
+    """A tensor of `fill_value`; the dtype follows the value (float32, int64 or bool).
+
+    >>> pydl.full((2, 2), 7), pydl.full((2,), 0.5)
+    (tensor([[7, 7],
+            [7, 7]]), tensor([0.5, 0.5]))
+    """
     dtype = as_dtype(dtype) or _to_array(fill_value).dtype
     return _filled(_shape_arg((size,)), fill_value, dtype, device, requires_grad)
 
@@ -1260,10 +1618,20 @@ def _filled_like(fill, t, dtype, device, requires_grad):
 
 
 def zeros_like(input, dtype=None, device=None, requires_grad=False):
+    """Zeros with input's shape, dtype and device (unless given).
+
+    >>> pydl.zeros_like(pydl.ones(2, dtype=pydl.int64))
+    tensor([0, 0])
+    """
     return _filled_like(0, input, dtype, device, requires_grad)
 
 
 def ones_like(input, dtype=None, device=None, requires_grad=False):
+    """Ones with input's shape, dtype and device (unless given).
+
+    >>> pydl.ones_like(pydl.zeros(1, 2))
+    tensor([[1., 1.]])
+    """
     return _filled_like(1, input, dtype, device, requires_grad)
 
 
@@ -1277,7 +1645,11 @@ def full_like(input, fill_value, dtype=None, device=None, requires_grad=False):
 
 
 def empty_like(input, dtype=None, device=None, requires_grad=False):
-    """Uninitialized memory with input's shape, dtype and device (unless given)."""
+    """Uninitialized memory with input's shape, dtype and device (unless given).
+
+    >>> pydl.empty_like(pydl.zeros(2, 3, dtype=pydl.float64)).dtype
+    dtype('float64')
+    """
     return empty(*input.shape, dtype=dtype or input.dtype, device=device or input.device,
                  requires_grad=requires_grad)
 
@@ -1298,7 +1670,11 @@ def randn_like(input, dtype=None, device=None, requires_grad=False):
 
 
 def rand_like(input, dtype=None, device=None, requires_grad=False):
-    """Uniform samples in [0, 1) with input's shape (its dtype when floating, else float32)."""
+    """Uniform samples in [0, 1) with input's shape (its dtype when floating, else float32).
+
+    >>> pydl.rand_like(pydl.zeros(4)).shape
+    (4,)
+    """
     return rand(*input.shape, dtype=_float_like(input, dtype), device=device or input.device,
                 requires_grad=requires_grad)
 
@@ -1315,20 +1691,35 @@ def randint_like(input, low=0, high=None, dtype=None, device=None):
 
 
 def randn(*size, dtype=None, device=None, requires_grad=False):
-    """Standard normal samples from the global generator (see pydl.manual_seed)."""
+    """Standard normal samples from the global generator (see pydl.manual_seed).
+
+    >>> pydl.manual_seed(0)
+    >>> pydl.randn(2, 3).shape
+    (2, 3)
+    """
     array = _random.generator().standard_normal(_shape_arg(size),
                                                 dtype=_float_dtype(dtype, "randn"))
     return _place(array, device, requires_grad)
 
 
 def rand(*size, dtype=None, device=None, requires_grad=False):
-    """Uniform samples in [0, 1) from the global generator."""
+    """Uniform samples in [0, 1) from the global generator.
+
+    >>> bool(((pydl.rand(100) >= 0) & (pydl.rand(100) < 1)).all())
+    True
+    """
     array = _random.generator().random(_shape_arg(size), dtype=_float_dtype(dtype, "rand"))
     return _place(array, device, requires_grad)
 
 
 def randint(low, high=None, size=(), dtype=None, device=None):
-    """Integers uniform in [low, high) (randint(high, size=...) starts at 0)."""
+    """Integers uniform in [low, high) (randint(high, size=...) starts at 0).
+
+    >>> pydl.randint(0, 10, (3,)).dtype
+    dtype('int64')
+    >>> bool((pydl.randint(5, size=(100,)) < 5).all())
+    True
+    """
     if high is None:
         low, high = 0, low
     array = _random.generator().integers(low, high, _shape_arg((size,)), dtype=np.int64)
@@ -1336,12 +1727,20 @@ def randint(low, high=None, size=(), dtype=None, device=None):
 
 
 def randperm(n, device=None):
-    """A random permutation of 0 .. n-1 (int64)."""
+    """A random permutation of 0 .. n-1 (int64).
+
+    >>> sorted(pydl.randperm(5).tolist())
+    [0, 1, 2, 3, 4]
+    """
     return _place(_random.generator().permutation(n).astype(int64), device, False)
 
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
-    """Values from start to end (exclusive); int64 when all arguments are ints, else float32."""
+    """Values from start to end (exclusive); int64 when all arguments are ints, else float32.
+
+    >>> pydl.arange(4), pydl.arange(0, 1, 0.25)
+    (tensor([0, 1, 2, 3]), tensor([0.  , 0.25, 0.5 , 0.75]))
+    """
     if end is None:
         start, end = 0, start
     if dtype is None:
@@ -1351,4 +1750,10 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
 
 
 def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    """The n x m identity matrix (m defaults to n).
+
+    >>> pydl.eye(2)
+    tensor([[1., 0.],
+            [0., 1.]])
+    """
     return _place(np.eye(n, m, dtype=as_dtype(dtype) or float32), device, requires_grad)

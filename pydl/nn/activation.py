@@ -4,6 +4,11 @@ from pydl.nn.module import Module
 
 
 class ReLU(Module):
+    """max(x, 0) elementwise (the relu kernel).
+
+    >>> nn.ReLU()(pydl.tensor([-1.0, 2.0]))
+    tensor([0., 2.])
+    """
     def __init__(self, inplace=False):
         super().__init__()
         self.inplace = inplace  # accepted for torch compatibility; pydl never works in place
@@ -13,6 +18,11 @@ class ReLU(Module):
 
 
 class LeakyReLU(Module):
+    """x for x > 0, negative_slope * x otherwise.
+
+    >>> nn.LeakyReLU(0.1)(pydl.tensor([-1.0, 2.0]))
+    tensor([-0.1,  2. ])
+    """
     def __init__(self, negative_slope=0.01, inplace=False):
         super().__init__()
         self.negative_slope = negative_slope
@@ -26,17 +36,33 @@ class LeakyReLU(Module):
 
 
 class Sigmoid(Module):
+    """1 / (1 + exp(-x)) elementwise (the sigmoid kernel).
+
+    >>> nn.Sigmoid()(pydl.tensor([0.0]))
+    tensor([0.5])
+    """
     def forward(self, input):
         return F.sigmoid(input)
 
 
 class Tanh(Module):
+    """tanh(x) elementwise (the tanh kernel).
+
+    >>> nn.Tanh()(pydl.tensor([0.0]))
+    tensor([0.])
+    """
     def forward(self, input):
         return F.tanh(input)
 
 
 class GELU(Module):
-    """x Phi(x) (approximate='none'), or its tanh approximation (approximate='tanh')."""
+    """x Phi(x) (approximate='none'), or its tanh approximation (approximate='tanh').
+
+    >>> print(f"{nn.GELU()(pydl.tensor(1.0)).item():.4f}")
+    0.8413
+    >>> print(f"{nn.GELU(approximate='tanh')(pydl.tensor(1.0)).item():.4f}")
+    0.8412
+    """
 
     def __init__(self, approximate="none"):
         super().__init__()
@@ -92,6 +118,11 @@ def _legacy_softmax_dim(ndim):
 
 
 class Softmax(Module):
+    """softmax along dim (torch's legacy choice of dim when None).
+
+    >>> nn.Softmax(dim=1)(pydl.zeros(1, 4))
+    tensor([[0.25, 0.25, 0.25, 0.25]])
+    """
     def __init__(self, dim=None):
         super().__init__()
         self.dim = dim
@@ -105,6 +136,11 @@ class Softmax(Module):
 
 
 class LogSoftmax(Softmax):
+    """log(softmax) along dim, stably.
+
+    >>> print(f"{nn.LogSoftmax(dim=1)(pydl.zeros(1, 2))[0, 0].item():.4f}")
+    -0.6931
+    """
     def forward(self, input):
         dim = _legacy_softmax_dim(input.ndim) if self.dim is None else self.dim
         return F.log_softmax(input, dim)

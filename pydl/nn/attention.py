@@ -17,6 +17,14 @@ from pydl.tensor import Tensor
 
 
 class MultiheadAttention(Module):
+    """Multi-head scaled dot-product attention with torch's parameters (in_proj_weight, out_proj).
+
+    >>> attention = nn.MultiheadAttention(embed_dim=8, num_heads=2, batch_first=True)
+    >>> x = pydl.randn(3, 5, 8)
+    >>> out, weights = attention(x, x, x)
+    >>> out.shape, weights.shape
+    ((3, 5, 8), (3, 5, 5))
+    """
     def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, batch_first=False,
                  dtype="float32"):
         super().__init__()

@@ -7,7 +7,14 @@ from pydl.nn.module import Module, Parameter
 
 
 class Embedding(Module):
-    """Rows start N(0, 1); the row padding_idx starts at zero and gets no gradient."""
+    """Rows start N(0, 1); the row padding_idx starts at zero and gets no gradient.
+
+    >>> table = nn.Embedding(10, 3, padding_idx=0)
+    >>> table(pydl.tensor([[1, 2, 0]])).shape
+    (1, 3, 3)
+    >>> table.weight[0].tolist()
+    [0.0, 0.0, 0.0]
+    """
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, _weight=None,
                  dtype="float32"):

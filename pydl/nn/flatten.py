@@ -4,6 +4,11 @@ from pydl.tensor import _as_tensor
 
 
 class Flatten(Module):
+    """Merges the dimensions start_dim..end_dim (by default all but the batch).
+
+    >>> nn.Flatten()(pydl.ones(2, 3, 4)).shape
+    (2, 12)
+    """
     def __init__(self, start_dim=1, end_dim=-1):
         super().__init__()
         self.start_dim, self.end_dim = start_dim, end_dim

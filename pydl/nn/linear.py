@@ -9,7 +9,11 @@ from pydl.nn.module import Module, Parameter
 
 
 class Identity(Module):
-    """Returns its input; takes (and ignores) any constructor arguments, like torch."""
+    """Returns its input; takes (and ignores) any constructor arguments, like torch.
+
+    >>> nn.Identity(54, unused="ignored")(pydl.ones(2)).tolist()
+    [1.0, 1.0]
+    """
 
     def __init__(self, *args, **kwargs):
         super().__init__()
@@ -22,7 +26,14 @@ class Linear(Module):
     """y = x W^T + b with weight (out_features, in_features) and bias (out_features,).
 
     Both start uniform in +-1/sqrt(in_features): kaiming_uniform_ with a = sqrt(5)
-    for the weight, as torch does."""
+    for the weight, as torch does.
+
+    >>> layer = nn.Linear(20, 30)
+    >>> layer(pydl.randn(128, 20)).shape
+    (128, 30)
+    >>> layer.weight.shape
+    (30, 20)
+    """
 
     def __init__(self, in_features, out_features, bias=True, dtype="float32"):
         super().__init__()

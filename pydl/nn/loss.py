@@ -16,7 +16,7 @@ class CrossEntropyLoss(_Loss):
 
     >>> loss_fn = nn.CrossEntropyLoss(weight=pydl.tensor([1.0, 2.0]), label_smoothing=0.1)
     >>> print(f"{loss_fn(pydl.tensor([[1.0, -1.0], [0.5, 0.5]]), pydl.tensor([0, 1])).item():.4f}")
-    0.5312
+    0.5616
     """
 
     def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
@@ -31,6 +31,12 @@ class CrossEntropyLoss(_Loss):
 
 
 class NLLLoss(_Loss):
+    """The negative log-likelihood of log-probabilities at the target classes.
+
+    >>> log_probs = pydl.tensor([[0.0, -2.0], [-3.0, -0.5]])
+    >>> nn.NLLLoss()(log_probs, pydl.tensor([0, 1])).item()
+    0.25
+    """
     def __init__(self, weight=None, ignore_index=-100, reduction="mean"):
         super().__init__(reduction)
         self.weight = weight
@@ -41,16 +47,32 @@ class NLLLoss(_Loss):
 
 
 class MSELoss(_Loss):
+    """The mean (or summed) squared error.
+
+    >>> nn.MSELoss()(pydl.tensor([1.0, 2.0]), pydl.tensor([1.0, 4.0])).item()
+    2.0
+    """
     def forward(self, input, target):
         return F.mse_loss(input, target, self.reduction)
 
 
 class L1Loss(_Loss):
+    """The mean (or summed) absolute error.
+
+    >>> nn.L1Loss()(pydl.tensor([1.0, 2.0]), pydl.tensor([1.0, 4.0])).item()
+    1.0
+    """
     def forward(self, input, target):
         return F.l1_loss(input, target, self.reduction)
 
 
 class BCELoss(_Loss):
+    """Binary cross-entropy of probabilities against float targets.
+
+    >>> loss = nn.BCELoss()(pydl.tensor([0.9, 0.2]), pydl.tensor([1.0, 0.0]))
+    >>> print(f"{loss.item():.4f}")
+    0.1643
+    """
     def __init__(self, weight=None, reduction="mean"):
         super().__init__(reduction)
         self.weight = weight
@@ -60,6 +82,12 @@ class BCELoss(_Loss):
 
 
 class BCEWithLogitsLoss(_Loss):
+    """Binary cross-entropy of sigmoid(logits), computed stably from the logits.
+
+    >>> loss = nn.BCEWithLogitsLoss()(pydl.tensor([2.0, -1.0]), pydl.tensor([1.0, 0.0]))
+    >>> print(f"{loss.item():.4f}")
+    0.2201
+    """
     def __init__(self, weight=None, reduction="mean", pos_weight=None):
         super().__init__(reduction)
         self.weight = weight

@@ -15,7 +15,16 @@ from pydl.tensor import Tensor, as_dtype
 
 class Parameter(Tensor):
     """A tensor that is a module's trainable weight: it requires grad by default and
-    registers itself when assigned to a Module attribute."""
+    registers itself when assigned to a Module attribute.
+
+    >>> w = nn.Parameter(pydl.zeros(2))
+    >>> w.requires_grad
+    True
+    >>> layer = nn.Module()
+    >>> layer.w = w
+    >>> list(layer.state_dict())
+    ['w']
+    """
 
     __slots__ = ()
 
@@ -45,7 +54,21 @@ class RemovableHandle:
 
 class Module:
     """Base class of every layer and model: subclasses set parameters and child
-    modules as attributes in __init__ and compute in forward()."""
+    modules as attributes in __init__ and compute in forward().
+
+    >>> class TwoLayer(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.hidden = nn.Linear(4, 8)
+    ...         self.out = nn.Linear(8, 2)
+    ...     def forward(self, x):
+    ...         return self.out(self.hidden(x).relu())
+    >>> model = TwoLayer()
+    >>> model(pydl.randn(3, 4)).shape
+    (3, 2)
+    >>> [name for name, _ in model.named_parameters()]
+    ['hidden.weight', 'hidden.bias', 'out.weight', 'out.bias']
+    """
 
     def __init__(self):
         object.__setattr__(self, "training", True)
@@ -125,7 +148,13 @@ class Module:
             setattr(self, name, param)
 
     def register_buffer(self, name, tensor, persistent=True):
-        """State that is saved in state_dict (when persistent) but not trained."""
+        """State that is saved in state_dict (when persistent) but not trained.
+
+        >>> layer = nn.Module()
+        >>> layer.register_buffer("running_mean", pydl.zeros(3))
+        >>> list(layer.state_dict()), list(layer.parameters())
+        (['running_mean'], [])
+        """
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(f"register_buffer({name!r}): expected a Tensor or None, got "
                             f"{type(tensor).__name__}")
@@ -144,7 +173,11 @@ class Module:
     # ---- traversal ---------------------------------------------------------------
 
     def named_modules(self, prefix=""):
-        """(name, module) for this module and every descendant, depth first."""
+        """(name, module) for this module and every descendant, depth first.
+
+        >>> [name for name, _ in nn.Sequential(nn.Linear(2, 2), nn.ReLU()).named_modules()]
+        ['', '0', '1']
+        """
         stack = [(prefix, self)]
         seen = set()
         while stack:
@@ -189,7 +222,15 @@ class Module:
         return (b for _, b in self.named_buffers(recurse))
 
     def apply(self, fn):
-        """Calls fn on every descendant, then on self (as torch: children first)."""
+        """Calls fn on every descendant, then on self (as torch: children first).
+
+        >>> def init(m):
+        ...     if isinstance(m, nn.Linear):
+        ...         nn.init.zeros_(m.weight)
+        >>> model = nn.Sequential(nn.Linear(2, 2), nn.ReLU()).apply(init)
+        >>> model[0].weight.sum().item()
+        0.0
+        """
         for child in self.children():
             child.apply(fn)
         fn(self)
@@ -256,7 +297,11 @@ class Module:
 
     def state_dict(self):
         """name -> tensor (detached, sharing memory) for every parameter and
-        persistent buffer, with PyTorch's key names."""
+        persistent buffer, with PyTorch's key names.
+
+        >>> {k: v.shape for k, v in nn.Linear(3, 2).state_dict().items()}
+        {'weight': (2, 3), 'bias': (2,)}
+        """
         state = collections.OrderedDict()
         for prefix, module in self.named_modules():
             skip = module.__dict__.get("_non_persistent", set())
@@ -269,7 +314,13 @@ class Module:
     def load_state_dict(self, state_dict, strict=True):
         """Copies values (tensors or arrays, e.g. from torch's state_dict().numpy())
         into this module's parameters and buffers. With strict, missing or
-        unexpected keys raise; a shape mismatch always raises."""
+        unexpected keys raise; a shape mismatch always raises.
+
+        >>> a, b = nn.Linear(2, 2), nn.Linear(2, 2)
+        >>> _ = b.load_state_dict(a.state_dict())
+        >>> bool((a.weight == b.weight).all())
+        True
+        """
         own = self.state_dict()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
@@ -325,7 +376,14 @@ class _ModuleSequence(Module):
 
 
 class Sequential(_ModuleSequence):
-    """Runs its modules in order: Sequential(a, b, c) or Sequential(OrderedDict(name=module))."""
+    """Runs its modules in order: Sequential(a, b, c) or Sequential(OrderedDict(name=module)).
+
+    >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    >>> model(pydl.randn(5, 4)).shape
+    (5, 1)
+    >>> list(model.state_dict())[:2]
+    ['0.weight', '0.bias']
+    """
 
     def __init__(self, *modules):
         super().__init__()
@@ -347,7 +405,12 @@ class Sequential(_ModuleSequence):
 
 
 class ModuleList(_ModuleSequence):
-    """A list of modules whose parameters the parent module sees."""
+    """A list of modules whose parameters the parent module sees.
+
+    >>> layers = nn.ModuleList([nn.Linear(3, 3) for _ in range(2)])
+    >>> len(layers), len(list(layers.parameters()))
+    (2, 4)
+    """
 
     def __init__(self, modules=()):
         super().__init__()

@@ -61,16 +61,39 @@ class _BatchNorm(Module):
 
 
 class BatchNorm1d(_BatchNorm):
-    """Over (N, C) or (N, C, L) input."""
+    """Over (N, C) or (N, C, L) input.
+
+    >>> bn = nn.BatchNorm1d(3)
+    >>> out = bn(pydl.randn(8, 3) * 5 + 2)
+    >>> abs(out.mean().item()) < 1e-5
+    True
+    >>> bn.running_mean.shape
+    (3,)
+    """
     expected_ndims = (2, 3)
 
 
 class BatchNorm2d(_BatchNorm):
-    """Over (N, C, H, W) input."""
+    """Over (N, C, H, W) input.
+
+    >>> bn = nn.BatchNorm2d(4)
+    >>> bn(pydl.randn(2, 4, 5, 5)).shape
+    (2, 4, 5, 5)
+    >>> bn.eval()(pydl.randn(1, 4, 5, 5)).shape
+    (1, 4, 5, 5)
+    """
     expected_ndims = (4,)
 
 
 class LayerNorm(Module):
+    """Normalizes over the trailing normalized_shape dimensions, then scales and shifts
+    (weight, bias).
+
+    >>> ln = nn.LayerNorm(6)
+    >>> out = ln(pydl.randn(2, 6))
+    >>> out.mean(dim=-1).abs().max().item() < 1e-5
+    True
+    """
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
                  dtype="float32"):
         super().__init__()

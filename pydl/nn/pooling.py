@@ -5,6 +5,12 @@ from pydl.nn.module import Module
 
 
 class MaxPool2d(Module):
+    """Max over windows of (N, C, H, W) input (the max-pool kernel).
+
+    >>> nn.MaxPool2d(2)(pydl.arange(16.0).reshape(1, 1, 4, 4))
+    tensor([[[[ 5.,  7.],
+              [13., 15.]]]])
+    """
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
                  ceil_mode=False):
         super().__init__()
@@ -21,6 +27,12 @@ class MaxPool2d(Module):
 
 
 class AvgPool2d(Module):
+    """Mean over windows of (N, C, H, W) input (the average-pool kernel).
+
+    >>> nn.AvgPool2d(2)(pydl.arange(16.0).reshape(1, 1, 4, 4))
+    tensor([[[[ 2.5,  4.5],
+              [10.5, 12.5]]]])
+    """
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
                  count_include_pad=True):
         super().__init__()
@@ -36,6 +48,11 @@ class AvgPool2d(Module):
 
 
 class AdaptiveAvgPool2d(Module):
+    """Average pooling to a fixed output size, whatever the input size.
+
+    >>> nn.AdaptiveAvgPool2d((1, 1))(pydl.randn(2, 3, 7, 5)).shape
+    (2, 3, 1, 1)
+    """
     def __init__(self, output_size):
         super().__init__()
         self.output_size = output_size

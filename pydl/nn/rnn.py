@@ -167,7 +167,13 @@ def _rnn_mode(name, nonlinearity):
 
 
 class RNN(RNNBase):
-    """Elman RNN: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act tanh or relu."""
+    """Elman RNN: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act tanh or relu.
+
+    >>> rnn = nn.RNN(input_size=4, hidden_size=6, num_layers=2)
+    >>> out, h = rnn(pydl.randn(7, 3, 4))
+    >>> out.shape, h.shape
+    ((7, 3, 6), (2, 3, 6))
+    """
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False):
@@ -178,7 +184,13 @@ class RNN(RNNBase):
 
 class LSTM(RNNBase):
     """LSTM with gates (i, f, g, o): c_t = f c_{t-1} + i g, h_t = o tanh(c_t).
-    forward(input, (h_0, c_0)=None) returns (output, (h_n, c_n))."""
+    forward(input, (h_0, c_0)=None) returns (output, (h_n, c_n)).
+
+    >>> lstm = nn.LSTM(4, 6, batch_first=True)
+    >>> out, (h, c) = lstm(pydl.randn(3, 7, 4))
+    >>> out.shape, h.shape, c.shape
+    ((3, 7, 6), (1, 3, 6), (1, 3, 6))
+    """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False):
@@ -188,7 +200,13 @@ class LSTM(RNNBase):
 
 class GRU(RNNBase):
     """GRU with gates (r, z, n): n = tanh(W_in x + b_in + r (W_hn h + b_hn)),
-    h_t = (1 - z) n + z h_{t-1}."""
+    h_t = (1 - z) n + z h_{t-1}.
+
+    >>> gru = nn.GRU(4, 6, bidirectional=True)
+    >>> out, h = gru(pydl.randn(7, 3, 4))
+    >>> out.shape, h.shape
+    ((7, 3, 12), (2, 3, 6))
+    """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False):
@@ -254,7 +272,12 @@ class RNNCellBase(Module):
 
 
 class RNNCell(RNNCellBase):
-    """One step of RNN: h' = act(W_ih x + b_ih + W_hh h + b_hh)."""
+    """One step of RNN: h' = act(W_ih x + b_ih + W_hh h + b_hh).
+
+    >>> cell = nn.RNNCell(4, 6)
+    >>> cell(pydl.randn(3, 4)).shape
+    (3, 6)
+    """
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh"):
         super().__init__(_rnn_mode("RNNCell", nonlinearity), input_size, hidden_size, bias)
@@ -262,14 +285,23 @@ class RNNCell(RNNCellBase):
 
 
 class LSTMCell(RNNCellBase):
-    """One step of LSTM: forward(input, (h, c)=None) returns (h', c')."""
+    """One step of LSTM: forward(input, (h, c)=None) returns (h', c').
+
+    >>> h, c = nn.LSTMCell(4, 6)(pydl.randn(3, 4))
+    >>> h.shape, c.shape
+    ((3, 6), (3, 6))
+    """
 
     def __init__(self, input_size, hidden_size, bias=True):
         super().__init__("lstm", input_size, hidden_size, bias)
 
 
 class GRUCell(RNNCellBase):
-    """One step of GRU: forward(input, h=None) returns h'."""
+    """One step of GRU: forward(input, h=None) returns h'.
+
+    >>> nn.GRUCell(4, 6)(pydl.randn(3, 4)).shape
+    (3, 6)
+    """
 
     def __init__(self, input_size, hidden_size, bias=True):
         super().__init__("gru", input_size, hidden_size, bias)

@@ -4,7 +4,17 @@ from pydl.optim.optimizer import Optimizer, check_lr, check_nonnegative
 
 class Adagrad(Optimizer):
     """torch.optim.Adagrad: sum += g^2 (sum starts at initial_accumulator_value);
-    p -= clr g / (sqrt(sum) + eps), clr = lr / (1 + (step - 1) lr_decay)."""
+    p -= clr g / (sqrt(sum) + eps), clr = lr / (1 + (step - 1) lr_decay).
+
+    >>> w = nn.Parameter(pydl.tensor([0.0]))
+    >>> opt = pydl.optim.Adagrad([w], lr=1.0)
+    >>> for _ in range(200):
+    ...     opt.zero_grad()
+    ...     ((w - 3) ** 2).sum().backward()
+    ...     opt.step()
+    >>> round(w.item(), 3)
+    3.0
+    """
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
                  initial_accumulator_value=0.0, eps=1e-10, *, maximize=False):

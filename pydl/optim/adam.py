@@ -5,7 +5,20 @@ from pydl.optim.optimizer import Optimizer, check_lr, check_nonnegative
 class Adam(Optimizer):
     """torch.optim.Adam: m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g^2;
     p -= lr / (1 - beta1^t) m / (sqrt(v / (1 - beta2^t)) + eps), with v replaced by its
-    running maximum under amsgrad. weight_decay adds weight_decay p to g."""
+    running maximum under amsgrad. weight_decay adds weight_decay p to g.
+
+    >>> model = nn.Linear(3, 1)
+    >>> opt = pydl.optim.Adam(model.parameters(), lr=0.05)
+    >>> x = pydl.randn(64, 3)
+    >>> y = x @ pydl.tensor([[1.0], [-2.0], [0.5]])
+    >>> for _ in range(300):
+    ...     opt.zero_grad()
+    ...     loss = F.mse_loss(model(x), y)
+    ...     loss.backward()
+    ...     opt.step()
+    >>> loss.item() < 1e-4
+    True
+    """
 
     _decoupled_weight_decay = False
 
@@ -41,7 +54,17 @@ class Adam(Optimizer):
 
 class AdamW(Adam):
     """torch.optim.AdamW: Adam with decoupled weight decay, p *= 1 - lr weight_decay
-    before the update instead of adding weight_decay p to the gradient."""
+    before the update instead of adding weight_decay p to the gradient.
+
+    >>> w = nn.Parameter(pydl.tensor([0.0]))
+    >>> opt = pydl.optim.AdamW([w], lr=0.1, weight_decay=0.01)
+    >>> for _ in range(200):
+    ...     opt.zero_grad()
+    ...     ((w - 3) ** 2).sum().backward()
+    ...     opt.step()
+    >>> round(w.item(), 1)
+    3.0
+    """
 
     _decoupled_weight_decay = True
 

@@ -13,6 +13,14 @@ from pydl.optim.optimizer import Optimizer
 
 
 class LRScheduler:
+    """The base of the epoch-stepped schedulers: subclasses give get_lr() for the current
+    last_epoch.
+
+    >>> opt = pydl.optim.SGD([nn.Parameter(pydl.zeros(1))], lr=1.0)
+    >>> sched = pydl.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    >>> isinstance(sched, pydl.optim.lr_scheduler.LRScheduler), sched.get_last_lr()
+    (True, [1.0])
+    """
     def __init__(self, optimizer, last_epoch=-1):
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
@@ -56,7 +64,16 @@ class LRScheduler:
 
 
 class LambdaLR(LRScheduler):
-    """lr = base_lr * lr_lambda(epoch), one function or one per param group."""
+    """lr = base_lr * lr_lambda(epoch), one function or one per param group.
+
+    >>> opt = pydl.optim.SGD([nn.Parameter(pydl.zeros(1))], lr=1.0)
+    >>> sched = pydl.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1 / (epoch + 1))
+    >>> for _ in range(3):
+    ...     opt.step()
+    ...     sched.step()
+    >>> sched.get_last_lr()
+    [0.25]
+    """
 
     def __init__(self, optimizer, lr_lambda, last_epoch=-1):
         groups = optimizer.param_groups
@@ -77,7 +94,18 @@ class LambdaLR(LRScheduler):
 
 
 class StepLR(LRScheduler):
-    """lr *= gamma every step_size epochs."""
+    """lr *= gamma every step_size epochs.
+
+    >>> opt = pydl.optim.SGD([nn.Parameter(pydl.zeros(1))], lr=1.0)
+    >>> sched = pydl.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.1)
+    >>> lrs = []
+    >>> for _ in range(5):
+    ...     lrs.append(round(opt.param_groups[0]["lr"], 4))
+    ...     opt.step()
+    ...     sched.step()
+    >>> lrs
+    [1.0, 1.0, 0.1, 0.1, 0.01]
+    """
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
         if not isinstance(step_size, int) or step_size <= 0:
@@ -93,7 +121,18 @@ class StepLR(LRScheduler):
 
 
 class MultiStepLR(LRScheduler):
-    """lr *= gamma at each milestone epoch (gamma^k if a milestone is listed k times)."""
+    """lr *= gamma at each milestone epoch (gamma^k if a milestone is listed k times).
+
+    >>> opt = pydl.optim.SGD([nn.Parameter(pydl.zeros(1))], lr=1.0)
+    >>> sched = pydl.optim.lr_scheduler.MultiStepLR(opt, milestones=[1, 3], gamma=0.5)
+    >>> lrs = []
+    >>> for _ in range(4):
+    ...     lrs.append(opt.param_groups[0]["lr"])
+    ...     opt.step()
+    ...     sched.step()
+    >>> lrs
+    [1.0, 0.5, 0.5, 0.25]
+    """
 
     def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
         self.milestones = Counter(milestones)
@@ -116,7 +155,16 @@ class MultiStepLR(LRScheduler):
 
 
 class ExponentialLR(LRScheduler):
-    """lr *= gamma every epoch."""
+    """lr *= gamma every epoch.
+
+    >>> opt = pydl.optim.SGD([nn.Parameter(pydl.zeros(1))], lr=1.0)
+    >>> sched = pydl.optim.lr_scheduler.ExponentialLR(opt, gamma=0.5)
+    >>> for _ in range(2):
+    ...     opt.step()
+    ...     sched.step()
+    >>> sched.get_last_lr()
+    [0.25]
+    """
 
     def __init__(self, optimizer, gamma, last_epoch=-1):
         self.gamma = gamma
@@ -130,7 +178,18 @@ class ExponentialLR(LRScheduler):
 
 class CosineAnnealingLR(LRScheduler):
     """lr follows eta_min + (base_lr - eta_min)(1 + cos(pi epoch / T_max)) / 2, in
-    PyTorch's recursive form (it keeps cycling past T_max)."""
+    PyTorch's recursive form (it keeps cycling past T_max).
+
+    >>> opt = pydl.optim.SGD([nn.Parameter(pydl.zeros(1))], lr=1.0)
+    >>> sched = pydl.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=4)
+    >>> lrs = []
+    >>> for _ in range(5):
+    ...     lrs.append(round(opt.param_groups[0]["lr"], 4))
+    ...     opt.step()
+    ...     sched.step()
+    >>> lrs
+    [1.0, 0.8536, 0.5, 0.1464, 0.0]
+    """
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
         if T_max <= 0:
@@ -156,7 +215,15 @@ class CosineAnnealingLR(LRScheduler):
 class ReduceLROnPlateau(LRScheduler):
     """lr = max(lr * factor, min_lr) once the metric passed to step(metric) has not
     improved (by threshold, relative or absolute) for more than `patience` epochs;
-    then waits `cooldown` epochs before counting again."""
+    then waits `cooldown` epochs before counting again.
+
+    >>> opt = pydl.optim.SGD([nn.Parameter(pydl.zeros(1))], lr=1.0)
+    >>> sched = pydl.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=1)
+    >>> for val_loss in [1.0, 0.9, 0.9, 0.9, 0.9]:
+    ...     sched.step(val_loss)
+    >>> opt.param_groups[0]["lr"]
+    0.5
+    """
 
     def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4,
                  threshold_mode="rel", cooldown=0, min_lr=0.0, eps=1e-8):
@@ -348,7 +415,7 @@ class OneCycleLR(LRScheduler):
     ...     lrs.append(round(opt.param_groups[0]["lr"], 4))
     ...     opt.step(); sched.step()
     >>> lrs
-    [0.04, 1.0, 0.5, 0.0]
+    [0.04, 0.8117, 0.2831, 0.0]
     """
 
     def __init__(self, optimizer, max_lr, total_steps=None, epochs=None, steps_per_epoch=None,

@@ -16,7 +16,20 @@ from pydl.tensor import Tensor
 
 class Optimizer:
     """Subclasses define `_validate(group)` (raise ValueError for a bad option) and
-    `_update(param, grad, state, group)`, one parameter's step on its arrays."""
+    `_update(param, grad, state, group)`, one parameter's step on its arrays.
+
+    >>> w = nn.Parameter(pydl.tensor([0.0]))
+    >>> opt = pydl.optim.SGD([{"params": [w], "lr": 0.1}], momentum=0.5)
+    >>> opt.param_groups[0]["lr"], opt.param_groups[0]["momentum"]
+    (0.1, 0.5)
+    >>> ((w - 1) ** 2).sum().backward()
+    >>> opt.step()
+    >>> opt.zero_grad()
+    >>> w.grad is None, round(w.item(), 4)
+    (True, 0.2)
+    >>> sorted(opt.state_dict())
+    ['param_groups', 'state']
+    """
 
     def __init__(self, params, defaults):
         self.defaults = dict(defaults)

@@ -5,7 +5,17 @@ from pydl.optim.optimizer import Optimizer, check_lr, check_nonnegative
 class RMSprop(Optimizer):
     """torch.optim.RMSprop: s = alpha s + (1 - alpha) g^2; avg = sqrt(s) + eps, or
     sqrt(s - a^2) + eps with a the running mean of g (centered); p -= lr g / avg, or
-    through a momentum buffer buf = momentum buf + g / avg, p -= lr buf."""
+    through a momentum buffer buf = momentum buf + g / avg, p -= lr buf.
+
+    >>> w = nn.Parameter(pydl.tensor([0.0]))
+    >>> opt = pydl.optim.RMSprop([w], lr=0.01)
+    >>> for _ in range(400):
+    ...     opt.zero_grad()
+    ...     ((w - 3) ** 2).sum().backward()
+    ...     opt.step()
+    >>> round(w.item(), 1)
+    3.0
+    """
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False, *, maximize=False):

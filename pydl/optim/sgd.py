@@ -5,7 +5,17 @@ from pydl.optim.optimizer import Optimizer, check_lr, check_nonnegative
 class SGD(Optimizer):
     """torch.optim.SGD: g = grad + weight_decay p; with momentum,
     buf = momentum buf + (1 - dampening) g (buf = g on the first step) and
-    g = g + momentum buf (nesterov) or buf; then p -= lr g."""
+    g = g + momentum buf (nesterov) or buf; then p -= lr g.
+
+    >>> w = nn.Parameter(pydl.tensor([0.0]))
+    >>> opt = pydl.optim.SGD([w], lr=0.1, momentum=0.9, nesterov=True)
+    >>> for _ in range(100):
+    ...     opt.zero_grad()
+    ...     ((w - 3) ** 2).sum().backward()
+    ...     opt.step()
+    >>> round(w.item(), 3)
+    3.0
+    """
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False, *, maximize=False):
