@@ -9,6 +9,7 @@ from pydl import _kernels, nn
 from pydl.nn import functional as F
 
 from conftest import check_grad
+from test_device import check_same, cuda  # noqa: F401 (cuda: the device fixture)
 from test_layers import run_both, to_torch
 
 torch = pytest.importorskip("torch")
@@ -309,3 +310,32 @@ def test_forward_hooks_see_and_may_replace_outputs():
     second.remove()
     first.remove()
     assert (layer(x).detach().numpy() != 0).any() and len(seen) == 1
+
+
+# ---- on the cuda device (emulated here; a real GPU where there is one) ----------------
+
+DEVICE_CASES = {
+    "conv1d": (lambda: nn.Conv1d(4, 6, 3, stride=2, padding=1), (2, 4, 11)),
+    "conv_transpose2d": (lambda: nn.ConvTranspose2d(4, 3, 4, stride=2, padding=1), (2, 4, 5, 5)),
+    "pool1d": (lambda: nn.Sequential(nn.MaxPool1d(3, 2, 1), nn.AvgPool1d(2)), (2, 3, 12)),
+    "upsample": (lambda: nn.Upsample(size=(7, 9)), (2, 3, 4, 5)),
+    "upsample_x2": (lambda: nn.Upsample(scale_factor=2), (2, 3, 4, 5)),
+    "silu_elu": (lambda: nn.Sequential(nn.SiLU(), nn.ELU()), (4, 7)),
+    "weighted_ce": (lambda: lambda x: nn.CrossEntropyLoss(
+        weight=pydl.tensor([1.0, 2.0, 0.5, 1.5], device=x.device), label_smoothing=0.1)(
+        x, pydl.tensor([0, 3, 1, 1, 2, -100], device=x.device)), (6, 4)),
+    "topk_sort": (lambda: lambda x: x.topk(2, dim=1).values + x.sort(dim=1).values[:, :2],
+                  (5, 6)),
+    "gather_scatter": (lambda: lambda x: x.gather(1, pydl.tensor([[0, 2], [1, 1]] * 2,
+                                                               device=x.device))
+                       .scatter_add(0, pydl.tensor([[1, 0]] * 4, device=x.device), x[:, :2]),
+                       (4, 3)),
+    "masked_fill_einsum": (lambda: lambda x: pydl.einsum(
+        "ij,kj->ik", x.masked_fill(x > 0.5, 0.0), x), (4, 3)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DEVICE_CASES))
+def test_additions_run_on_the_cuda_device(cuda, name, rng):  # noqa: F811 (the fixture)
+    make, shape = DEVICE_CASES[name]
+    check_same(make, rng.standard_normal(shape).astype(np.float32))
