@@ -20,7 +20,7 @@ from pydl.tensor import (  # noqa: E402
     from_dlpack, from_numpy, full, function_form, int64, matmul, ones, ones_like, rand, randint,
     randn, randperm, stack, tensor, where, zeros, zeros_like)
 from pydl.tensor import (  # noqa: E402
-    einsum, empty_like, full_like, rand_like, randint_like, randn_like)
+    einsum, empty_like, full_like, linspace, rand_like, randint_like, randn_like)
 from pydl import utils  # noqa: E402  (pydl.utils.data: torch.utils.data's import path)
 
 
@@ -42,5 +42,5 @@ __all__ = [
     "get_rng_state", "set_rng_state", "data", "datasets", "save", "load",
     "enable_grad", "is_grad_enabled", "set_num_threads", "get_num_threads", "float32",
     "float64", "int64", "bool", "float", "double", "long", *FUNCTION_FORMS]
-__all__ += ["einsum", "empty_like", "full_like", "rand_like", "randint_like", "randn_like",
-            "utils"]
+__all__ += ["einsum", "empty_like", "full_like", "linspace", "rand_like", "randint_like",
+            "randn_like", "utils"]

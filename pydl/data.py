@@ -68,6 +68,49 @@ class TensorDataset(Dataset):
         return tuple(Tensor._wrap(t.data[indices]) for t in self.tensors)
 
 
+class Subset(Dataset):
+    """The items of dataset at the given indices, in that order.
+
+    >>> part = pydl.data.Subset(pydl.data.TensorDataset(pydl.arange(10)), [7, 2])
+    >>> len(part), part[0]
+    (2, (tensor(7),))
+    """
+
+    def __init__(self, dataset, indices):
+        self.dataset, self.indices = dataset, [int(i) for i in indices]
+
+    def __getitem__(self, index):
+        return self.dataset[self.indices[index]]
+
+    def __len__(self):
+        return len(self.indices)
+
+
+def random_split(dataset, lengths, generator=None):
+    """Disjoint random Subsets of the given lengths (counts, or fractions that add up to
+    1, the remainder going one each to the first subsets), drawn from `generator` (a
+    numpy Generator) or pydl's global one.
+
+    >>> pydl.manual_seed(0)
+    >>> train, val = pydl.data.random_split(pydl.data.TensorDataset(pydl.arange(10)), [0.8, 0.2])
+    >>> len(train), len(val), sorted(train.indices + val.indices) == list(range(10))
+    (8, 2, True)
+    """
+    n = len(dataset)
+    lengths = list(lengths)
+    if all(isinstance(x, float) for x in lengths) and math.isclose(sum(lengths), 1.0):
+        counts = [int(math.floor(n * x)) for x in lengths]
+        for i in range(n - sum(counts)):
+            counts[i % len(counts)] += 1
+        lengths = counts
+    if sum(lengths) != n or min(lengths, default=0) < 0:
+        raise ValueError(f"random_split: lengths {lengths} must be non-negative and add up to "
+                         f"the dataset's {n} items (or be fractions adding up to 1)")
+    order = (generator if generator is not None else _random.generator()).permutation(n)
+    bounds = np.cumsum([0] + lengths)
+    return [Subset(dataset, order[a:b]) for a, b in zip(bounds, bounds[1:])]
+
+
 def default_collate(items):
     """Stacks a list of samples into a batch (see the module docstring).
 

@@ -407,6 +407,26 @@ class Tensor:
         """
         return self.fill_(0)
 
+    def normal_(self, mean=0.0, std=1.0):
+        """In place: samples from N(mean, std^2) drawn from the global generator.
+
+        >>> pydl.manual_seed(0)
+        >>> w = pydl.empty(1000).normal_(2.0, 0.5)
+        >>> print(f"{w.mean().item():.1f} {w.std().item():.1f}")
+        2.0 0.5
+        """
+        self._check_inplace("normal_")
+        return self.copy_(_random.generator().normal(mean, std, self.shape))
+
+    def uniform_(self, a=0.0, b=1.0):
+        """In place: samples from U(a, b) drawn from the global generator.
+
+        >>> bool(((pydl.empty(100).uniform_(-1, 1)).abs() <= 1).all())
+        True
+        """
+        self._check_inplace("uniform_")
+        return self.copy_(_random.generator().uniform(a, b, self.shape))
+
     def fill_(self, value):
         self._check_inplace("fill_")
         self.data[...] = value
@@ -583,6 +603,108 @@ class Tensor:
         """
         return ew.Sqrt.apply(self)
 
+    def square(self):
+        """self * self.
+
+        >>> pydl.square(pydl.tensor([-2.0, 3.0]))
+        tensor([4., 9.])
+        """
+        return self * self
+
+    def log1p(self):
+        """log(1 + self), accurate for small values.
+
+        >>> print(f"{pydl.log1p(pydl.tensor(1e-8)).item():.3e}")
+        1.000e-08
+        """
+        return ew.Log1p.apply(self)
+
+    def sin(self):
+        """The sine, elementwise.
+
+        >>> pydl.sin(pydl.tensor([0.0]))
+        tensor([0.])
+        """
+        return ew.Sin.apply(self)
+
+    def cos(self):
+        """The cosine, elementwise.
+
+        >>> pydl.cos(pydl.tensor([0.0]))
+        tensor([1.])
+        """
+        return ew.Cos.apply(self)
+
+    def sign(self):
+        """-1, 0 or 1 by the sign of each element (a constant: no gradient flows through).
+
+        >>> pydl.sign(pydl.tensor([-2.0, 0.0, 3.0]))
+        tensor([-1.,  0.,  1.])
+        """
+        return self._constant(xp_of(self.data).sign(self.data))
+
+    def round(self):
+        """Each element rounded to the nearest integer, halves to even (no gradient).
+
+        >>> pydl.round(pydl.tensor([0.5, 1.5, 2.7]))
+        tensor([0., 2., 3.])
+        """
+        return self._constant(xp_of(self.data).round(self.data))
+
+    def floor(self):
+        """Each element rounded down (no gradient).
+
+        >>> pydl.floor(pydl.tensor([-0.5, 1.5]))
+        tensor([-1.,  1.])
+        """
+        return self._constant(xp_of(self.data).floor(self.data))
+
+    def ceil(self):
+        """Each element rounded up (no gradient).
+
+        >>> pydl.ceil(pydl.tensor([-0.5, 1.5]))
+        tensor([-0.,  2.])
+        """
+        return self._constant(xp_of(self.data).ceil(self.data))
+
+    def isnan(self):
+        """True where an element is NaN.
+
+        >>> pydl.isnan(pydl.tensor([1.0, float("nan")]))
+        tensor([False,  True])
+        """
+        return Tensor._wrap(xp_of(self.data).isnan(self.data))
+
+    def isinf(self):
+        """True where an element is +-inf.
+
+        >>> pydl.isinf(pydl.tensor([1.0, float("inf")]))
+        tensor([False,  True])
+        """
+        return Tensor._wrap(xp_of(self.data).isinf(self.data))
+
+    def isfinite(self):
+        """True where an element is neither NaN nor +-inf.
+
+        >>> pydl.isfinite(pydl.tensor([1.0, float("inf")]))
+        tensor([ True, False])
+        """
+        return Tensor._wrap(xp_of(self.data).isfinite(self.data))
+
+    def allclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+        """Whether |self - other| <= atol + rtol |other| everywhere (a Python bool).
+
+        >>> pydl.allclose(pydl.tensor([1.0, 2.0]), pydl.tensor([1.0, 2.0 + 1e-7]))
+        True
+        """
+        a, b = _coerce(self, other)
+        autograd.require_same_device([a.data, b.data])
+        return bool(xp_of(a.data).allclose(a.data, b.data, rtol=rtol, atol=atol,
+                                           equal_nan=equal_nan))
+
+    def _constant(self, array):
+        return Tensor._wrap(array.astype(self.dtype, copy=False))
+
     def clamp(self, min=None, max=None):
         """Each element limited to [min, max] (either may be None); the gradient passes inside.
 
@@ -651,7 +773,8 @@ class Tensor:
     def _compare(self, ufunc, other):
         a, b = _coerce(self, other)
         autograd.require_same_device([a.data, b.data])
-        return Tensor._wrap(ufunc(a.data, b.data))
+        # asarray: NumPy returns a scalar, not a 0-d array, for 0-d operands.
+        return Tensor._wrap(xp_of(a.data).asarray(ufunc(a.data, b.data)))
 
     def __eq__(self, other):
         """Elementwise self == other as a bool tensor.
@@ -805,6 +928,40 @@ class Tensor:
         1.2910
         """
         return self.var(dim, unbiased, keepdim, correction=correction, axis=axis).sqrt()
+
+    def cumsum(self, dim):
+        """The running sum along dim.
+
+        >>> pydl.cumsum(pydl.tensor([1.0, 2.0, 3.0]), 0)
+        tensor([1., 3., 6.])
+        """
+        return reduce.Cumsum.apply(self, axis=normalize_axis(dim, self.ndim))
+
+    def logsumexp(self, dim, keepdim=False):
+        """log(sum(exp(self))) over dim, computed stably (the max is taken out first).
+
+        >>> print(f"{pydl.logsumexp(pydl.tensor([1000.0, 1000.0]), 0).item():.2f}")
+        1000.69
+        """
+        peak = self.detach().amax(dim, keepdim=True)
+        peak = peak.where(peak.isfinite(), 0.0)
+        out = (self - peak).exp().sum(dim, keepdim=True).log() + peak
+        return out if keepdim else out.squeeze(dim)
+
+    def norm(self, p="fro", dim=None, keepdim=False):
+        """The vector norm over dim (all elements when None): p = 2 or 'fro' (Euclidean),
+        1, or inf (the largest magnitude).
+
+        >>> pydl.tensor([3.0, -4.0]).norm(), pydl.tensor([3.0, -4.0]).norm(1)
+        (tensor(5.), tensor(7.))
+        """
+        if p in (2, "fro"):
+            return (self * self).sum(dim, keepdim).sqrt()
+        if p == 1:
+            return abs(self).sum(dim, keepdim)
+        if p == float("inf"):
+            return abs(self).amax(dim, keepdim)
+        raise NotImplementedError(f"norm: p={p!r} is not supported (2, 'fro', 1 or inf)")
 
     def all(self, dim=None, keepdim=False):
         """True where every element (along dim, when given) is nonzero; bool, no gradient.
@@ -1007,6 +1164,144 @@ class Tensor:
         lead = (slice(None),) * axis
         bounds = np.cumsum([0] + sections)
         return tuple(self[lead + (slice(int(a), int(b)),)] for a, b in zip(bounds, bounds[1:]))
+
+    def narrow(self, dim, start, length):
+        """The slice start:start + length along dim (a view; differentiable).
+
+        >>> pydl.arange(6).narrow(0, 2, 3)
+        tensor([2, 3, 4])
+        """
+        axis = normalize_axis(dim, self.ndim)
+        if not 0 <= start <= start + length <= self.shape[axis]:
+            raise ValueError(f"narrow: start {start} and length {length} do not fit dim {dim} "
+                             f"of size {self.shape[axis]}")
+        return self[(slice(None),) * axis + (slice(start, start + length),)]
+
+    def flip(self, *dims):
+        """The elements in reverse order along each of dims.
+
+        >>> pydl.tensor([[1, 2], [3, 4]]).flip(1)
+        tensor([[2, 1],
+                [4, 3]])
+        """
+        axes = normalize_axes(_shape_arg(dims), self.ndim) if self.ndim else ()
+        return self[tuple(slice(None, None, -1) if i in axes else slice(None)
+                          for i in range(self.ndim))]
+
+    def repeat(self, *sizes):
+        """The tensor tiled sizes[i] times along each dimension (leading sizes add
+        dimensions), as torch's Tensor.repeat and numpy.tile.
+
+        >>> pydl.tensor([1, 2]).repeat(2, 2)
+        tensor([[1, 2, 1, 2],
+                [1, 2, 1, 2]])
+        """
+        sizes = _shape_arg(sizes)
+        if len(sizes) < self.ndim:
+            raise ValueError(f"repeat: {len(sizes)} sizes for a tensor with {self.ndim} "
+                             "dimensions; give at least one per dimension")
+        shape = (1,) * (len(sizes) - self.ndim) + self.shape
+        # (n0, n1, ...) -> (1, n0, 1, n1, ...) -> expand to (r0, n0, r1, n1, ...) -> merge.
+        spread = self.reshape(tuple(d for n in shape for d in (1, n)))
+        tiled = spread.expand(*(d for r, n in zip(sizes, shape) for d in (r, n)))
+        return tiled.reshape(tuple(r * n for r, n in zip(sizes, shape)))
+
+    def index_select(self, dim, index):
+        """The entries at the int64 indices `index` (1-D) along dim; the gradient adds up
+        at repeated indices.
+
+        >>> pydl.tensor([[1, 2], [3, 4], [5, 6]]).index_select(0, pydl.tensor([2, 0]))
+        tensor([[5, 6],
+                [1, 2]])
+        """
+        index = _as_tensor(index)
+        axis = normalize_axis(dim, self.ndim)
+        if index.dtype != int64 or index.ndim != 1:
+            raise TypeError(f"index_select: index must be a 1-D int64 tensor, got "
+                            f"{index.dtype} of shape {index.shape}")
+        size = self.shape[axis]
+        if index.numel() and (int(index.data.min()) < 0 or int(index.data.max()) >= size):
+            raise IndexError(f"index_select: indices must lie in [0, {size}) for dim {dim}")
+        return self[(slice(None),) * axis + (index,)]
+
+    def nonzero(self, as_tuple=False):
+        """The indices of the nonzero elements: an (n, ndim) int64 tensor, or with
+        as_tuple one index tensor per dimension.
+
+        >>> pydl.tensor([[0, 1], [2, 0]]).nonzero()
+        tensor([[0, 1],
+                [1, 0]])
+        """
+        found = xp_of(self.data).nonzero(self.data)
+        if as_tuple:
+            return tuple(Tensor._wrap(i.astype(int64, copy=False)) for i in found)
+        return Tensor._wrap(xp_of(self.data).stack(found, axis=1).astype(int64, copy=False))
+
+    def tril(self, diagonal=0):
+        """The lower triangle of the last two dimensions (the rest zero); differentiable.
+
+        >>> pydl.ones(3, 3).tril()
+        tensor([[1., 0., 0.],
+                [1., 1., 0.],
+                [1., 1., 1.]])
+        """
+        rows, cols = self.shape[-2:]
+        return self * Tensor._wrap(xp_of(self.data).tri(rows, cols, diagonal, dtype=self.dtype))
+
+    def triu(self, diagonal=0):
+        """The upper triangle of the last two dimensions (the rest zero); differentiable.
+
+        >>> pydl.ones(2, 3).triu(1)
+        tensor([[0., 1., 1.],
+                [0., 0., 1.]])
+        """
+        rows, cols = self.shape[-2:]
+        lower = xp_of(self.data).tri(rows, cols, diagonal - 1, dtype=self.dtype)
+        return self * Tensor._wrap(1 - lower)
+
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):
+        """Zeros of the given size with self's dtype and device (unless given).
+
+        >>> pydl.zeros(1, dtype=pydl.float64).new_zeros(2).dtype
+        dtype('float64')
+        """
+        return zeros(*size, dtype=dtype or self.dtype, device=device or self.device,
+                     requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False):
+        """Ones of the given size with self's dtype and device (unless given).
+
+        >>> pydl.tensor([1, 2]).new_ones(3)
+        tensor([1, 1, 1])
+        """
+        return ones(*size, dtype=dtype or self.dtype, device=device or self.device,
+                    requires_grad=requires_grad)
+
+    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False):
+        """fill_value in the given size with self's dtype and device (unless given).
+
+        >>> pydl.zeros(1).new_full((2,), 3)
+        tensor([3., 3.])
+        """
+        return full(size, fill_value, dtype=dtype or self.dtype, device=device or self.device,
+                    requires_grad=requires_grad)
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
+        """A copy of data with self's dtype and device (unless given).
+
+        >>> pydl.zeros(1, dtype=pydl.float64).new_tensor([1, 2])
+        tensor([1., 2.], dtype=pydl.float64)
+        """
+        return tensor(data, dtype=dtype or self.dtype, device=device or self.device,
+                      requires_grad=requires_grad)
+
+    def type_as(self, other):
+        """self converted to other's dtype.
+
+        >>> pydl.tensor([1, 2]).type_as(pydl.zeros(1))
+        tensor([1., 2.])
+        """
+        return self.to(dtype=other.dtype)
 
     def unbind(self, dim=0):
         """The slices along dim, with that dim removed.
@@ -1475,7 +1770,9 @@ FUNCTION_FORMS = (
     "broadcast_to", "relu", "sigmoid", "tanh", "softmax", "log_softmax",
     "eq", "ne", "lt", "le", "gt", "ge",
     "sort", "argsort", "topk", "gather", "scatter", "scatter_add", "masked_fill", "chunk",
-    "split", "unbind")
+    "split", "unbind", "square", "log1p", "sin", "cos", "sign", "round", "floor", "ceil",
+    "isnan", "isinf", "isfinite", "allclose", "cumsum", "logsumexp", "norm", "narrow", "flip",
+    "index_select", "nonzero", "tril", "triu")
 
 
 def function_form(name):
@@ -1688,6 +1985,16 @@ def randint_like(input, low=0, high=None, dtype=None, device=None):
     """
     return randint(low, high, input.shape, dtype=dtype or input.dtype,
                    device=device or input.device)
+
+
+def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
+    """steps values evenly spaced from start to end, both included (float32 by default).
+
+    >>> pydl.linspace(0, 1, 5)
+    tensor([0.  , 0.25, 0.5 , 0.75, 1.  ])
+    """
+    array = np.linspace(start, end, steps, dtype=_float_dtype(dtype, "linspace"))
+    return _place(array, device, requires_grad)
 
 
 def randn(*size, dtype=None, device=None, requires_grad=False):

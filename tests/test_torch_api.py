@@ -295,3 +295,90 @@ def test_utils_data_is_torchs_import_path():
     assert pydl.utils.data is pydl.data
     batches = list(DataLoader(TensorDataset(pydl.arange(5)), batch_size=2))
     assert [b[0].tolist() for b in batches] == [[0, 1], [2, 3], [4]]
+
+
+# ---- more elementwise, reductions, shapes and constructors ------------------------------
+
+UNARY = ["square", "log1p", "sin", "cos", "sign", "round", "floor", "ceil", "isnan", "isfinite"]
+
+
+@pytest.mark.parametrize("name", UNARY)
+def test_more_elementwise_functions_match_torch(rng, name):
+    values = np.abs(rng.standard_normal((4, 5))) if name == "log1p" else \
+        3 * rng.standard_normal((4, 5))
+    ours, theirs = pydl.tensor(values, requires_grad=True), torch.tensor(values,
+                                                                         requires_grad=True)
+    out, t_out = getattr(pydl, name)(ours), getattr(torch, name)(theirs)
+    if t_out.dtype == torch.bool or not t_out.requires_grad or name in ("sign", "round",
+                                                                        "floor", "ceil"):
+        np.testing.assert_array_equal(out.detach().numpy(), t_out.detach().numpy())
+    else:
+        compare(out, t_out, rng, [(ours, theirs)])
+
+
+@pytest.mark.parametrize("case", [("cumsum", (1,)), ("cumsum", (0,)), ("logsumexp", (1,)),
+                                  ("logsumexp", ((0, 1), True)), ("norm", ()), ("norm", (1, 1)),
+                                  ("norm", (float("inf"), 0)), ("flip", ((0, 1),)),
+                                  ("narrow", (1, 1, 3)), ("repeat", (2, 1, 3)), ("tril", (0,)),
+                                  ("triu", (1,)), ("tril", (-1,))])
+def test_more_tensor_methods_match_torch(rng, case):
+    name, args = case
+    ours, theirs = both(rng, 4, 5)
+    if name == "norm" and len(args) == 2:  # torch spells the dim-wise norm this way too
+        out, t_out = ours.norm(*args), torch.linalg.vector_norm(theirs, args[0], args[1])
+    else:
+        out, t_out = getattr(ours, name)(*args), getattr(theirs, name)(*args)
+    compare(out, t_out, rng, [(ours, theirs)])
+
+
+def test_logsumexp_is_stable_and_cumsum_gradient_by_finite_differences(rng):
+    assert pydl.tensor([1e4, 1e4], dtype="float64").logsumexp(0).item() == \
+        pytest.approx(1e4 + np.log(2))
+    check_grad(lambda x: x.cumsum(1), rng.standard_normal((3, 4)))
+
+
+def test_index_select_nonzero_and_constructors_match_torch(rng):
+    ours, theirs = both(rng, 5, 3)
+    index = np.array([4, 0, 4])
+    compare(ours.index_select(0, pydl.tensor(index)),
+            theirs.index_select(0, torch.tensor(index)), rng, [(ours, theirs)])
+    with pytest.raises(IndexError, match=r"\[0, 5\)"):
+        ours.index_select(0, pydl.tensor([5]))
+    flags = rng.random((3, 4)) < 0.5
+    np.testing.assert_array_equal(pydl.tensor(flags).nonzero().numpy(),
+                                  torch.tensor(flags).nonzero().numpy())
+    np.testing.assert_allclose(pydl.linspace(-1, 2, 7).numpy(), torch.linspace(-1, 2, 7).numpy())
+    base = pydl.zeros(1, dtype="float64")
+    assert base.new_zeros(2, 3).dtype == pydl.float64 and base.new_ones(2).tolist() == [1, 1]
+    assert base.new_full((2,), 4).tolist() == [4, 4] and base.new_tensor([1]).dtype == base.dtype
+    assert pydl.tensor([1, 2]).type_as(base).dtype == pydl.float64
+    assert pydl.allclose(pydl.tensor([1.0]), pydl.tensor([1.0 + 1e-7]))
+    assert not pydl.allclose(pydl.tensor([1.0]), pydl.tensor([1.1]))
+
+
+def test_in_place_initializers_follow_the_seed():
+    pydl.manual_seed(5)
+    a = pydl.empty(2000).normal_(1.0, 2.0).numpy().copy()
+    pydl.manual_seed(5)
+    b = pydl.empty(2000).normal_(1.0, 2.0).numpy()
+    np.testing.assert_array_equal(a, b)
+    assert abs(a.mean() - 1) < 0.15 and abs(a.std() - 2) < 0.15
+    u = pydl.empty(2000).uniform_(-3, -1).numpy()
+    assert u.min() >= -3 and u.max() < -1
+
+
+def test_comparisons_of_0d_tensors_give_0d_tensors():
+    flag = pydl.tensor(2.0) > 1
+    assert flag.shape == () and flag.item() is True
+
+
+def test_random_split_and_subset(rng):
+    data = pydl.data.TensorDataset(pydl.arange(10))
+    pydl.manual_seed(0)
+    parts = pydl.data.random_split(data, [6, 3, 1])
+    assert [len(p) for p in parts] == [6, 3, 1]
+    assert sorted(i for p in parts for i in p.indices) == list(range(10))
+    assert parts[1][0][0].item() == parts[1].indices[0]
+    assert [len(p) for p in pydl.data.random_split(data, [0.5, 0.3, 0.2])] == [5, 3, 2]
+    with pytest.raises(ValueError, match="add up to"):
+        pydl.data.random_split(data, [5, 6])

@@ -339,3 +339,51 @@ DEVICE_CASES = {
 def test_additions_run_on_the_cuda_device(cuda, name, rng):  # noqa: F811 (the fixture)
     make, shape = DEVICE_CASES[name]
     check_same(make, rng.standard_normal(shape).astype(np.float32))
+
+
+# ---- more layers and losses ------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name,kwargs", [("Softplus", {}), ("Softplus", dict(beta=2.0,
+                                                                            threshold=5.0)),
+                                         ("Hardtanh", dict(min_val=-0.5, max_val=2.0)),
+                                         ("ReLU6", {})])
+def test_more_activations_match_torch(rng, dtype, name, kwargs):
+    run_both(getattr(nn, name)(**kwargs), getattr(tnn, name)(**kwargs),
+             [4 * normal(rng, 4, 7, dtype=dtype)], dtype)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("name,kwargs", [("HuberLoss", dict(delta=0.7)), ("SmoothL1Loss", {}),
+                                         ("SmoothL1Loss", dict(beta=0.3))])
+def test_robust_losses_match_torch(rng, reduction, name, kwargs):
+    target = normal(rng, 5, 4)
+    ours = getattr(nn, name)(reduction=reduction, **kwargs)
+    theirs = getattr(tnn, name)(reduction=reduction, **kwargs)
+    run_both(lambda x: ours(x, pydl.tensor(target)), lambda x: theirs(x, torch.tensor(target)),
+             [2 * normal(rng, 5, 4)], "float64", owners=(nn.Module(), tnn.Module()))
+
+
+@pytest.mark.parametrize("pad", [(1, 2), (0, 1, 2, 0), (1, 1, 0, 0, 2, 1)])
+def test_pad_matches_torch(rng, pad):
+    run_both(lambda x: F.pad(x, pad, value=0.5),
+             lambda x: torch.nn.functional.pad(x, pad, value=0.5), [normal(rng, 2, 3, 4)],
+             "float64", owners=(nn.Module(), tnn.Module()))
+
+
+def test_normalize_and_cosine_similarity_match_torch(rng):
+    run_both(lambda x: F.normalize(x, dim=1), lambda x: torch.nn.functional.normalize(x, dim=1),
+             [normal(rng, 4, 5)], "float64", owners=(nn.Module(), tnn.Module()))
+    run_both(lambda a, b: F.cosine_similarity(a, b, dim=-1),
+             lambda a, b: torch.nn.functional.cosine_similarity(a, b, dim=-1),
+             [normal(rng, 4, 5), normal(rng, 4, 5)], "float64", owners=(nn.Module(), tnn.Module()))
+
+
+def test_module_dict_and_unflatten():
+    heads = nn.ModuleDict({"a": nn.Linear(2, 3)})
+    heads["b"] = nn.Linear(3, 1)
+    assert list(heads) == ["a", "b"] and "b" in heads and len(heads) == 2
+    assert list(heads.state_dict()) == ["a.weight", "a.bias", "b.weight", "b.bias"]
+    theirs = tnn.ModuleDict({"a": tnn.Linear(2, 3), "b": tnn.Linear(3, 1)})
+    assert list(heads.state_dict()) == list(theirs.state_dict())
+    assert nn.Unflatten(-1, (2, 2))(pydl.ones(3, 4)).shape == (3, 2, 2)

@@ -144,3 +144,50 @@ class LogSoftmax(Softmax):
     def forward(self, input):
         dim = _legacy_softmax_dim(input.ndim) if self.dim is None else self.dim
         return F.log_softmax(input, dim)
+
+
+class Softplus(Module):
+    """log(1 + exp(beta x)) / beta (x itself above threshold).
+
+    >>> print(f"{nn.Softplus()(pydl.tensor(0.0)).item():.4f}")
+    0.6931
+    """
+
+    def __init__(self, beta=1.0, threshold=20.0):
+        super().__init__()
+        self.beta, self.threshold = beta, threshold
+
+    def forward(self, input):
+        return F.softplus(input, self.beta, self.threshold)
+
+    def extra_repr(self):
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+
+class Hardtanh(Module):
+    """x clipped to [min_val, max_val].
+
+    >>> nn.Hardtanh()(pydl.tensor([-3.0, 0.5]))
+    tensor([-1. ,  0.5])
+    """
+
+    def __init__(self, min_val=-1.0, max_val=1.0, inplace=False):
+        super().__init__()
+        self.min_val, self.max_val, self.inplace = min_val, max_val, inplace
+
+    def forward(self, input):
+        return F.hardtanh(input, self.min_val, self.max_val)
+
+    def extra_repr(self):
+        return f"min_val={self.min_val}, max_val={self.max_val}"
+
+
+class ReLU6(Hardtanh):
+    """min(max(x, 0), 6).
+
+    >>> nn.ReLU6()(pydl.tensor([-1.0, 9.0]))
+    tensor([0., 6.])
+    """
+
+    def __init__(self, inplace=False):
+        super().__init__(0.0, 6.0, inplace)

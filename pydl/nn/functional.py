@@ -877,3 +877,104 @@ def one_hot(tensor, num_classes=-1):
 
 
 __all__ += ["silu", "elu", "dropout2d", "one_hot"]
+
+
+# ---- more activations, padding, normalization, robust regression losses -------------
+
+def softplus(input, beta=1.0, threshold=20.0):
+    """log(1 + exp(beta x)) / beta, and x itself where beta x > threshold (exp is taken
+    of min(beta x, threshold), so the unused branch cannot overflow).
+
+    >>> print(f"{F.softplus(pydl.tensor(0.0)).item():.4f}")
+    0.6931
+    """
+    input = _as_tensor(input)
+    scaled = input * beta
+    smooth = scaled.clamp(max=threshold).exp().log1p() / beta
+    return input.where(scaled > threshold, smooth)
+
+
+def hardtanh(input, min_val=-1.0, max_val=1.0):
+    """x clipped to [min_val, max_val].
+
+    >>> F.hardtanh(pydl.tensor([-3.0, 0.5, 3.0]))
+    tensor([-1. ,  0.5,  1. ])
+    """
+    return _as_tensor(input).clamp(min_val, max_val)
+
+
+def relu6(input):
+    """min(max(x, 0), 6).
+
+    >>> F.relu6(pydl.tensor([-1.0, 3.0, 9.0]))
+    tensor([0., 3., 6.])
+    """
+    return hardtanh(input, 0.0, 6.0)
+
+
+def pad(input, pad, mode="constant", value=0.0):
+    """Pads the last len(pad) // 2 dimensions: pad = (left, right) for the last one, then
+    (top, bottom) for the one before, and so on, as torch; mode 'constant' only.
+
+    >>> F.pad(pydl.ones(1, 2), (1, 2))
+    tensor([[0., 1., 1., 0., 0.]])
+    """
+    input = _as_tensor(input)
+    if mode != "constant":
+        raise NotImplementedError(f"pad: mode {mode!r} is not supported; pydl has 'constant'")
+    pad = tuple(int(p) for p in pad)
+    if len(pad) % 2 or len(pad) // 2 > input.ndim or min(pad, default=0) < 0:
+        raise ValueError(f"pad: {pad} must hold non-negative (before, after) pairs for at most "
+                         f"the {input.ndim} dimensions of the input")
+    pairs = [(pad[i], pad[i + 1]) for i in range(0, len(pad), 2)]
+    widths = [(0, 0)] * (input.ndim - len(pairs)) + pairs[::-1]
+    from pydl.ops import shape as shape_ops
+    return shape_ops.Pad.apply(input, widths=tuple(widths), value=value)
+
+
+def normalize(input, p=2.0, dim=1, eps=1e-12):
+    """input / max(||input||_p, eps) along dim.
+
+    >>> F.normalize(pydl.tensor([[3.0, 4.0]]))
+    tensor([[0.6, 0.8]])
+    """
+    input = _as_tensor(input)
+    return input / input.norm(p, dim, keepdim=True).clamp(min=eps)
+
+
+def cosine_similarity(x1, x2, dim=1, eps=1e-8):
+    """sum(x1 x2) / max(||x1|| ||x2||, eps) along dim.
+
+    >>> F.cosine_similarity(pydl.tensor([[1.0, 0.0]]), pydl.tensor([[1.0, 1.0]]))
+    tensor([0.7071])
+    """
+    x1, x2 = _as_tensor(x1), _as_tensor(x2)
+    return (x1 * x2).sum(dim) / (x1.norm(2, dim) * x2.norm(2, dim)).clamp(min=eps)
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0):
+    """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta), for d = input - target.
+
+    >>> F.huber_loss(pydl.tensor([0.5, 3.0]), pydl.tensor([0.0, 0.0])).item()
+    1.3125
+    """
+    input = _as_tensor(input)
+    diff = abs(input - _target_like(target, input, "huber_loss"))
+    # Where |d| >= delta, d is clamped to delta in the square: both branches stay finite.
+    inside = diff.clamp(max=delta)
+    return _reduce(0.5 * inside * inside + delta * (diff - inside), reduction)
+
+
+def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
+    """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (huber_loss / beta).
+
+    >>> F.smooth_l1_loss(pydl.tensor([0.5, 3.0]), pydl.tensor([0.0, 0.0])).item()
+    1.3125
+    """
+    if beta == 0:
+        return l1_loss(input, target, reduction)
+    return huber_loss(input, target, reduction, beta) / beta
+
+
+__all__ += ["softplus", "hardtanh", "relu6", "pad", "normalize", "cosine_similarity",
+            "huber_loss", "smooth_l1_loss"]

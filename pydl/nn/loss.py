@@ -96,3 +96,33 @@ class BCEWithLogitsLoss(_Loss):
     def forward(self, input, target):
         return F.binary_cross_entropy_with_logits(input, target, self.weight, self.reduction,
                                                   self.pos_weight)
+
+
+class HuberLoss(_Loss):
+    """0.5 d^2 inside |d| < delta, linear outside (F.huber_loss).
+
+    >>> nn.HuberLoss()(pydl.tensor([0.5, 3.0]), pydl.tensor([0.0, 0.0])).item()
+    1.3125
+    """
+
+    def __init__(self, reduction="mean", delta=1.0):
+        super().__init__(reduction)
+        self.delta = delta
+
+    def forward(self, input, target):
+        return F.huber_loss(input, target, self.reduction, self.delta)
+
+
+class SmoothL1Loss(_Loss):
+    """0.5 d^2 / beta inside |d| < beta, |d| - 0.5 beta outside (F.smooth_l1_loss).
+
+    >>> nn.SmoothL1Loss(beta=0.5)(pydl.tensor([0.25, 3.0]), pydl.tensor([0.0, 0.0])).item()
+    1.40625
+    """
+
+    def __init__(self, reduction="mean", beta=1.0):
+        super().__init__(reduction)
+        self.beta = beta
+
+    def forward(self, input, target):
+        return F.smooth_l1_loss(input, target, self.reduction, self.beta)

@@ -424,3 +424,41 @@ class ModuleList(_ModuleSequence):
         for module in modules:
             self.append(module)
         return self
+
+
+class ModuleDict(Module):
+    """Modules by name, registered as children (their parameters are the parent's).
+
+    >>> heads = nn.ModuleDict({"age": nn.Linear(4, 1), "kind": nn.Linear(4, 3)})
+    >>> heads["kind"](pydl.ones(2, 4)).shape, list(heads.keys())
+    ((2, 3), ['age', 'kind'])
+    """
+
+    def __init__(self, modules=None):
+        super().__init__()
+        for name, module in dict(modules or {}).items():
+            self.add_module(name, module)
+
+    def __getitem__(self, name):
+        return self._modules[name]
+
+    def __setitem__(self, name, module):
+        self.add_module(name, module)
+
+    def __contains__(self, name):
+        return name in self._modules
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules)
+
+    def keys(self):
+        return self._modules.keys()
+
+    def values(self):
+        return self._modules.values()
+
+    def items(self):
+        return self._modules.items()

@@ -129,6 +129,34 @@ class Sqrt(Function):
         return (g / (2 * self.saved[0]),)
 
 
+class Log1p(Function):
+    # d log(1 + a) = 1 / (1 + a)
+    def forward(self, a):
+        self.save(a)
+        return xp_of(a).log1p(a)
+
+    def backward(self, g):
+        return (g / (1 + self.saved[0]),)
+
+
+class Sin(Function):
+    def forward(self, a):
+        self.save(a)
+        return xp_of(a).sin(a)
+
+    def backward(self, g):
+        return (g * xp_of(g).cos(self.saved[0]),)
+
+
+class Cos(Function):
+    def forward(self, a):
+        self.save(a)
+        return xp_of(a).cos(a)
+
+    def backward(self, g):
+        return (-g * xp_of(g).sin(self.saved[0]),)
+
+
 class Clamp(Function):
     """clamp(a, low, high); the gradient passes where low <= a <= high."""
 

@@ -1,4 +1,4 @@
-"""Reductions over axes: sum, mean, amax/amin, var.
+"""Reductions over axes: sum, mean, amax/amin, var, and the running sum (cumsum).
 
 `axes` is None (every axis) or a tuple of non-negative axes; the gradient is
 the output gradient broadcast back over the reduced axes.
@@ -81,3 +81,13 @@ class Var(Function):
         g = _expand_grad(g, centered.shape, self.axes, self.keepdim)
         scale = 2 / self.divisor if self.divisor else math.nan
         return (g * scale * centered,)
+
+
+class Cumsum(Function):
+    # y_i = sum_{j <= i} a_j along axis;  da_j = sum_{i >= j} dy_i (a reversed running sum)
+    def forward(self, a):
+        return xp_of(a).cumsum(a, axis=self.axis)
+
+    def backward(self, g):
+        xp = xp_of(g)
+        return (xp.flip(xp.cumsum(xp.flip(g, self.axis), axis=self.axis), self.axis),)

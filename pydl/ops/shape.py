@@ -1,4 +1,5 @@
-"""Shape and indexing ops: reshape, permute, expand, indexing, scatter, cat, stack.
+"""Shape and indexing ops: reshape, permute, expand, indexing, scatter, padding, cat,
+stack.
 
 Forward results are NumPy views where NumPy gives one; backward maps the
 gradient back to the input's layout.
@@ -83,6 +84,17 @@ class Scatter(Function):
                 ga = g.copy()
                 ga[self.index] = 0
         return ga, g[self.index] if need_b else None
+
+
+class Pad(Function):
+    """a padded with `value`: widths is ((before, after), ...) per axis, all >= 0; the
+    gradient is the unpadded block."""
+
+    def forward(self, a):
+        return xp_of(a).pad(a, self.widths, constant_values=self.value)
+
+    def backward(self, g):
+        return (g[tuple(slice(lo, g.shape[i] - hi) for i, (lo, hi) in enumerate(self.widths))],)
 
 
 class Cat(Function):
