@@ -8,7 +8,7 @@ from pydl.ops import elementwise as ew
 from pydl.ops import pool as pool_ops
 from pydl.ops.common import xp_of
 from pydl.ops.loss import SoftmaxCrossEntropy
-from pydl.tensor import Tensor, _as_tensor
+from pydl.tensor import Tensor, _as_tensor, ones
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -239,6 +239,7 @@ from pydl.ops import dropout as _dropout_ops  # noqa: E402
 from pydl.ops import embedding as _embedding_ops  # noqa: E402
 from pydl.ops import linear as _linear_ops  # noqa: E402
 from pydl.ops import norm as _norm_ops  # noqa: E402
+from pydl.ops import shape as _shape_ops  # noqa: E402
 
 
 def linear(input, weight, bias=None):
@@ -847,7 +848,6 @@ def dropout2d(input, p=0.5, training=True):
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0:
         return input
-    from pydl.tensor import ones
     keep = ones(*input.shape[:2], *(1,) * (input.ndim - 2), dtype=input.dtype,
                 device=input.device)
     return input * dropout(keep, p, training=True)
@@ -928,8 +928,7 @@ def pad(input, pad, mode="constant", value=0.0):
                          f"the {input.ndim} dimensions of the input")
     pairs = [(pad[i], pad[i + 1]) for i in range(0, len(pad), 2)]
     widths = [(0, 0)] * (input.ndim - len(pairs)) + pairs[::-1]
-    from pydl.ops import shape as shape_ops
-    return shape_ops.Pad.apply(input, widths=tuple(widths), value=value)
+    return _shape_ops.Pad.apply(input, widths=tuple(widths), value=value)
 
 
 def normalize(input, p=2.0, dim=1, eps=1e-12):
