@@ -706,15 +706,21 @@ class Tensor:
         return Tensor._wrap(array.astype(self.dtype, copy=False))
 
     def clamp(self, min=None, max=None):
-        """Each element limited to [min, max] (either may be None); the gradient passes inside.
+        """Each element limited to [min, max] (numbers or broadcasting tensors; either may
+        be None); the gradient passes inside, and to a tensor bound where it is taken.
 
         >>> pydl.tensor([-2.0, 0.5, 3.0]).clamp(min=-1, max=1)
         tensor([-1. ,  0.5,  1. ])
         >>> pydl.clip(pydl.tensor([-2.0, 3.0]), 0)
         tensor([0., 3.])
+        >>> pydl.tensor([-2.0, 3.0]).clamp(max=pydl.tensor([0.0, 5.0]))
+        tensor([-2.,  3.])
         """
         if min is None and max is None:
             raise ValueError("clamp: at least one of min and max must be given")
+        if isinstance(min, Tensor) or isinstance(max, Tensor):
+            out = self if min is None else where(self < min, min, self)
+            return out if max is None else where(out > max, max, out)
         return ew.Clamp.apply(self, low=min, high=max)
 
     clip = clamp

@@ -205,6 +205,11 @@ def test_clamp_and_clip_match_torch(rng):
     compare(ours.clamp(-0.5, 0.7), theirs.clamp(-0.5, 0.7), rng, [(ours, theirs)])
     ours, theirs = both(rng, 4, 5)
     compare(pydl.clip(ours, min=0.1), torch.clip(theirs, min=0.1), rng, [(ours, theirs)])
+    ours, theirs = both(rng, 4, 5)
+    low, t_low = both(rng, 5)
+    high, t_high = both(rng, 4, 1)
+    compare(ours.clamp(low, high + 2), theirs.clamp(t_low, t_high + 2), rng,
+            [(ours, theirs), (low, t_low), (high, t_high)])
     w = pydl.tensor([-3.0, 0.2, 5.0])
     assert w.clamp_(-1, 1).tolist() == pytest.approx([-1.0, 0.2, 1.0])
 
