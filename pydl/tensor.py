@@ -774,6 +774,45 @@ class Tensor:
             out = out.squeeze(-1)
         return out
 
+    def mm(self, mat2):
+        """The product of two matrices (2-D only; see matmul for the general rules).
+
+        >>> pydl.mm(pydl.ones(2, 3), pydl.ones(3, 4)).shape
+        (2, 4)
+        """
+        return self._product("mm", mat2, 2)
+
+    def bmm(self, mat2):
+        """Batched matrix products of (B, N, M) and (B, M, P) tensors (3-D only).
+
+        >>> pydl.bmm(pydl.ones(5, 2, 3), pydl.ones(5, 3, 4)).shape
+        (5, 2, 4)
+        """
+        mat2 = _as_tensor(mat2)
+        if self.ndim == mat2.ndim == 3 and self.shape[0] != mat2.shape[0]:
+            raise ValueError(f"bmm: batch sizes differ: {self.shape} and {mat2.shape}")
+        return self._product("bmm", mat2, 3)
+
+    def _product(self, op, other, ndim):
+        other = _as_tensor(other)
+        if self.ndim != ndim or other.ndim != ndim:
+            raise ValueError(f"{op}: expects {ndim}-D tensors, got shapes {self.shape} and "
+                             f"{other.shape}")
+        return self.matmul(other)
+
+    def outer(self, vec2):
+        """The outer product of two vectors: out[i, j] = self[i] * vec2[j].
+
+        >>> pydl.outer(pydl.tensor([1.0, 2.0]), pydl.tensor([1.0, 10.0]))
+        tensor([[ 1., 10.],
+                [ 2., 20.]])
+        """
+        vec2 = _as_tensor(vec2)
+        if self.ndim != 1 or vec2.ndim != 1:
+            raise ValueError(f"outer: expects 1-D tensors, got shapes {self.shape} and "
+                             f"{vec2.shape}")
+        return self.unsqueeze(1) * vec2.unsqueeze(0)
+
     # -- comparisons (no gradient; bool results) --
 
     def _compare(self, ufunc, other):
@@ -1778,7 +1817,7 @@ FUNCTION_FORMS = (
     "sort", "argsort", "topk", "gather", "scatter", "scatter_add", "masked_fill", "chunk",
     "split", "unbind", "square", "log1p", "sin", "cos", "sign", "round", "floor", "ceil",
     "isnan", "isinf", "isfinite", "allclose", "cumsum", "logsumexp", "norm", "narrow", "flip",
-    "index_select", "nonzero", "tril", "triu")
+    "index_select", "nonzero", "tril", "triu", "mm", "bmm", "outer")
 
 
 def function_form(name):

@@ -387,3 +387,15 @@ def test_random_split_and_subset(rng):
     assert [len(p) for p in pydl.data.random_split(data, [0.5, 0.3, 0.2])] == [5, 3, 2]
     with pytest.raises(ValueError, match="add up to"):
         pydl.data.random_split(data, [5, 6])
+
+
+@pytest.mark.parametrize("name,shapes", [("mm", [(3, 4), (4, 5)]), ("bmm", [(2, 3, 4), (2, 4, 5)]),
+                                         ("outer", [(3,), (4,)])])
+def test_matrix_product_forms_match_torch(rng, name, shapes):
+    pairs = [both(rng, *shape) for shape in shapes]
+    compare(getattr(pydl, name)(*[p[0] for p in pairs]),
+            getattr(torch, name)(*[p[1] for p in pairs]), rng, pairs)
+    with pytest.raises(ValueError, match=f"{name}: expects"):
+        getattr(pydl, name)(pydl.ones(2, 2, 2, 2), pydl.ones(2))
+    with pytest.raises(ValueError, match="batch sizes differ"):
+        pydl.bmm(pydl.ones(2, 3, 4), pydl.ones(1, 4, 5))  # matmul would broadcast; bmm does not
