@@ -26,9 +26,21 @@ MODULES = ["pydl"] + sorted(
     if not any(part.startswith("_") or part == "conftest" for part in info.name.split(".")))
 
 
+def load(module_name):
+    """The module, or None when it needs an optional package that is not installed."""
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as error:
+        if error.name and not error.name.startswith("pydl"):
+            return None
+        raise
+
+
 def run_examples(module_name):
-    """(examples run, failure report) for the docstrings of one module."""
-    module = importlib.import_module(module_name)
+    """(examples run, failures, failure report) for the docstrings of one module."""
+    module = load(module_name)
+    if module is None:
+        pytest.skip(f"{module_name} needs an optional package that is not installed")
     out = io.StringIO()
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     for test in doctest.DocTestFinder().find(module, extraglobs=NAMESPACE):
@@ -71,13 +83,14 @@ def test_every_public_class_and_function_has_an_example():
 
 
 def count_examples():
-    return sum(len(test.examples) for name in MODULES
-               for test in doctest.DocTestFinder().find(importlib.import_module(name)))
+    modules = [m for m in map(load, MODULES) if m is not None]
+    return sum(len(test.examples) for module in modules
+               for test in doctest.DocTestFinder().find(module))
 
 
 def test_examples_are_not_lost():
     """A floor under the number of examples, so that removing some is noticed."""
-    assert count_examples() >= 441
+    assert count_examples() >= 442
 
 
 def test_api_page_is_up_to_date():
