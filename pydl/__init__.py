@@ -7,7 +7,7 @@ import os
 os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 
 from pydl import _C  # noqa: E402
-from pydl import backends, cuda, nn, optim  # noqa: E402
+from pydl import backends, cuda, nn, optim, profiler  # noqa: E402
 from pydl._device import Device, device  # noqa: E402
 from pydl._random import get_rng_state, manual_seed, set_rng_state  # noqa: E402
 from pydl._runtime import get_num_threads, set_num_threads  # noqa: E402
@@ -36,7 +36,7 @@ double = float64
 long = int64
 
 __all__ = [
-    "Tensor", "Device", "device", "cuda", "nn", "optim", "tensor", "from_numpy", "from_dlpack", "zeros",
+    "Tensor", "Device", "device", "cuda", "nn", "optim", "profiler", "tensor", "from_numpy", "from_dlpack", "zeros",
     "ones", "empty", "full", "zeros_like", "ones_like", "randn", "rand", "randint", "randperm",
     "arange", "eye", "cat", "concatenate", "stack", "where", "matmul", "manual_seed", "no_grad",
     "get_rng_state", "set_rng_state", "data", "datasets", "save", "load",
