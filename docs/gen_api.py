@@ -23,6 +23,7 @@ TORCH_NAMESPACES = [
     ("pydl.optim.lr_scheduler", "pydl.optim.lr_scheduler", None),
     ("pydl.data (also pydl.utils.data)", "pydl.data", None),
     ("pydl.datasets", "pydl.datasets", None),
+    ("pydl.profiler", "pydl.profiler", None),
 ]
 KERAS_NAMESPACES = [
     ("pydl.keras", "pydl.keras", None),
