@@ -13,6 +13,8 @@ from pydl.nn.module import Module, ModuleList, Parameter, Sequential
 from pydl.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from pydl.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from pydl.nn.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from pydl.nn.sync_batchnorm import SyncBatchNorm
+from pydl.nn import parallel
 
 __all__ = ["functional", "init", "utils", "Module", "ModuleList", "Parameter", "Sequential",
            "Identity", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax",
@@ -20,3 +22,4 @@ __all__ = ["functional", "init", "utils", "Module", "ModuleList", "Parameter", "
            "MultiheadAttention", "CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "BCELoss",
            "BCEWithLogitsLoss", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
            "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten"]
+__all__ += ["SyncBatchNorm", "parallel"]
