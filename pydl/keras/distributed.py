@@ -105,4 +105,4 @@ class DataParallelFit(callbacks_module.Callback):
         outputs = np.concatenate([every[r, :counts[r] * width].reshape(counts[r], *shape)
                                   for r in range(self.group.size)])
         mean_loss = float((every[:, -1].astype(np.float64) * counts).sum() / counts.sum())
-        self.model._track(trackers, Tensor(np.float32(mean_loss)), Tensor(outputs), y, len(y))
+        self.model._track(trackers, Tensor(np.array(mean_loss, np.float32)), Tensor(outputs), y, len(y))
