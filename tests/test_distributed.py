@@ -28,7 +28,6 @@ from pydl.distributed.process_group import ProcessGroup, Work
 from pydl.ops import sync_norm
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 
 
 # ---- ranks as threads -----------------------------------------------------------------
@@ -460,7 +459,9 @@ def mpirun():
 def launch(scenario, out_dir, *options, timeout=120):
     """`mpirun -n 2 --oversubscribe python distributed_worker.py scenario out_dir`: the
     completed process and the time it ran."""
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1",
+    # The ranks import the pydl this test imported (the source tree, or an install).
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(pydl.__file__)),
+               OMP_NUM_THREADS="1",
                # CI runs as root, which OpenMPI refuses unless told twice
                OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     command = [mpirun(), "-n", "2", "--oversubscribe", *options, sys.executable,
