@@ -46,9 +46,9 @@ def cnn_case():
     the normalization removes it, leaving it a gradient of pure rounding noise that
     Adam would scale up to full steps)."""
     pydl.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 8, 3, bias=False), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-                          nn.Conv2d(8, 16, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                          nn.Linear(16 * 5 * 5, 10))
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.Conv2d(8, 16, 3), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.Linear(16 * 5 * 5, 10))
     rng = np.random.default_rng(2)
     x = rng.random((SAMPLES, 1, 28, 28), dtype=np.float32)
     y = rng.integers(0, 10, SAMPLES)

@@ -309,6 +309,40 @@ def test_no_sync_accumulates_locally_then_averages_the_sums(rng):
     assert not np.allclose(local0, local1)
 
 
+def keras_model():
+    from pydl import keras
+    pydl.manual_seed(0)
+    model = keras.Sequential([keras.layers.Dense(8, activation="tanh", input_shape=(5,)),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def test_keras_fit_over_thread_ranks_with_a_batch_smaller_than_the_world(rng, monkeypatch):
+    from pydl.keras import distributed as keras_distributed
+    x = rng.standard_normal((33, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 33)  # batches of 16, 16 and 1: rank 0's share of the last is empty
+    reference = keras_model()
+    expected = reference.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0).history
+    meeting = Meeting(2)
+    groups = {}
+    monkeypatch.setattr(keras_distributed, "data_parallel", lambda model: (
+        keras_distributed.DataParallelFit(model, groups[threading.get_ident()])))
+    models = [keras_model(), keras_model()]
+
+    def body(rank):
+        groups[threading.get_ident()] = ThreadGroup(meeting, rank)
+        history = models[rank].fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        return models[rank].get_weights(), history.history
+
+    for weights, history in run_ranks(2, body):
+        for w, w_ref in zip(weights, reference.get_weights()):
+            np.testing.assert_allclose(w, w_ref, rtol=1e-5, atol=1e-6)
+        for name, values in expected.items():
+            np.testing.assert_allclose(history[name], values, rtol=1e-5)
+
+
 # ---- SyncBatchNorm ------------------------------------------------------------------------
 
 def test_sync_batch_norm_over_two_ranks_is_batch_norm_over_the_whole_batch(rng):
@@ -439,6 +473,28 @@ def test_nccl_backend_ddp_on_device_arrays_matches_one_process(fake_cuda, monkey
     for averaged, _ in results:
         np.testing.assert_array_equal(averaged, [1.0, 1.0])
     check_same_as_one_process([state for _, state in results], reference)
+
+
+@pytest.mark.gpu
+def test_nccl_backend_on_a_real_gpu(rng):
+    """One rank on a real GPU through CuPy's NCCL: the collectives run on the device
+    (a world of one leaves values as they are) and DDP trains as the plain model."""
+    pytest.importorskip("cupy")
+    if not pydl.cuda.is_available():
+        pytest.skip("no CUDA device")
+    pytest.importorskip("cupy.cuda.nccl", reason="CuPy was built without NCCL")
+    from pydl.distributed import nccl as nccl_backend
+    group = nccl_backend.NCCLGroup(30, launch=_launch.Launch(0, 1, 0, None))
+    t = pydl.tensor([1.0, 2.0], device="cuda")
+    dist.all_reduce(t, op=dist.ReduceOp.AVG, group=group)
+    gathered = [pydl.zeros(2, device="cuda")]
+    dist.all_gather(gathered, t, group=group)
+    np.testing.assert_array_equal(gathered[0].cpu().numpy(), [1.0, 2.0])
+    x, y = data(rng)
+    reference = train_steps(mlp(0), x, y)
+    ddp = dist.DistributedDataParallel(mlp(0).to("cuda"), process_group=group, bucket_cap_mb=1e-3)
+    check_same_as_one_process([train_steps(ddp, x, y, device="cuda")], reference)
+    group.destroy()
 
 
 # ---- real MPI: mpirun -n 2 -------------------------------------------------------------------

@@ -37,7 +37,7 @@ class MPIGroup(ProcessGroup):
         self.comm.Set_errhandler(MPI.ERRORS_RETURN)
         super().__init__(self.comm.Get_rank(), self.comm.Get_size(), timeout)
         launch = _launch.from_environment()
-        if comm is None and launch.world_size != self.size:
+        if comm is None and launch.source is not None and launch.world_size != self.size:
             self.comm.Free()
             raise RuntimeError(
                 f"pydl.distributed: ${launch.source} says the world has {launch.world_size} "

@@ -7,6 +7,7 @@ until the collective is done or the group's timeout passes, so a rank that died 
 never arrived makes the others raise a DistributedError instead of hanging.
 """
 import datetime
+import os
 import sys
 import time
 import traceback
@@ -169,7 +170,6 @@ def _end_rank_on_uncaught_exception(kind, value, tb):
                                                                                    tb)))
     sys.stderr.flush()
     sys.stdout.flush()
-    import os
     os._exit(1)
 
 

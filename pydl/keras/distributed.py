@@ -11,6 +11,7 @@ fit() runs unchanged on every rank; DataParallelFit adjusts it at four points:
   mean loss, as one process computes it;
 - the loss and metrics are those of the whole batch: every rank gathers the slices'
   losses and outputs and updates its trackers in batch order, as one process would.
+Validation runs on every rank over all of validation_data, so every rank's logs agree.
 """
 import numpy as np
 
@@ -104,5 +105,6 @@ class DataParallelFit(callbacks_module.Callback):
         counts = np.diff(bounds)
         outputs = np.concatenate([every[r, :counts[r] * width].reshape(counts[r], *shape)
                                   for r in range(self.group.size)])
-        mean_loss = float((every[:, -1].astype(np.float64) * counts).sum() / counts.sum())
-        self.model._track(trackers, Tensor(np.array(mean_loss, np.float32)), Tensor(outputs), y, len(y))
+        mean_loss = (every[:, -1].astype(np.float64) * counts).sum() / counts.sum()
+        self.model._track(trackers, Tensor(np.array(mean_loss, np.float32)), Tensor(outputs),
+                          y, len(y))

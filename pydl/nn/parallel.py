@@ -7,6 +7,3 @@ def __getattr__(name):
         from pydl.distributed import DistributedDataParallel
         return DistributedDataParallel
     raise AttributeError(f"module 'pydl.nn.parallel' has no attribute {name!r}")
-
-
-__all__ = ["DistributedDataParallel"]
