@@ -32,13 +32,16 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
 
-MODELS = {"mnist_cnn": 64, "lstm_text": 32}  # model -> samples per rank and step
+# model -> samples per rank and step. wide_mlp is no seed model: its 16 MB of gradients
+# make the all-reduce long enough to see how much of it hides behind backward.
+MODELS = {"mnist_cnn": 64, "lstm_text": 32, "wide_mlp": 64}
 BUCKETS_MB = (25.0, 0.05)
 
 
 def make_model(name):
-    """The Keras MNIST tutorial's convnet, or examples/text_classifier.py's LSTM
-    classifier (vocabulary 5000, snippets of 40 words, 6 classes), with inputs."""
+    """The Keras MNIST tutorial's convnet, examples/text_classifier.py's LSTM
+    classifier (vocabulary 5000, snippets of 40 words, 6 classes) or four 1024-wide
+    linear layers, with inputs."""
     import pydl
     from pydl import nn
     pydl.manual_seed(0)
@@ -51,6 +54,10 @@ def make_model(name):
                               nn.Linear(576, 64), nn.ReLU(), nn.Linear(64, 10))
         x = pydl.tensor(rng.random((batch, 1, 28, 28), dtype=np.float32))
         y = pydl.tensor(rng.integers(0, 10, batch))
+    elif name == "wide_mlp":
+        model = nn.Sequential(*[m for _ in range(4) for m in (nn.Linear(1024, 1024), nn.ReLU())])
+        x = pydl.tensor(rng.standard_normal((batch, 1024), dtype=np.float32))
+        y = pydl.tensor(rng.integers(0, 1024, batch))
     else:
         from text_classifier import TextClassifier
         model = TextClassifier(5000, 6)

@@ -159,14 +159,14 @@ def run_backward(root, grad, retain_graph=False):
         node = stack.pop()
         if node.inputs is None:
             raise RuntimeError(_FREED)
-        for t, needed in zip(node.inputs, node.needs_input_grad):
+        for i, t in enumerate(node.inputs):
             parent = t.grad_fn
             if parent is not None:
                 pending[parent] = pending.get(parent, 0) + 1
                 if parent not in seen:
                     seen.add(parent)
                     stack.append(parent)
-            elif needed and id(t) in _post_accumulate_hooks:
+            elif id(t) in _post_accumulate_hooks and node.needs_input_grad[i]:
                 hooked[id(t)] = hooked.get(id(t), 0) + 1
 
     grads = {start: grad}

@@ -228,10 +228,12 @@ def _in_place(tensor, what, start):
     array = _array_of(tensor, what)
     if array.flags.c_contiguous:
         return start(array)
-    staged = array.copy()
+    staged = contiguous(array)
     work = start(staged)
-    return Work(work.group, work.name, work.is_completed,
-                finish=lambda: tensor.data.__setitem__(Ellipsis, staged))
+
+    def copy_back():
+        array[...] = staged
+    return Work(work.group, work.name, work.is_completed, copy_back)
 
 
 def _finish(work, async_op):
