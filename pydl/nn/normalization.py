@@ -55,6 +55,7 @@ class _BatchNorm(Module):
                                self.running_var if track else None, use_batch_stats, momentum)
 
     def _normalize(self, input, running_mean, running_var, use_batch_stats, momentum):
+        # SyncBatchNorm replaces this step with statistics over every rank's batch.
         return F.batch_norm(input, running_mean, running_var, self.weight, self.bias,
                             use_batch_stats, momentum, self.eps)
 

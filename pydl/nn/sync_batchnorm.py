@@ -48,4 +48,5 @@ class SyncBatchNorm(_BatchNorm):
             module.add_module(name, cls.convert_sync_batchnorm(child, process_group))
         return module
 
+
 __all__ = ["SyncBatchNorm"]
