@@ -1,9 +1,9 @@
 """Data-parallel scaling of two seed models from 1 to 2 ranks over MPI.
 
-    python bench/distributed.py [--steps 20] [--out bench/results/distributed.md]
+    python bench/distributed.py [--steps 20] [--repeats 2] [--out bench/results/distributed.md]
 
-launches `mpirun -n 1` and `mpirun -n 2` of itself (the worker, --worker) and prints a
-markdown table. Each rank trains on its own batch of a fixed size (weak scaling: the
+launches `mpirun -n 1` and `mpirun -n 2` of itself (the worker, --worker), and one rank
+on two threads for comparison, and prints a markdown table. Each rank trains on its own batch of a fixed size (weak scaling: the
 global batch grows with the ranks). Per model and configuration it measures
 - the training step with DistributedDataParallel ("step"), and the same step under
   no_sync() ("compute": no communication), alternating, medians;
@@ -179,6 +179,8 @@ def machine():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="launches of each configuration, interleaved; the fastest is kept")
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help="also write the table to this markdown file")
@@ -186,13 +188,19 @@ def main():
     if args.worker:
         return worker(args.steps, args.threads)
     load = os.getloadavg()[0]
-    rows = []
-    for ranks, threads in ((1, 1), (2, 1), (1, 2)):
-        rows += launch(ranks, threads, args.steps)
+    best = {}  # of the repeats, each configuration's run with the fastest step
+    for _ in range(args.repeats):
+        for ranks, threads in ((1, 1), (2, 1), (1, 2)):
+            for row in launch(ranks, threads, args.steps):
+                key = (row["model"], row["bucket_mb"], ranks, threads)
+                if key not in best or row["step"] < best[key]["step"]:
+                    best[key] = row
+    rows = list(best.values())
     rows.sort(key=lambda r: (list(MODELS).index(r["model"]), -r["bucket_mb"], r["threads"],
                              r["ranks"]))
     text = (f"{machine()}; load average {load:.1f} before, {os.getloadavg()[0]:.1f} after; "
-            f"{args.steps} steps per configuration.\n\n{table(rows)}")
+            f"{args.steps} steps per configuration, the fastest of {args.repeats} launches."
+            f"\n\n{table(rows)}")
     print(text)
     if args.out:
         with open(args.out, "w") as file:

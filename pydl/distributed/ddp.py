@@ -154,8 +154,6 @@ class Reducer:
         bucket.pending -= 1
         if bucket.pending == 0:
             self._start_ready_buckets()
-        else:
-            self._poll()
 
     def _start_ready_buckets(self):
         while self._next < len(self.buckets) and self.buckets[self._next].pending == 0:
@@ -164,13 +162,6 @@ class Reducer:
             self._next += 1
         if self._next == len(self.buckets):
             self._finish()
-
-    def _poll(self):
-        """Lets the started all-reduces advance (MPI moves nonblocking collectives along
-        only inside MPI calls) while backward goes on."""
-        for bucket in self.buckets[:self._next]:
-            if not bucket.work.is_completed():
-                return
 
     def _finish(self):
         start = time.perf_counter()

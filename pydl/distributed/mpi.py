@@ -9,6 +9,9 @@ turns into a DistributedError naming the failed ranks (MPI reports them under Op
 fault-tolerant mode, `mpirun --with-ft ulfm`; otherwise mpirun itself stops the job
 and names the rank that died).
 """
+import threading
+import time
+
 import numpy as np
 
 from pydl._device import is_device_array
@@ -45,6 +48,42 @@ class MPIGroup(ProcessGroup):
                 "Start them with mpirun or srun --mpi=pmix, or use backend='nccl' under torchrun")
         self._ops = {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.PRODUCT: MPI.PROD,
                      ReduceOp.MIN: MPI.MIN, ReduceOp.MAX: MPI.MAX}
+        # MPI advances a nonblocking collective only inside MPI calls. While one is in
+        # flight a thread tests it every 100 us, so it moves on while backward's
+        # kernels (which release the GIL) run. A request is tested by one thread at a
+        # time (the lock): MPI forbids testing one request concurrently.
+        self._lock = threading.Lock()
+        self._in_flight = []
+        # id(request) -> (request, the MPI error the progress thread met); holding the
+        # request keeps its id from being reused before its owner has seen the error
+        self._errors = {}
+        self._wake = threading.Event()
+        self._closed = False
+        self._progress = None
+
+    def _advance(self):
+        while not self._closed:
+            self._wake.wait()
+            with self._lock:
+                self._in_flight = [r for r in self._in_flight if not self._test_for(r)]
+                if not self._in_flight:
+                    self._wake.clear()
+            time.sleep(1e-4)
+
+    def _test_for(self, request):
+        """The progress thread's test: an error is kept for the request's owner."""
+        try:
+            return request.Test()
+        except self.MPI.Exception as error:
+            self._errors[id(request)] = request, error
+            return True
+
+    def _test(self, request):
+        with self._lock:
+            failed = self._errors.pop(id(request), None)
+            if failed is not None:
+                raise failed[1]
+            return request.Test()
 
     def check(self, test, name):
         try:
@@ -70,14 +109,21 @@ class MPIGroup(ProcessGroup):
         """Starts call(host array) -> MPI request on `array` (staged through host memory
         when it is on a GPU); finish(host array) runs once the request completes."""
         host = array if not is_device_array(array) else array.get()
-        request = self.check(lambda: call(host), name)
+        with self._lock:
+            request = self.check(lambda: call(host), name)
+            self._in_flight.append(request)
+        if self._progress is None:
+            self._progress = threading.Thread(target=self._advance, daemon=True,
+                                              name="pydl.distributed MPI progress")
+            self._progress.start()
+        self._wake.set()
 
         def done():
             if finish is not None:
                 finish(host)
             if host is not array:
                 array[...] = xp_of(array).asarray(host)
-        return Work(self, name, request.Test, done)
+        return Work(self, name, lambda: self._test(request), done)
 
     def allreduce(self, array, op=ReduceOp.SUM):
         if op == ReduceOp.AVG and array.dtype.kind != "f":
@@ -96,9 +142,15 @@ class MPIGroup(ProcessGroup):
         return self._start("all_gather", lambda host: self.comm.Iallgather(host_in, host), out)
 
     def barrier(self):
-        return Work(self, "barrier", self.check(self.comm.Ibarrier, "barrier").Test)
+        with self._lock:
+            request = self.check(self.comm.Ibarrier, "barrier")
+        return Work(self, "barrier", lambda: self._test(request))
 
     def destroy(self):
+        self._closed = True
+        self._wake.set()
+        if self._progress is not None:
+            self._progress.join(1.0)
         try:
             self.comm.Free()
         except self.MPI.Exception:
