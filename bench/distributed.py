@@ -1,10 +1,10 @@
-"""Data-parallel scaling of two seed models from 1 to 2 ranks over MPI.
+"""Data-parallel scaling from 1 to 2 ranks over MPI: two seed models and a wide MLP.
 
-    python bench/distributed.py [--steps 20] [--repeats 2] [--out bench/results/distributed.md]
+    python bench/distributed.py [--steps 20] [--repeats 2] [--out FILE.md]
 
 launches `mpirun -n 1` and `mpirun -n 2` of itself (the worker, --worker), and one rank
-on two threads for comparison, and prints a markdown table. Each rank trains on its own batch of a fixed size (weak scaling: the
-global batch grows with the ranks). Per model and configuration it measures
+on two threads for comparison, and prints a markdown table. Each rank trains on its own
+batch of a fixed size (weak scaling: the global batch grows with the ranks). Per model and configuration it measures
 - the training step with DistributedDataParallel ("step"), and the same step under
   no_sync() ("compute": no communication), alternating, medians;
 - the all-reduce of the gradient buckets alone, blocking ("all-reduce");
