@@ -171,21 +171,25 @@ def run_backward(root, grad, retain_graph=False):
     start = root.grad_fn
     if start is None:
         accumulate_leaf_grad(root, grad)
+        _run_post_accumulate_hooks(root)
         return
-    # pending[node]: how many consumers still owe `node` a gradient.
-    pending = {}
+    # pending[node]: how many consumers still owe `node` a gradient; hooked[id(leaf)]:
+    # the same for each leaf with post-accumulate hooks.
+    pending, hooked = {}, {}
     stack, seen = [start], {start}
     while stack:
         node = stack.pop()
         if node.inputs is None:
             raise RuntimeError(_FREED)
-        for t in node.inputs:
+        for i, t in enumerate(node.inputs):
             parent = t.grad_fn
             if parent is not None:
                 pending[parent] = pending.get(parent, 0) + 1
                 if parent not in seen:
                     seen.add(parent)
                     stack.append(parent)
+            elif id(t) in _post_accumulate_hooks and node.needs_input_grad[i]:
+                hooked[id(t)] = hooked.get(id(t), 0) + 1
 
     grads = {start: grad}
     ready = [start]
@@ -207,6 +211,10 @@ def run_backward(root, grad, retain_graph=False):
             if parent is None:
                 if g is not None:
                     accumulate_leaf_grad(t, g)
+                if id(t) in hooked:
+                    hooked[id(t)] -= 1
+                    if hooked[id(t)] == 0:
+                        _run_post_accumulate_hooks(t)
                 continue
             if g is not None:
                 grads[parent] = g if parent not in grads else grads[parent] + g
@@ -225,6 +233,41 @@ def accumulate_leaf_grad(t, g):
         t.grad = _tensor_module.Tensor._wrap(g.astype(t.data.dtype, order="C", copy=True))
     else:
         t.grad.data += g
+
+
+# ---- post-accumulate-grad hooks ------------------------------------------------
+# id(leaf) -> its hooks. Kept here rather than on the tensor so Tensor stays slotted;
+# an entry goes when its tensor is collected.
+_post_accumulate_hooks = {}
+
+
+class RemovableHandle:
+    """What registering a hook returns: remove() unregisters it."""
+
+    def __init__(self, hooks, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self):
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+def register_post_accumulate_grad_hook(t, hook):
+    """hook(t) runs in each backward once t.grad holds every gradient this backward
+    sends to the leaf t (a leaf used several times runs it once, after the last)."""
+    hooks = _post_accumulate_hooks.get(id(t))
+    if hooks is None:
+        hooks = _post_accumulate_hooks[id(t)] = []
+        weakref.finalize(t, _post_accumulate_hooks.pop, id(t), None)
+    hooks.append(hook)
+    return RemovableHandle(hooks, hook)
+
+
+def _run_post_accumulate_hooks(t):
+    if t.grad is None:
+        return
+    for hook in list(_post_accumulate_hooks.get(id(t), ())):
+        hook(t)
 
 
 def retain_output_grad(t):

@@ -147,7 +147,9 @@ class DataLoader:
 
     shuffle draws a new order every epoch from `generator` (a numpy Generator), else
     from a generator seeded once with `seed`, else from pydl's global generator (so
-    pydl.manual_seed fixes the order). drop_last drops a last, smaller batch.
+    pydl.manual_seed fixes the order). A sampler (an iterable of indices with a length,
+    such as DistributedSampler) gives the order instead. drop_last drops a last,
+    smaller batch.
 
     >>> data = pydl.data.TensorDataset(pydl.randn(10, 3), pydl.arange(10))
     >>> loader = pydl.data.DataLoader(data, batch_size=4, shuffle=True, seed=0)
@@ -158,7 +160,7 @@ class DataLoader:
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, collate_fn=None,
-                 generator=None, seed=None):
+                 generator=None, seed=None, sampler=None):
         if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
             raise TypeError(f"DataLoader: dataset must define __getitem__ and __len__, got "
                             f"{type(dataset).__name__}")
@@ -171,7 +173,11 @@ class DataLoader:
         if generator is not None and not isinstance(generator, np.random.Generator):
             raise TypeError(f"DataLoader: generator must be a numpy.random.Generator, got "
                             f"{type(generator).__name__}")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler and shuffle=True exclude each other (the "
+                             "sampler decides the order)")
         self.dataset = dataset
+        self.sampler = sampler
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
@@ -179,10 +185,12 @@ class DataLoader:
         self.generator = np.random.default_rng(seed) if seed is not None else generator
 
     def __len__(self):
-        n = len(self.dataset)
+        n = len(self.dataset if self.sampler is None else self.sampler)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def _order(self):
+        if self.sampler is not None:
+            return np.fromiter(iter(self.sampler), np.int64)
         n = len(self.dataset)
         if not self.shuffle:
             return np.arange(n)
@@ -201,3 +209,47 @@ class DataLoader:
                 yield self.dataset.batch(indices)
             else:
                 yield collate([self.dataset[int(i)] for i in indices])
+
+
+class DistributedSampler:
+    """The indices of one rank's share of a dataset (torch.utils.data's sampler): every
+    rank draws the same permutation (seeded with seed + epoch: call set_epoch(epoch)
+    before each epoch for a new one) and takes every num_replicas-th index from
+    position `rank`. Every rank gets the same number of indices: the order is padded
+    with its own first indices to a multiple of num_replicas, or with drop_last cut
+    to one. num_replicas and rank default to the initialized process group's."""
+
+    def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0,
+                 drop_last=False):
+        if num_replicas is None or rank is None:
+            from pydl import distributed
+            num_replicas = distributed.get_world_size() if num_replicas is None else \
+                num_replicas
+            rank = distributed.get_rank() if rank is None else rank
+        if not isinstance(num_replicas, int) or num_replicas < 1:
+            raise ValueError(f"DistributedSampler: num_replicas must be a positive int, got "
+                             f"{num_replicas!r}")
+        if not isinstance(rank, int) or not 0 <= rank < num_replicas:
+            raise ValueError(f"DistributedSampler: rank must be in [0, {num_replicas - 1}], "
+                             f"got {rank!r}")
+        self.dataset, self.num_replicas, self.rank = dataset, num_replicas, rank
+        self.shuffle, self.seed, self.drop_last = bool(shuffle), int(seed), bool(drop_last)
+        self.epoch = 0
+        n = len(dataset)
+        self.num_samples = n // num_replicas if drop_last else math.ceil(n / num_replicas)
+        self.total_size = self.num_samples * num_replicas
+
+    def set_epoch(self, epoch):
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return self.num_samples
+
+    def __iter__(self):
+        n = len(self.dataset)
+        order = np.random.default_rng(self.seed + self.epoch).permutation(n) if self.shuffle \
+            else np.arange(n)
+        if self.total_size > n:  # pad by repeating the order from its start
+            order = np.resize(order, self.total_size)
+        order = order[:self.total_size]
+        return iter(order[self.rank::self.num_replicas].tolist())

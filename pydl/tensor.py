@@ -323,6 +323,14 @@ class Tensor:
         if self.grad_fn is not None:
             autograd.retain_output_grad(self)
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """hook(tensor) runs in every backward after this leaf's .grad has received all
+        of that backward's gradient (as torch's). Returns a handle with remove()."""
+        if not self.is_leaf or not self.requires_grad:
+            raise RuntimeError("register_post_accumulate_grad_hook: only a leaf tensor that "
+                               "requires grad accumulates a gradient")
+        return autograd.register_post_accumulate_grad_hook(self, hook)
+
     def backward(self, gradient=None, retain_graph=False):
         """Accumulates d self / d leaf into every leaf's .grad.
 

@@ -68,6 +68,9 @@ class _Device:
     def __exit__(self, *exc_info):
         return False
 
+    def use(self):
+        pass
+
 
 class ndarray(np.lib.mixins.NDArrayOperatorsMixin):
     """An array on the fake device: a NumPy array that refuses to be one."""
@@ -199,12 +202,31 @@ def __getattr__(name):
 class _Stream:
     ptr = 0  # the default stream
 
+    def __init__(self, non_blocking=False):
+        pass
+
     def synchronize(self):
         pass  # the emulated kernels have finished when their call returns
+
+    def wait_event(self, event):
+        pass
+
+
+class _Event:
+    """An event: it has always happened, since every call has finished when it returns."""
+    done = True
+
+    def record(self, stream=None):
+        pass
+
+    def synchronize(self):
+        pass
 
 
 cuda = types.SimpleNamespace(
     Device=_Device,
     get_current_stream=lambda: _Stream(),
+    Stream=_Stream,
+    Event=_Event,
     runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
 )

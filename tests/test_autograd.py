@@ -457,3 +457,36 @@ def test_against_torch(rng):
                  lambda a: torch.tensor(a, dtype=torch.float32, requires_grad=True))
     for got, want in zip(mine, theirs):
         np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
+
+
+def test_post_accumulate_grad_hook_runs_once_after_the_last_contribution(rng):
+    # w is used twice (a diamond into the leaf): the hook must see the summed gradient,
+    # once per backward; b's hook runs too, and a removed hook no longer runs.
+    w = pydl.tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    b = pydl.tensor(rng.standard_normal(4), requires_grad=True)
+    x = pydl.tensor(rng.standard_normal((5, 3)))
+    seen = []
+    w.register_post_accumulate_grad_hook(lambda t: seen.append(("w", t.grad.numpy().copy())))
+    handle = b.register_post_accumulate_grad_hook(lambda t: seen.append(("b", None)))
+    loss = ((x @ w + b) * (x @ w)).sum()
+    loss.backward()
+    xw = x.numpy() @ w.detach().numpy()
+    expected = x.numpy().T @ (2 * xw + b.detach().numpy())
+    assert [name for name, _ in seen] in (["w", "b"], ["b", "w"])
+    np.testing.assert_allclose(dict(seen)["w"], expected, rtol=1e-5)
+    handle.remove()
+    seen.clear()
+    (x @ w + b).sum().backward()
+    assert [name for name, _ in seen] == ["w"]
+
+
+def test_post_accumulate_grad_hook_needs_a_leaf_that_requires_grad(rng):
+    w = pydl.tensor(rng.standard_normal(3), requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf"):
+        (w * 2).register_post_accumulate_grad_hook(lambda t: None)
+    with pytest.raises(RuntimeError, match="leaf"):
+        pydl.tensor(rng.standard_normal(3)).register_post_accumulate_grad_hook(lambda t: None)
+    calls = []
+    w.register_post_accumulate_grad_hook(calls.append)
+    w.backward(pydl.ones(3))  # the root itself is the leaf
+    assert calls == [w]

@@ -14,6 +14,7 @@ from pydl import serialization
 from pydl._random import generator
 from pydl.autograd import no_grad
 from pydl.keras import callbacks as callbacks_module
+from pydl.keras import distributed as keras_distributed
 from pydl.keras import layers as layers_module
 from pydl.keras import losses, metrics as metrics_module, optimizers
 from pydl.keras.layers import InputLayer, KerasTensor, Layer
@@ -246,6 +247,10 @@ class Model:
             validation_data = (_as_array(validation_data[0], "x_val"),
                                _as_array(validation_data[1], "y_val"))
         steps = steps_per_epoch or math.ceil(len(x) / batch_size)
+        parallel = keras_distributed.data_parallel(self)  # None without a process group
+        if parallel is not None:
+            verbose, callbacks = parallel.rank_zero_only(verbose, callbacks)
+        train_batch = self._train_batch if parallel is None else parallel.train_batch
         self.history = callbacks_module.History()
         callback_list = callbacks_module.CallbackList(
             [*(callbacks or []), self.history], self,
@@ -262,12 +267,14 @@ class Model:
                 print(f"Epoch {epoch + 1}/{epochs}")
             bar = Progbar(steps, verbose=verbose)
             order = generator().permutation(len(x)) if shuffle else np.arange(len(x))
+            if parallel is not None:
+                order = parallel.same_order(order)
             for step in range(steps):
                 index = order[step * batch_size:(step + 1) * batch_size]
                 if index.size == 0:
                     break
                 callback_list.call("on_batch_begin", step, {})
-                self._train_batch(x[index], y[index], trackers)
+                train_batch(x[index], y[index], trackers)
                 logs = self._logs(trackers)
                 callback_list.call("on_batch_end", step, dict(logs))
                 bar.update(step + 1, list(logs.items()), finalize=False)

@@ -15,6 +15,8 @@ from pydl.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from pydl.nn.pooling import AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
 from pydl.nn.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from pydl.nn.upsampling import Upsample
+from pydl.nn.sync_batchnorm import SyncBatchNorm
+from pydl.nn import parallel
 
 __all__ = ["functional", "init", "utils", "Module", "ModuleList", "Parameter", "Sequential",
            "Identity", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax",
@@ -25,3 +27,4 @@ __all__ = ["functional", "init", "utils", "Module", "ModuleList", "Parameter", "
 __all__ += ["SiLU", "ELU", "Dropout2d", "Conv1d", "ConvTranspose2d", "MaxPool1d", "AvgPool1d",
             "Upsample", "Softplus", "Hardtanh", "ReLU6", "HuberLoss", "SmoothL1Loss", "Unflatten",
             "ModuleDict"]
+__all__ += ["SyncBatchNorm", "parallel"]

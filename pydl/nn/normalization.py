@@ -51,9 +51,13 @@ class _BatchNorm(Module):
         # Batch statistics in training, and in evaluation when no running ones are kept.
         use_batch_stats = self.training or self.running_mean is None
         track = self.track_running_stats and (self.training or not use_batch_stats)
-        return F.batch_norm(input, self.running_mean if track else None,
-                             self.running_var if track else None, self.weight, self.bias,
-                             use_batch_stats, momentum, self.eps)
+        return self._normalize(input, self.running_mean if track else None,
+                               self.running_var if track else None, use_batch_stats, momentum)
+
+    def _normalize(self, input, running_mean, running_var, use_batch_stats, momentum):
+        # SyncBatchNorm replaces this step with statistics over every rank's batch.
+        return F.batch_norm(input, running_mean, running_var, self.weight, self.bias,
+                            use_batch_stats, momentum, self.eps)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
