@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from pydl.keras import activations, initializers
+from pydl.keras import activations, initializers, regularizers
 from pydl.tensor import Tensor, cat
 
 _name_counts = collections.Counter()
@@ -39,11 +39,13 @@ def _pair(value, name):
 
 class KerasTensor:
     """A symbolic tensor of the functional API: its shape (None for the batch axis),
-    dtype, and the layer call that produces it from `inputs` (None for an Input)."""
+    dtype, and the layer call that produces it from `inputs` (None for an Input), with
+    the call's keyword settings (e.g. use_causal_mask)."""
 
-    def __init__(self, shape, dtype="float32", layer=None, inputs=()):
+    def __init__(self, shape, dtype="float32", layer=None, inputs=(), call_kwargs=None):
         self.shape, self.dtype = tuple(shape), dtype
         self.layer, self.inputs = layer, list(inputs)
+        self.call_kwargs = dict(call_kwargs or {})
 
     def __repr__(self):
         return f"<KerasTensor shape={self.shape}, dtype={self.dtype}>"
@@ -56,20 +58,36 @@ def _shape_of(x):
 
 
 class Layer:
-    """Base of every layer: weights via add_weight, the Keras call/build protocol."""
+    """Base of every layer: weights via add_weight, the Keras call/build protocol.
+
+    activity_regularizer penalizes the layer's output (after its activation); weight
+    regularizers are given to add_weight. `losses` holds the penalties of the latest
+    call, which fit() adds to the loss.
+
+    >>> from pydl.keras import layers
+    >>> class Double(layers.Layer):
+    ...     def call(self, inputs, training=False):
+    ...         return inputs * 2
+    >>> Double()([[1.0, 2.0]]).numpy().tolist()
+    [[2.0, 4.0]]
+    """
 
     integer_input = False  # Embedding takes indices; every other layer casts ints to float
 
     def __init__(self, activation=None, name=None, trainable=True, input_shape=None,
-                 input_dim=None, batch_input_shape=None, dtype=None, **kwargs):
+                 input_dim=None, batch_input_shape=None, dtype=None, activity_regularizer=None,
+                 **kwargs):
         if kwargs:
             raise TypeError(f"{type(self).__name__}: unexpected keyword arguments "
                             f"{sorted(kwargs)}")
         self.name = name or _unique_name(type(self).__name__)
         self.trainable = trainable
         self.activation = activations.get(activation)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        self._activity_loss = None
         self.built = False
         self._weights = []  # (Tensor, trainable, name) in creation order
+        self._regularized = []  # (regularizer, weight)
         self.batch_input_shape = None
         if batch_input_shape is not None:
             self.batch_input_shape = tuple(batch_input_shape)
@@ -81,12 +99,28 @@ class Layer:
 
     # ---- weights -------------------------------------------------------------------
 
-    def add_weight(self, shape, initializer="glorot_uniform", trainable=True, name=None):
+    def add_weight(self, shape, initializer="glorot_uniform", trainable=True, name=None,
+                   regularizer=None):
         from pydl.nn.module import Parameter
         value = initializers.get(initializer)(tuple(shape))
         weight = Parameter(value) if trainable else Tensor(value)
         self._weights.append((weight, trainable, f"{self.name}/{name or 'weight'}"))
+        regularizer = regularizers.get(regularizer)
+        if regularizer is not None:
+            self._regularized.append((regularizer, weight))
         return weight
+
+    @property
+    def losses(self):
+        """The weight penalties (from the current weights) and the activity penalty of
+        the latest call, as scalar Tensors."""
+        penalties = [regularizer(weight) for regularizer, weight in self._regularized]
+        return penalties + ([self._activity_loss] if self._activity_loss is not None else [])
+
+    def _record_activity(self, output):
+        """Keeps activity_regularizer(output) / batch size for `losses`."""
+        if self.activity_regularizer is not None:
+            self._activity_loss = self.activity_regularizer(output) / output.shape[0]
 
     @property
     def weights(self):
@@ -143,28 +177,36 @@ class Layer:
             return array.to("float32")
         return array
 
-    def forward_pre_activation(self, inputs, training=False):
+    def forward_pre_activation(self, inputs, training=False, **call_kwargs):
         """call() on concrete inputs (building the layer first), without the activation."""
         if isinstance(inputs, (list, tuple)):
             inputs = [self._to_tensor(x) for x in inputs]
         else:
             inputs = self._to_tensor(inputs)
         self._ensure_built(_batch_shape(inputs))
-        return self.call(inputs, training=training)
+        return self.call(inputs, training=training, **call_kwargs)
 
-    def __call__(self, inputs, training=False):
+    def activate(self, pre_activation):
+        """The layer's activation of call()'s output, recording the activity penalty."""
+        output = self.activation(pre_activation)
+        self._record_activity(output)
+        return output
+
+    def __call__(self, inputs, training=False, **call_kwargs):
         symbolic = inputs if isinstance(inputs, (list, tuple)) else [inputs]
         if all(isinstance(x, KerasTensor) for x in symbolic):
             self._ensure_built(_shape_of(inputs))
             dtype = "float32" if not self.integer_input else symbolic[0].dtype
             return KerasTensor(self.compute_output_shape(_shape_of(inputs)), dtype, self,
-                               symbolic)
-        return self.activation(self.forward_pre_activation(inputs, training))
+                               symbolic, call_kwargs)
+        return self.activate(self.forward_pre_activation(inputs, training, **call_kwargs))
 
     def get_config(self):
         config = {"name": self.name, "trainable": self.trainable}
         if self.batch_input_shape is not None:
             config["batch_input_shape"] = list(self.batch_input_shape)
+        if self.activity_regularizer is not None:
+            config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         return config
 
     @classmethod
@@ -186,6 +228,20 @@ class _ActivationConfig:
 
     def _activation_config(self):
         return {"activation": activations.serialize(self.activation)}
+
+
+class _Regularized:
+    """Layers taking kernel_regularizer=, bias_regularizer= (...): keeps them by name
+    for add_weight and get_config."""
+
+    def _init_regularizers(self, **regularizers_by_name):
+        self.regularizer_names = sorted(regularizers_by_name)
+        for name, value in regularizers_by_name.items():
+            setattr(self, name, regularizers.get(value))
+
+    def _regularizer_config(self):
+        return {name: regularizers.serialize(getattr(self, name))
+                for name in self.regularizer_names if getattr(self, name) is not None}
 
 
 class InputLayer(Layer):
@@ -215,36 +271,53 @@ def Input(shape=None, batch_size=None, dtype="float32", name=None, batch_shape=N
                       batch_input_shape=batch_shape).output
 
 
-class Dense(Layer, _ActivationConfig):
-    """activation(x @ kernel + bias), kernel (in, units), over the last axis of x."""
+class Dense(Layer, _ActivationConfig, _Regularized):
+    """activation(x @ kernel + bias), kernel (in, units), over the last axis of x.
+
+    >>> from pydl.keras import layers
+    >>> layers.Dense(3)(np.ones((2, 5))).shape
+    (2, 3)
+    """
 
     def __init__(self, units, activation=None, use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
         super().__init__(activation=activation, **kwargs)
         if not isinstance(units, int) or units <= 0:
             raise ValueError(f"Dense: units must be a positive integer, got {units!r}")
         self.units, self.use_bias = units, bool(use_bias)
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        self._init_regularizers(kernel_regularizer=kernel_regularizer,
+                                bias_regularizer=bias_regularizer)
 
     def build(self, input_shape):
         if input_shape[-1] is None:
             raise ValueError(f"{self.name}: the last axis of the input must be known, got "
                              f"shape {input_shape}")
         self.kernel = self.add_weight((input_shape[-1], self.units), self.kernel_initializer,
-                                      name="kernel")
-        self.bias = (self.add_weight((self.units,), self.bias_initializer, name="bias")
+                                      name="kernel", regularizer=self.kernel_regularizer)
+        self.bias = (self.add_weight((self.units,), self.bias_initializer, name="bias",
+                                     regularizer=self.bias_regularizer)
                      if self.use_bias else None)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)
 
     def call(self, inputs, training=False):
+        features = self.kernel.shape[0]
+        if inputs.shape[-1] != features:
+            declared = "" if self.batch_input_shape is None else \
+                f", declared input_shape={self.batch_input_shape[1:]}"
+            raise ValueError(f"Input of layer {self.name!r} (Dense) is incompatible with the "
+                             f"layer: expected the last axis to have {features} features "
+                             f"(the layer was built for inputs (None, ..., {features}){declared}),"
+                             f" got an input of shape {tuple(inputs.shape)}")
         out = inputs.matmul(self.kernel)
         return out + self.bias if self.use_bias else out
 
     def get_config(self):
         return {**super().get_config(), **self._activation_config(), "units": self.units,
-                "use_bias": self.use_bias}
+                "use_bias": self.use_bias, **self._regularizer_config()}
 
 
 class Activation(Layer, _ActivationConfig):
@@ -411,13 +484,16 @@ def _functional():
     return F
 
 
-class Conv2D(_Spatial2D, _ActivationConfig):
+class Conv2D(_Spatial2D, _ActivationConfig, _Regularized):
     """2-D convolution of channels-last images: kernel (kh, kw, in, filters)."""
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
                  dilation_rate=(1, 1), groups=1, activation=None, use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
         super().__init__(activation=activation, **kwargs)
+        self._init_regularizers(kernel_regularizer=kernel_regularizer,
+                                bias_regularizer=bias_regularizer)
         if not isinstance(filters, int) or filters <= 0:
             raise ValueError(f"Conv2D: filters must be a positive integer, got {filters!r}")
         self._init_spatial(kernel_size, strides, padding, data_format, dilation_rate)
@@ -434,8 +510,10 @@ class Conv2D(_Spatial2D, _ActivationConfig):
             raise ValueError(f"{self.name}: the channel axis must be known and divisible by "
                              f"groups={self.groups}, got input shape {input_shape}")
         self.kernel = self.add_weight((*self.kernel_size, channels // self.groups, self.filters),
-                                      self.kernel_initializer, name="kernel")
-        self.bias = (self.add_weight((self.filters,), self.bias_initializer, name="bias")
+                                      self.kernel_initializer, name="kernel",
+                                      regularizer=self.kernel_regularizer)
+        self.bias = (self.add_weight((self.filters,), self.bias_initializer, name="bias",
+                                     regularizer=self.bias_regularizer)
                      if self.use_bias else None)
 
     def compute_output_shape(self, input_shape):
@@ -459,7 +537,7 @@ class Conv2D(_Spatial2D, _ActivationConfig):
     def get_config(self):
         return {**super().get_config(), **self._activation_config(), "filters": self.filters,
                 "kernel_size": list(self.kernel_size), "dilation_rate": list(self.dilation_rate),
-                "groups": self.groups, "use_bias": self.use_bias}
+                "groups": self.groups, "use_bias": self.use_bias, **self._regularizer_config()}
 
 
 class _Pooling2D(_Spatial2D):
@@ -565,16 +643,17 @@ class BatchNormalization(Layer):
                 "epsilon": self.epsilon, "center": self.center, "scale": self.scale}
 
 
-class Embedding(Layer):
+class Embedding(Layer, _Regularized):
     """Rows of an (input_dim, output_dim) table for integer indices."""
 
     integer_input = True
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
-                 input_length=None, **kwargs):
+                 input_length=None, embeddings_regularizer=None, **kwargs):
         if input_length is not None and "input_shape" not in kwargs:
             kwargs["input_shape"] = (input_length,)
         super().__init__(**kwargs)
+        self._init_regularizers(embeddings_regularizer=embeddings_regularizer)
         for arg, value in (("input_dim", input_dim), ("output_dim", output_dim)):
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"Embedding: {arg} must be a positive integer, got {value!r}")
@@ -583,7 +662,8 @@ class Embedding(Layer):
 
     def build(self, input_shape):
         self.embeddings = self.add_weight((self.input_dim, self.output_dim),
-                                          self.embeddings_initializer, name="embeddings")
+                                          self.embeddings_initializer, name="embeddings",
+                                          regularizer=self.embeddings_regularizer)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape, self.output_dim)
@@ -598,24 +678,32 @@ class Embedding(Layer):
 
     def get_config(self):
         return {**super().get_config(), "input_dim": self.input_dim,
-                "output_dim": self.output_dim}
+                "output_dim": self.output_dim, **self._regularizer_config()}
 
 
-class _Recurrent(Layer):
+class _Recurrent(Layer, _Regularized):
     """SimpleRNN, LSTM and GRU over batch-major (batch, time, features) input.
 
     Weights in Keras's layout: kernel (features, G * units), recurrent_kernel
     (units, G * units) and bias; they run through pydl's recurrent kernel, whose
     weights are the transposes (gates in its order: LSTM i, f, g, o; GRU r, z, n with
-    the reset gate applied after the recurrent product, Keras's reset_after=True)."""
+    the reset gate applied after the recurrent product, Keras's reset_after=True).
+    go_backwards runs the sequence from its last step to its first (the kernel's
+    reverse direction); its return_sequences output is then in that reversed order,
+    as in Keras."""
 
     mode = None
     gates = 1
 
-    def __init__(self, units, use_bias=True, return_sequences=False,
+    def __init__(self, units, use_bias=True, return_sequences=False, go_backwards=False,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
-                 bias_initializer="zeros", **kwargs):
+                 bias_initializer="zeros", kernel_regularizer=None,
+                 recurrent_regularizer=None, bias_regularizer=None, **kwargs):
         super().__init__(**kwargs)
+        self._init_regularizers(kernel_regularizer=kernel_regularizer,
+                                recurrent_regularizer=recurrent_regularizer,
+                                bias_regularizer=bias_regularizer)
+        self.go_backwards = bool(go_backwards)
         if not isinstance(units, int) or units <= 0:
             raise ValueError(f"{type(self).__name__}: units must be a positive integer, got "
                              f"{units!r}")
@@ -634,12 +722,14 @@ class _Recurrent(Layer):
                              f"features, got shape {input_shape}")
         rows = self.gates * self.units
         self.kernel = self.add_weight((input_shape[-1], rows), self.kernel_initializer,
-                                      name="kernel")
+                                      name="kernel", regularizer=self.kernel_regularizer)
         recurrent = np.concatenate([initializers.get(self.recurrent_initializer)(
             (self.units, self.units)) for _ in range(self.gates)], axis=1)
         self.recurrent_kernel = self.add_weight((self.units, rows), lambda shape: recurrent,
-                                                name="recurrent_kernel")
-        self.bias = (self.add_weight(self._bias_shape(), self._initial_bias, name="bias")
+                                                name="recurrent_kernel",
+                                                regularizer=self.recurrent_regularizer)
+        self.bias = (self.add_weight(self._bias_shape(), self._initial_bias, name="bias",
+                                     regularizer=self.bias_regularizer)
                      if self.use_bias else None)
 
     def _initial_bias(self, shape):
@@ -665,15 +755,18 @@ class _Recurrent(Layer):
         weights = [self.kernel.transpose(0, 1), self.recurrent_kernel.transpose(0, 1)]
         if self.use_bias:
             weights += self._biases(x.dtype)
-        y = RecurrentLayer.apply(x, *state, *weights, mode=self.mode, reverse=False)
+        y = RecurrentLayer.apply(x, *state, *weights, mode=self.mode,
+                                 reverse=self.go_backwards)
         steps = x.shape[0]
         if self.return_sequences:
-            return y[:steps].transpose(0, 1)
-        return y[steps - 1]
+            sequence = y[:steps].transpose(0, 1)  # (B, T, H) in time order
+            return sequence[:, ::-1] if self.go_backwards else sequence
+        return y[0] if self.go_backwards else y[steps - 1]
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "use_bias": self.use_bias,
-                "return_sequences": self.return_sequences}
+                "return_sequences": self.return_sequences, "go_backwards": self.go_backwards,
+                **self._regularizer_config()}
 
 
 class SimpleRNN(_Recurrent):
