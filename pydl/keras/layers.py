@@ -64,11 +64,12 @@ class Layer:
     regularizers are given to add_weight. `losses` holds the penalties of the latest
     call, which fit() adds to the loss.
 
+    >>> import numpy as np
     >>> from pydl.keras import layers
     >>> class Double(layers.Layer):
     ...     def call(self, inputs, training=False):
     ...         return inputs * 2
-    >>> Double()([[1.0, 2.0]]).numpy().tolist()
+    >>> Double()(np.array([[1.0, 2.0]])).numpy().tolist()
     [[2.0, 4.0]]
     """
 
@@ -274,6 +275,7 @@ def Input(shape=None, batch_size=None, dtype="float32", name=None, batch_shape=N
 class Dense(Layer, _ActivationConfig, _Regularized):
     """activation(x @ kernel + bias), kernel (in, units), over the last axis of x.
 
+    >>> import numpy as np
     >>> from pydl.keras import layers
     >>> layers.Dense(3)(np.ones((2, 5))).shape
     (2, 3)
@@ -321,6 +323,14 @@ class Dense(Layer, _ActivationConfig, _Regularized):
 
 
 class Activation(Layer, _ActivationConfig):
+    """Applies an activation function given by its Keras name or as a callable.
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.Activation("relu")(np.array([[-1.0, 2.0]])).numpy().tolist()
+    [[0.0, 2.0]]
+    """
+
     def __init__(self, activation, **kwargs):
         super().__init__(activation=activation, **kwargs)
 
@@ -339,7 +349,13 @@ class Flatten(Layer):
 
 
 class Reshape(Layer):
-    """Reshapes each sample to target_shape (one entry may be -1)."""
+    """Reshapes each sample to target_shape (one entry may be -1).
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.Reshape((3, -1))(np.ones((2, 12))).shape
+    (2, 3, 4)
+    """
 
     def __init__(self, target_shape, **kwargs):
         super().__init__(**kwargs)
@@ -357,6 +373,91 @@ class Reshape(Layer):
 
     def get_config(self):
         return {**super().get_config(), "target_shape": list(self.target_shape)}
+
+
+class Permute(Layer):
+    """Permutes the non-batch axes: dims (1-based, as in Keras) gives, for each output
+    axis, the input axis it comes from.
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.Permute((2, 1))(np.ones((4, 10, 64))).shape
+    (4, 64, 10)
+    """
+
+    def __init__(self, dims, **kwargs):
+        super().__init__(**kwargs)
+        self.dims = tuple(int(d) for d in dims)
+        if sorted(self.dims) != list(range(1, len(self.dims) + 1)):
+            raise ValueError(f"Permute: dims must be a permutation of 1..{len(self.dims)}, "
+                             f"got {dims!r}")
+
+    def build(self, input_shape):
+        if len(input_shape) != len(self.dims) + 1:
+            raise ValueError(f"{self.name}: dims {self.dims} need a {len(self.dims) + 1}-D "
+                             f"input, got shape {input_shape}")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *[input_shape[d] for d in self.dims])
+
+    def call(self, inputs, training=False):
+        return inputs.permute(0, *self.dims)
+
+    def get_config(self):
+        return {**super().get_config(), "dims": list(self.dims)}
+
+
+class RepeatVector(Layer):
+    """Repeats each input vector n times: (N, features) -> (N, n, features).
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.RepeatVector(3)(np.ones((2, 5))).shape
+    (2, 3, 5)
+    """
+
+    def __init__(self, n, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(n, int) or n <= 0:
+            raise ValueError(f"RepeatVector: n must be a positive integer, got {n!r}")
+        self.n = n
+
+    def build(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(f"{self.name}: expected a 2-D input (batch, features), got shape "
+                             f"{input_shape}")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.n, input_shape[1])
+
+    def call(self, inputs, training=False):
+        batch, features = inputs.shape
+        return inputs.unsqueeze(1).expand(batch, self.n, features)
+
+    def get_config(self):
+        return {**super().get_config(), "n": self.n}
+
+
+class LeakyReLU(Layer):
+    """x for x > 0, negative_slope * x otherwise (Keras's default slope 0.3; Keras 2's
+    alpha= is accepted too).
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.LeakyReLU(negative_slope=0.5)(np.array([[-2.0, 3.0]])).numpy().tolist()
+    [[-1.0, 3.0]]
+    """
+
+    def __init__(self, negative_slope=0.3, alpha=None, **kwargs):
+        super().__init__(**kwargs)
+        self.negative_slope = float(negative_slope if alpha is None else alpha)
+
+    def call(self, inputs, training=False):
+        from pydl.nn import functional as F
+        return F.leaky_relu(inputs, self.negative_slope)
+
+    def get_config(self):
+        return {**super().get_config(), "negative_slope": self.negative_slope}
 
 
 class Dropout(Layer):
@@ -393,10 +494,10 @@ def _window_output(size, kernel, stride, padding, dilation=1):
     return (size - (kernel - 1) * dilation - 1) // stride + 1
 
 
-def _pad_nchw(x, pads, value):
+def _pad_nchw(x, pads, value, axes=(2, 3)):
     """x (N, C, H, W) with constant `value` rows/columns added: pads = ((top, bottom),
-    (left, right))."""
-    for axis, (before, after) in zip((2, 3), pads):
+    (left, right)) along `axes`."""
+    for axis, (before, after) in zip(axes, pads):
         parts = []
         for count in (before, after):
             if count:
@@ -484,6 +585,18 @@ def _functional():
     return F
 
 
+def _convolve(x, weight, bias, strides, pads, dilation, groups):
+    """conv2d of x (N, C, H, W) padded by pads ((top, bottom), (left, right)): in the
+    kernel when the padding is symmetric, else by zero rows/columns first."""
+    padding = (0, 0)
+    if all(before == after for before, after in pads):
+        padding = (pads[0][0], pads[1][0])
+    else:
+        x = _pad_nchw(x, pads, 0.0)
+    return _functional().conv2d(x, weight, bias, stride=strides, padding=padding,
+                                dilation=dilation, groups=groups)
+
+
 class Conv2D(_Spatial2D, _ActivationConfig, _Regularized):
     """2-D convolution of channels-last images: kernel (kh, kw, in, filters)."""
 
@@ -520,19 +633,11 @@ class Conv2D(_Spatial2D, _ActivationConfig, _Regularized):
         return self._output_shape(input_shape, self.filters)
 
     def call(self, inputs, training=False):
-        F = _functional()
         x = self._to_nchw(inputs)
-        padding = (0, 0)
-        if self.padding == "same":
-            pads = self._same_pads(x)
-            if all(before == after for before, after in pads):
-                padding = (pads[0][0], pads[1][0])
-            else:
-                x = _pad_nchw(x, pads, 0.0)
+        pads = self._same_pads(x) if self.padding == "same" else ((0, 0), (0, 0))
         weight = self.kernel.permute(3, 2, 0, 1)  # (kh, kw, in, out) -> (out, in, kh, kw)
-        out = F.conv2d(x, weight, self.bias, stride=self.strides, padding=padding,
-                       dilation=self.dilation_rate, groups=self.groups)
-        return self._from_nchw(out)
+        return self._from_nchw(_convolve(x, weight, self.bias, self.strides, pads,
+                                         self.dilation_rate, self.groups))
 
     def get_config(self):
         return {**super().get_config(), **self._activation_config(), "filters": self.filters,
@@ -566,13 +671,17 @@ class _Pooling2D(_Spatial2D):
         return {**super().get_config(), "pool_size": list(self.pool_size)}
 
 
-class MaxPooling2D(_Pooling2D):
+class _MaxPool:
+    """Max over (kernel_size) windows of NCHW x padded by pads."""
+
     def _pool(self, F, x, pads):
         x = _pad_nchw(x, pads, -np.inf)  # padding never wins the max
         return F.max_pool2d(x, self.kernel_size, self.strides)
 
 
-class AveragePooling2D(_Pooling2D):
+class _AveragePool:
+    """Mean over (kernel_size) windows of NCHW x padded by pads."""
+
     def _pool(self, F, x, pads):
         out = F.avg_pool2d(_pad_nchw(x, pads, 0.0), self.kernel_size, self.strides)
         if pads == ((0, 0), (0, 0)):
@@ -584,19 +693,112 @@ class AveragePooling2D(_Pooling2D):
         return out / inside
 
 
-class GlobalAveragePooling2D(_Spatial2D):
-    def __init__(self, data_format=None, **kwargs):
+class MaxPooling2D(_MaxPool, _Pooling2D):
+    """The maximum over pool_size windows of channels-last images.
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.MaxPooling2D((2, 2))(np.ones((1, 4, 6, 3))).shape
+    (1, 2, 3, 3)
+    """
+
+
+class AveragePooling2D(_AveragePool, _Pooling2D):
+    """The mean over pool_size windows; 'same' padding averages the real pixels only.
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.AveragePooling2D(2, padding="same")(np.ones((1, 5, 5, 2))).shape
+    (1, 3, 3, 2)
+    """
+
+
+class _GlobalPooling(Layer):
+    """The mean or maximum over every spatial axis of (N, *spatial, C) (channels_last)
+    or (N, C, *spatial) input; keepdims keeps those axes with size 1."""
+
+    rank = 2
+
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(**kwargs)
-        self._init_spatial(1, 1, "valid", data_format)
+        self.data_format = _check_data_format(data_format, type(self).__name__)
+        self.keepdims = bool(keepdims)
+
+    def _axes(self):
+        first = 1 if self.data_format == "channels_last" else 2
+        return tuple(range(first, first + self.rank))
+
+    def build(self, input_shape):
+        if len(input_shape) != self.rank + 2:
+            raise ValueError(f"{self.name}: expected a {self.rank + 2}-D input, got shape "
+                             f"{input_shape}")
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[self._channel_axis()])
+        axes = self._axes()
+        if self.keepdims:
+            return tuple(1 if i in axes else d for i, d in enumerate(input_shape))
+        return tuple(d for i, d in enumerate(input_shape) if i not in axes)
 
     def call(self, inputs, training=False):
-        return inputs.mean(dim=self._spatial_axes())
+        return self._reduce(inputs, self._axes())
 
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, "data_format": self.data_format}
+        return {**super().get_config(), "data_format": self.data_format,
+                "keepdims": self.keepdims}
+
+
+class _GlobalAverage:
+    def _reduce(self, x, axes):
+        return x.mean(dim=axes, keepdim=self.keepdims)
+
+
+class _GlobalMax:
+    def _reduce(self, x, axes):
+        return x.amax(dim=axes, keepdim=self.keepdims)
+
+
+class GlobalAveragePooling2D(_GlobalAverage, _GlobalPooling):
+    """The mean of each channel over the image: (N, H, W, C) -> (N, C).
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.GlobalAveragePooling2D()(np.ones((2, 4, 4, 3))).shape
+    (2, 3)
+    """
+
+
+class GlobalMaxPooling2D(_GlobalMax, _GlobalPooling):
+    """The maximum of each channel over the image: (N, H, W, C) -> (N, C).
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.GlobalMaxPooling2D(keepdims=True)(np.ones((2, 4, 4, 3))).shape
+    (2, 1, 1, 3)
+    """
+
+
+class GlobalAveragePooling1D(_GlobalAverage, _GlobalPooling):
+    """The mean of each feature over the steps: (N, steps, C) -> (N, C).
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.GlobalAveragePooling1D()(np.ones((2, 7, 3))).shape
+    (2, 3)
+    """
+
+    rank = 1
+
+
+class GlobalMaxPooling1D(_GlobalMax, _GlobalPooling):
+    """The maximum of each feature over the steps: (N, steps, C) -> (N, C).
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.GlobalMaxPooling1D()(np.arange(6.0).reshape(1, 3, 2)).numpy().tolist()
+    [[4.0, 5.0]]
+    """
+
+    rank = 1
 
 
 class BatchNormalization(Layer):
@@ -641,6 +843,67 @@ class BatchNormalization(Layer):
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
                 "epsilon": self.epsilon, "center": self.center, "scale": self.scale}
+
+
+class LayerNormalization(Layer, _Regularized):
+    """Normalizes each sample over `axis` (an int or a list of axes, default the last):
+    (x - mean) / sqrt(var + epsilon) * gamma + beta, with gamma and beta shaped like
+    those axes. Trailing axes run through pydl's layer_norm kernel; others are moved
+    to the end first.
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> out = layers.LayerNormalization()(np.array([[1.0, 2.0, 3.0]]))
+    >>> np.round(out.detach().numpy(), 3).tolist()
+    [[-1.224, 0.0, 1.224]]
+    """
+
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
+                 gamma_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = list(axis) if isinstance(axis, (list, tuple)) else int(axis)
+        self.epsilon, self.center, self.scale = float(epsilon), bool(center), bool(scale)
+        self.beta_initializer, self.gamma_initializer = beta_initializer, gamma_initializer
+        self._init_regularizers(beta_regularizer=beta_regularizer,
+                                gamma_regularizer=gamma_regularizer)
+
+    def _axes(self, ndim):
+        axes = self.axis if isinstance(self.axis, list) else [self.axis]
+        axes = sorted({a % ndim for a in axes})
+        if 0 in axes:
+            raise ValueError(f"{self.name}: cannot normalize over the batch axis (axis "
+                             f"{self.axis})")
+        return axes
+
+    def build(self, input_shape):
+        axes = self._axes(len(input_shape))
+        shape = tuple(input_shape[a] for a in axes)
+        if None in shape:
+            raise ValueError(f"{self.name}: the normalized axes {axes} of input shape "
+                             f"{input_shape} must be known")
+        self.gamma = self.add_weight(shape, self.gamma_initializer, name="gamma",
+                                     regularizer=self.gamma_regularizer) if self.scale else None
+        self.beta = self.add_weight(shape, self.beta_initializer, name="beta",
+                                    regularizer=self.beta_regularizer) if self.center else None
+
+    def call(self, inputs, training=False):
+        from pydl.nn import functional as F
+        axes = self._axes(inputs.ndim)
+        rest = [d for d in range(inputs.ndim) if d not in axes]
+        order = rest + axes
+        x = inputs if order == list(range(inputs.ndim)) else inputs.permute(*order)
+        shape = tuple(inputs.shape[a] for a in axes)
+        gamma = self.gamma if self.scale else Tensor(np.ones(shape, x.dtype))
+        beta = self.beta if self.center else Tensor(np.zeros(shape, x.dtype))
+        out = F.layer_norm(x, shape, gamma, beta, eps=self.epsilon)
+        if x is inputs:
+            return out
+        return out.permute(*np.argsort(order).tolist())
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale, **self._regularizer_config()}
 
 
 class Embedding(Layer, _Regularized):
@@ -886,9 +1149,22 @@ MaxPool2D = MaxPooling2D
 AvgPool2D = AveragePooling2D
 
 LAYER_CLASSES = {cls.__name__: cls for cls in (
-    InputLayer, Dense, Activation, Flatten, Reshape, Dropout, Conv2D, MaxPooling2D,
-    AveragePooling2D, GlobalAveragePooling2D, BatchNormalization, Embedding, SimpleRNN, LSTM,
-    GRU, Add, Multiply, Concatenate, Rescaling)}
+    InputLayer, Dense, Activation, Flatten, Reshape, Permute, RepeatVector, LeakyReLU, Dropout,
+    Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D,
+    GlobalAveragePooling1D, GlobalMaxPooling1D, BatchNormalization, LayerNormalization,
+    Embedding, SimpleRNN, LSTM, GRU, Add, Multiply, Concatenate, Rescaling)}
 
-__all__ = ["Layer", "InputLayer", "Input", "KerasTensor", "add", "concatenate", "Convolution2D",
-           "MaxPool2D", "AvgPool2D", *LAYER_CLASSES]
+# The layers defined beside this module (they build on the classes above), under
+# keras.layers as in Keras.
+from pydl.keras import attention, conv_layers, wrappers  # noqa: E402
+from pydl.keras.attention import *  # noqa: E402,F401,F403
+from pydl.keras.conv_layers import *  # noqa: E402,F401,F403
+from pydl.keras.wrappers import *  # noqa: E402,F401,F403
+
+for _module in (attention, conv_layers, wrappers):
+    LAYER_CLASSES.update(_module.LAYER_CLASSES)
+del _module
+
+__all__ = ["Layer", "Input", "KerasTensor", "add", "concatenate", "Convolution2D", "MaxPool2D",
+           "AvgPool2D", "Convolution1D", "Convolution2DTranspose", "MaxPool1D", "AvgPool1D",
+           *LAYER_CLASSES]

@@ -11,7 +11,7 @@ import numpy as np
 
 from pydl._device import kernels_for
 from pydl.autograd import Function
-from pydl.ops.common import contiguous, require_host
+from pydl.ops.common import contiguous, require_host, xp_of
 
 
 def windows(xpad, kernel, stride, dilation, out_hw):
@@ -99,3 +99,64 @@ class Conv2d(Function):
                                              self.groups)
         grads = (gx if need[0] else None, gw if need[1] else None)
         return grads + ((gb if need[2] else None,) if self.has_bias else ())
+
+
+def transpose_output_size(size, kernel, stride, padding, dilation, output_padding):
+    """The output size of a transposed convolution: the input size of the convolution
+    it is the adjoint of."""
+    return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + 1 + output_padding
+
+
+class ConvTranspose2d(Function):
+    """The adjoint of Conv2d in its input (a fractionally strided convolution).
+    Inputs (x, weight) or (x, weight, bias): x (N, C_in, H, W), weight (C_in,
+    C_out/groups, KH, KW) as in PyTorch. Settings as Conv2d plus output_padding (a pair,
+    each below its stride), which adds rows/columns at the bottom/right.
+
+    It runs on the convolution kernels with the roles swapped: for the convolution y =
+    conv(z, weight) from C_out to C_in channels, forward is its grad-input (dz for dy =
+    x), the input gradient is conv(g, weight) and the weight gradient is the
+    convolution's grad-weight for input g and output gradient x."""
+
+    def _geometry(self):
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
+                    groups=self.groups)
+
+    def forward(self, x, w, b=None):
+        self.has_bias = b is not None
+        self.save(x, w)
+        out_hw = [transpose_output_size(x.shape[2 + a], w.shape[2 + a], self.stride[a],
+                                        self.padding[a], self.dilation[a],
+                                        self.output_padding[a]) for a in range(2)]
+        # Only its shape is read: the convolution's grad-input does not use its input.
+        placeholder = xp_of(x).empty((x.shape[0], w.shape[1] * self.groups, *out_hw), x.dtype)
+        if x.dtype == np.float32:
+            out = kernels_for(x).conv2d_backward(
+                contiguous(x), placeholder, contiguous(w), **self._geometry(),
+                input_grad=True, weight_grad=False, bias_grad=False)[0]
+        else:
+            require_host(x, "conv_transpose2d")
+            out = _reference_backward(x, np.zeros_like(placeholder), w, self.stride,
+                                      self.padding, self.dilation, self.groups)[0]
+        return out if b is None else out + b.reshape(1, -1, 1, 1)
+
+    def backward(self, g):
+        x, w = self.saved
+        need = self.needs_input_grad + (False,)
+        gx = gw = None
+        if x.dtype == np.float32:
+            kernels = kernels_for(x)
+            if need[0]:
+                gx = kernels.conv2d_forward(contiguous(g), contiguous(w), None,
+                                            **self._geometry())
+            if need[1]:
+                gw = kernels.conv2d_backward(contiguous(x), contiguous(g), contiguous(w),
+                                             **self._geometry(), input_grad=False,
+                                             weight_grad=True, bias_grad=False)[1]
+        else:
+            gx = _reference_forward(g, w, None, self.stride, self.padding, self.dilation,
+                                    self.groups)
+            gw = _reference_backward(x, g, w, self.stride, self.padding, self.dilation,
+                                     self.groups)[1]
+        grads = (gx if need[0] else None, gw if need[1] else None)
+        return grads + ((g.sum(axis=(0, 2, 3)) if need[2] else None,) if self.has_bias else ())
