@@ -62,12 +62,15 @@ class MultiHeadAttention(Layer, _Regularized):
 
     def __call__(self, query, value=None, key=None, attention_mask=None,
                  return_attention_scores=False, training=False, use_causal_mask=False):
-        if value is None:
+        if isinstance(query, list) and value is None:  # [query, value, key(, mask)]
+            inputs = list(query)
+        elif value is None:
             raise TypeError("MultiHeadAttention is called as mha(query, value[, key]); "
                             "for self-attention pass the same tensor twice")
-        inputs = [query, value, value if key is None else key]
-        if attention_mask is not None:
-            inputs.append(attention_mask)
+        else:
+            inputs = [query, value, value if key is None else key]
+            if attention_mask is not None:
+                inputs.append(attention_mask)
         symbolic = [isinstance(x, KerasTensor) for x in inputs]
         if any(symbolic) and not all(symbolic):
             raise TypeError("MultiHeadAttention: in a functional model every input "

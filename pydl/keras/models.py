@@ -383,22 +383,43 @@ class Model:
 
     def summary(self, line_length=65, print_fn=None):
         """Prints a table of the layers (name and type, output shape, parameter count)
-        and the total, trainable and non-trainable parameter counts."""
+        and the total, trainable and non-trainable parameter counts. Columns widen to
+        fit long names and shapes.
+
+        >>> from pydl import keras
+        >>> model = keras.Sequential([keras.layers.Dense(2, input_shape=(3,), name="out")],
+        ...                          name="tiny")
+        >>> model.summary(line_length=40)
+        Model: "tiny"
+        ________________________________________
+         Layer (type)     Output Shape  Param #
+        ========================================
+         out (Dense)      (None, 2)     8
+        ========================================
+        Total params: 8
+        Trainable params: 8
+        Non-trainable params: 0
+        ________________________________________
+        """
         self._require_built("summary()")
         print_fn = print_fn or print
+        header = [" Layer (type)", "Output Shape", "Param #"]
+        rows = [[f" {layer.name} ({type(layer).__name__})",
+                 str(tuple(shape)) if shape is not None else "?", f"{layer.count_params():,}"]
+                for layer, shape in self._summary_rows()]
         widths = [int(line_length * f) for f in (0.45, 0.3)]
         widths.append(line_length - sum(widths))
+        for column in range(2):  # at least two spaces after the longest entry
+            widths[column] = max([widths[column]] + [len(r[column]) + 2 for r in rows + [header]])
+        line_length = max(line_length, sum(widths[:2]) + max(len(r[2]) for r in rows + [header]))
 
         def row(cells):
             return "".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
 
-        lines = [f'Model: "{self.name}"', "_" * line_length,
-                 row([" Layer (type)", "Output Shape", "Param #"]), "=" * line_length]
-        for i, (layer, shape) in enumerate(self._summary_rows()):
-            shape_text = str(tuple(shape)) if shape is not None else "?"
-            lines.append(row([f" {layer.name} ({type(layer).__name__})", shape_text,
-                              f"{layer.count_params():,}"]))
-            lines.append("_" * line_length if i + 1 < len(self.layers) else "=" * line_length)
+        lines = [f'Model: "{self.name}"', "_" * line_length, row(header), "=" * line_length]
+        for i, cells in enumerate(rows):
+            lines.append(row(cells))
+            lines.append("_" * line_length if i + 1 < len(rows) else "=" * line_length)
         trainable = sum(w.numel() for w in self.trainable_weights)
         total = self.count_params()
         lines += [f"Total params: {total:,}", f"Trainable params: {trainable:,}",
