@@ -9,7 +9,9 @@ padded to 28x28. --download lets pydl fetch MNIST when it is not on disk.
 
 By default it trains on the whole training set it found for one epoch (MNIST and
 Fashion-MNIST: 60000 images; the 1438 digits images: 5 epochs), tests on the whole
-test set, and saves a History.plot of the run.
+test set, and saves a History.plot of the run. One change to the tutorial's recipe:
+RMSprop's learning rate starts at 2e-3 and decays to 0 over the run (Keras's
+CosineDecay), which one epoch needs to reach the accuracy the tutorial's 5 reach.
 
     python examples/mnist_cnn.py                  # every image, one epoch
     python examples/mnist_cnn.py --full           # the tutorial's 5 epochs
@@ -115,7 +117,7 @@ def main(argv=None):
     if args.epochs is None:
         args.epochs = 5 if args.full or len(train_images) < 10000 else 1
 
-    # ---- the tutorial, unchanged from here ----
+    # ---- the tutorial, unchanged from here but for the learning-rate schedule ----
     model = models.Sequential()
     model.add(layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)))
     model.add(layers.MaxPooling2D((2, 2)))
@@ -133,7 +135,10 @@ def main(argv=None):
     train_labels = keras.utils.to_categorical(train_labels, 10)
     test_labels = keras.utils.to_categorical(test_labels, 10)
 
-    model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+    steps = args.epochs * -(-len(train_images) // args.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(2e-3, decay_steps=steps)
+    model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=schedule),
+                  loss="categorical_crossentropy", metrics=["accuracy"])
     throughput = Throughput()
     history = model.fit(train_images, train_labels, epochs=args.epochs,
                         batch_size=args.batch_size, callbacks=[throughput], verbose=args.verbose)

@@ -260,3 +260,33 @@ def test_history_plot_returns_a_figure_with_whole_epoch_ticks(rng):
     assert {line.get_label() for line in axis.get_lines()} >= {"loss", "val_loss"}
     # the running loss within the epochs: one point per batch
     assert len(history.batch_history["loss"]) == 3 * 3
+
+
+def test_a_learning_rate_schedule_sets_each_updates_rate(rng, tmp_path):
+    schedules = keras.optimizers.schedules
+    decay = schedules.CosineDecay(0.2, decay_steps=4, alpha=0.1)
+    expected = [0.2 * (0.9 * 0.5 * (1 + np.cos(np.pi * min(t, 4) / 4)) + 0.1) for t in range(6)]
+    np.testing.assert_allclose([decay(t) for t in range(6)], expected)
+    assert schedules.ExponentialDecay(0.1, 2, 0.5)(3) == pytest.approx(0.1 * 0.5 ** 1.5)
+    x, y = _regression(rng, n=16)
+    scheduled, stepwise = _twin_models()
+    scheduled.compile(keras.optimizers.SGD(learning_rate=decay), "mse")
+    seen = []
+
+    class Rates(keras.callbacks.Callback):
+        def on_batch_end(self, batch, logs=None):
+            seen.append(self.model.optimizer.learning_rate)
+    scheduled.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0, callbacks=[Rates()])
+    np.testing.assert_allclose(seen, expected[:4])
+    stepwise.compile(keras.optimizers.SGD(learning_rate=1.0), "mse")
+    for step, rate in enumerate(expected[:4]):  # the same updates, the rate set by hand
+        stepwise.optimizer.learning_rate = rate
+        stepwise.train_on_batch(x[4 * step:4 * step + 4], y[4 * step:4 * step + 4])
+    for a, b in zip(scheduled.get_weights(), stepwise.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    path = tmp_path / "scheduled.keras"
+    scheduled.save(path)
+    restored = keras.load_model(path).optimizer
+    assert isinstance(restored.schedule, schedules.CosineDecay)
+    assert restored.schedule.get_config() == decay.get_config()
+    assert restored.iterations == 4
