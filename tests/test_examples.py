@@ -75,10 +75,10 @@ def test_digits_cnn():
 
 
 def test_text_classifier_beats_the_majority_class():
-    out = run("text_classifier", "--topics", "3", "--limit", "240", "--epochs", "2",
+    out = run("text_classifier", "--topics", "3", "--limit", "600", "--epochs", "4",
               "--length", "16")
     assert out["losses"][-1] < out["losses"][0]
-    assert out["test_accuracy"] > out["majority"]
+    assert out["test_accuracy"] > out["majority"] + 0.1
 
 
 def test_char_lstm_learns_and_samples():

@@ -598,7 +598,13 @@ def _convolve(x, weight, bias, strides, pads, dilation, groups):
 
 
 class Conv2D(_Spatial2D, _ActivationConfig, _Regularized):
-    """2-D convolution of channels-last images: kernel (kh, kw, in, filters)."""
+    """2-D convolution of channels-last images: kernel (kh, kw, in, filters).
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.Conv2D(8, 3, padding="same", kernel_regularizer="l2")(np.ones((1, 6, 6, 2))).shape
+    (1, 6, 6, 8)
+    """
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
                  dilation_rate=(1, 1), groups=1, activation=None, use_bias=True,
@@ -907,7 +913,13 @@ class LayerNormalization(Layer, _Regularized):
 
 
 class Embedding(Layer, _Regularized):
-    """Rows of an (input_dim, output_dim) table for integer indices."""
+    """Rows of an (input_dim, output_dim) table for integer indices.
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.Embedding(100, 4)(np.array([[3, 7, 7]])).shape
+    (1, 3, 4)
+    """
 
     integer_input = True
 
@@ -1033,7 +1045,13 @@ class _Recurrent(Layer, _Regularized):
 
 
 class SimpleRNN(_Recurrent):
-    """h_t = activation(x_t W + h_{t-1} U + b), activation 'tanh' or 'relu'."""
+    """h_t = activation(x_t W + h_{t-1} U + b), activation 'tanh' or 'relu'.
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.SimpleRNN(5, go_backwards=True)(np.ones((2, 7, 3))).shape
+    (2, 5)
+    """
 
     def __init__(self, units, activation="tanh", **kwargs):
         if activation not in ("tanh", "relu"):
@@ -1049,7 +1067,13 @@ class SimpleRNN(_Recurrent):
 
 class LSTM(_Recurrent):
     """Long short-term memory; one bias vector (as Keras), the forget gate's started at 1
-    (unit_forget_bias)."""
+    (unit_forget_bias).
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.LSTM(5, return_sequences=True)(np.ones((2, 7, 3))).shape
+    (2, 7, 5)
+    """
 
     mode, gates = "lstm", 4
 
@@ -1069,7 +1093,16 @@ class LSTM(_Recurrent):
 
 class GRU(_Recurrent):
     """Gated recurrent unit with reset_after=True: bias (2, 3 * units), the input and
-    the recurrent bias, as Keras's default GRU (and PyTorch's)."""
+    the recurrent bias, as Keras's default GRU (and PyTorch's).
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> gru = layers.GRU(4)
+    >>> gru(np.ones((1, 2, 3))).shape
+    (1, 4)
+    >>> [w.shape for w in gru.get_weights()]
+    [(3, 12), (4, 12), (2, 12)]
+    """
 
     mode, gates = "gru", 3
 

@@ -338,7 +338,16 @@ class Model:
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  steps=None, return_dict=False):
         """The loss (a float) without metrics, else [loss, metric, ...] (or a dict), over
-        arrays x, y or the batches of a generator or DataLoader x (`steps` of them)."""
+        arrays x, y or the batches of a generator or DataLoader x (`steps` of them).
+
+        >>> import numpy as np
+        >>> from pydl import keras
+        >>> model = keras.Sequential([keras.layers.Dense(1, input_shape=(2,))])
+        >>> model.compile("sgd", "mse")
+        >>> model.set_weights([np.ones((2, 1)), np.zeros(1)])
+        >>> model.evaluate(np.ones((4, 2)), np.zeros(4), sample_weight=[1, 1, 0, 0], verbose=0)
+        2.0
+        """
         self._require_compiled("evaluating")
         data = DataBatches(x, y, sample_weight, batch_size or 32, steps, name="evaluate")
         logs = self._evaluate_logs(data, verbose=1 if verbose == "auto" else verbose)
@@ -349,7 +358,14 @@ class Model:
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None):
         """The model's outputs for x (an array, or a generator or DataLoader of x or
-        (x, ...) batches) as one NumPy array (inference mode, in batches)."""
+        (x, ...) batches) as one NumPy array (inference mode, in batches).
+
+        >>> import numpy as np
+        >>> from pydl import keras
+        >>> model = keras.Sequential([keras.layers.Dense(3, activation="softmax")])
+        >>> model.predict(np.ones((5, 4)), verbose=0).shape
+        (5, 3)
+        """
         data = DataBatches(x, batch_size=batch_size or 32, steps_per_epoch=steps,
                            name="predict")
         bar = Progbar(data.steps, verbose=1 if verbose == "auto" else verbose)
@@ -586,7 +602,18 @@ class Sequential(Model):
 
 def load_model(filepath, custom_objects=None, compile=True):
     """The model save() wrote: architecture, weights and (with compile) the compile
-    settings and optimizer state."""
+    settings and optimizer state.
+
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from pydl import keras
+    >>> model = keras.Sequential([keras.layers.Dense(2, input_shape=(3,))])
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.keras")
+    >>> model.save(path)
+    >>> x = np.ones((1, 3))
+    >>> np.array_equal(keras.load_model(path).predict(x, verbose=0), model.predict(x, verbose=0))
+    True
+    """
     checkpoint = _load_checkpoint(filepath, "meta", "a model saved by pydl.keras "
                                   "(a file from save_weights() loads with model.load_weights)")
     meta = checkpoint["meta"]
