@@ -95,7 +95,7 @@ def main(argv=None):
     parser.add_argument("--test-limit", type=int, help="test images used (default: all)")
     parser.add_argument("--epochs", type=int,
                         help="default 1 (5 with --full, and on the small digits set)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, help="kernel threads (default: all cores)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
