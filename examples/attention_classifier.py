@@ -7,7 +7,7 @@ token twice? Half the sequences are distinct tokens; the other half repeat one t
 at two random positions. A bag-of-tokens model cannot see the repeat; attention, where
 each token can look for its own twin, can.
 
-    python examples/attention_classifier.py       # 400 steps
+    python examples/attention_classifier.py       # 1000 steps
     python examples/attention_classifier.py --full
 """
 import argparse
@@ -49,9 +49,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--vocab", type=int, default=32)
     parser.add_argument("--length", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--test-size", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--full", action="store_true", help="2000 steps, length 16")

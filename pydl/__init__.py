@@ -6,7 +6,18 @@ import os
 # before the kernels (and their OpenMP runtime) load.
 os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 
-from pydl import _C  # noqa: E402
+try:
+    from pydl import _C  # noqa: E402
+except ImportError:
+    # Started inside the source tree without a dev build: use the installed copy's
+    # compiled modules, or say how to build them.
+    from pydl._extensions import compiled_module_folders  # noqa: E402
+    folders = compiled_module_folders()
+    if not folders:
+        raise
+    __path__.extend(folders)
+    del folders
+    from pydl import _C  # noqa: E402
 from pydl import backends, cuda, nn, optim, profiler  # noqa: E402
 from pydl._device import Device, device  # noqa: E402
 from pydl._random import get_rng_state, manual_seed, set_rng_state  # noqa: E402

@@ -36,14 +36,19 @@ def test_xor_mlp_solves_xor():
     np.testing.assert_array_equal(out["corner_probs"] > 0.5, [False, True, True, False])
 
 
-def test_mnist_cnn_tutorial_on_digits(capsys):
+def test_mnist_cnn_tutorial_on_digits(capsys, tmp_path):
     pytest.importorskip("sklearn")
+    plot = tmp_path / "history.png"
     out = run("mnist_cnn", "--data", "digits", "--limit", "384", "--test-limit", "200",
-              "--epochs", "2", "--verbose", "0")
+              "--epochs", "2", "--verbose", "0", "--plot", str(plot))
     assert out["data"].startswith("scikit-learn digits")
     assert out["history"]["loss"][-1] < out["history"]["loss"][0]
     assert out["test_accuracy"] > 0.3 and out["images_per_s"] > 0  # chance is 0.1
-    assert "test accuracy" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "test accuracy" in printed and "images/s" in printed
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert out["plot"] == str(plot) and plot.read_bytes()[:4] == b"\x89PNG"
+        assert str(plot) in printed
 
 
 def test_cifar10_cnn_on_the_synthetic_stand_in(capsys):
@@ -70,10 +75,10 @@ def test_digits_cnn():
 
 
 def test_text_classifier_beats_the_majority_class():
-    out = run("text_classifier", "--topics", "3", "--limit", "240", "--epochs", "2",
+    out = run("text_classifier", "--topics", "3", "--limit", "600", "--epochs", "4",
               "--length", "16")
     assert out["losses"][-1] < out["losses"][0]
-    assert out["test_accuracy"] > out["majority"]
+    assert out["test_accuracy"] > out["majority"] + 0.1
 
 
 def test_char_lstm_learns_and_samples():

@@ -54,43 +54,76 @@ class CallbackList:
 
 
 class History(Callback):
-    """history[name] = the list of per-epoch values; epoch = the epoch numbers run."""
+    """history[name] = the list of per-epoch values; epoch = the epoch numbers run.
+    While fit() knows its steps per epoch it also keeps each batch's running values
+    (batch_history, at fractional epochs) for plot()."""
 
     def __init__(self):
         super().__init__()
         self.history = {}
         self.epoch = []
+        self.batch_history = {}  # name -> [(epoch + fraction done, running value)]
 
     def on_train_begin(self, logs=None):
         self.epoch = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        steps = self.params.get("steps")
+        if steps:
+            position = self._epoch + (batch + 1) / steps
+            for name, value in (logs or {}).items():
+                self.batch_history.setdefault(name, []).append((position, value))
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.append(epoch)
         for name, value in (logs or {}).items():
             self.history.setdefault(name, []).append(value)
 
-    def plot(self, path, names=None):
-        """Saves the curves (each metric beside its val_ twin) to the image file `path`."""
+    def plot(self, path=None, names=None):
+        """A matplotlib Figure of the curves, one panel per metric with its val_ twin:
+        each epoch's value as a point at the epoch's end, the running value within the
+        epochs as a line, whole-epoch ticks. Saved to the image file `path` when given;
+        returned either way (a notebook shows it).
+
+        >>> history = History()
+        >>> history.history = {"loss": [0.9, 0.5, 0.4], "val_loss": [1.0, 0.7, 0.6]}
+        >>> history.epoch = [0, 1, 2]
+        >>> [axis.get_title() for axis in history.plot().axes]
+        ['loss']
+        """
         try:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
+            import matplotlib  # noqa: F401  (first: it names the missing package)
+            from matplotlib.figure import Figure
+            from matplotlib.ticker import MaxNLocator
         except ImportError as error:
             raise ImportError("History.plot needs matplotlib: pip install 'pydl[plot]' "
                               "(or matplotlib)") from error
         names = names or [n for n in self.history if not n.startswith("val_")]
-        figure, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), squeeze=False)
-        for axis, name in zip(axes[0], names):
+        figure = Figure(figsize=(5 * len(names), 4))
+        axes = figure.subplots(1, len(names), squeeze=False)[0]
+        ends = np.asarray(self.epoch or range(len(next(iter(self.history.values()), []))))
+        for axis, name in zip(axes, names):
             for key in (name, "val_" + name):
-                if key in self.history:
-                    axis.plot(np.arange(1, len(self.history[key]) + 1), self.history[key],
-                              label=key)
+                if key not in self.history:
+                    continue
+                points = axis.plot(ends[:len(self.history[key])] + 1, self.history[key], "o",
+                                   label=key)
+                if self.batch_history.get(key):
+                    position, value = zip(*self.batch_history[key])
+                    axis.plot(position, value, "-", linewidth=1, alpha=0.6,
+                              color=points[0].get_color())
             axis.set_xlabel("epoch")
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+            axis.set_xlim(left=min(ends, default=0))
             axis.set_title(name)
             axis.legend()
         figure.tight_layout()
-        figure.savefig(path)
-        plt.close(figure)
+        if path is not None:
+            figure.savefig(path)
+        return figure
 
 
 class _Monitor(Callback):

@@ -69,8 +69,9 @@ class DataParallelFit(callbacks_module.Callback):
     def _bounds(self, n):
         return [n * r // self.group.size for r in range(self.group.size + 1)]
 
-    def train_batch(self, x, y, trackers):
-        """fit's _train_batch for one global batch (x, y), on this rank's slice."""
+    def train_batch(self, x, y, sample_weight, trackers):
+        """fit's _train_batch for one global batch (x, y, sample_weight or None), on
+        this rank's slice."""
         model, n = self.model, len(x)
         bounds = self._bounds(n)
         start, stop = bounds[self.group.rank], bounds[self.group.rank + 1]
@@ -78,7 +79,8 @@ class DataParallelFit(callbacks_module.Callback):
         self.reducer.prepare()
         captured = (_Captured(), [_Captured()])
         if stop > start:
-            model._train_batch(x[start:stop], y[start:stop], captured)
+            weight = None if sample_weight is None else sample_weight[start:stop]
+            model._train_batch(x[start:stop], y[start:stop], weight, captured)
             loss = captured[0].values[0]
             output = captured[1][0].values[1]
         else:  # a batch smaller than the world: this rank only adds zeros

@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from pydl.keras import activations, initializers
+from pydl.keras import activations, initializers, regularizers
 from pydl.tensor import Tensor, cat
 
 _name_counts = collections.Counter()
@@ -39,11 +39,13 @@ def _pair(value, name):
 
 class KerasTensor:
     """A symbolic tensor of the functional API: its shape (None for the batch axis),
-    dtype, and the layer call that produces it from `inputs` (None for an Input)."""
+    dtype, and the layer call that produces it from `inputs` (None for an Input), with
+    the call's keyword settings (e.g. use_causal_mask)."""
 
-    def __init__(self, shape, dtype="float32", layer=None, inputs=()):
+    def __init__(self, shape, dtype="float32", layer=None, inputs=(), call_kwargs=None):
         self.shape, self.dtype = tuple(shape), dtype
         self.layer, self.inputs = layer, list(inputs)
+        self.call_kwargs = dict(call_kwargs or {})
 
     def __repr__(self):
         return f"<KerasTensor shape={self.shape}, dtype={self.dtype}>"
@@ -56,20 +58,37 @@ def _shape_of(x):
 
 
 class Layer:
-    """Base of every layer: weights via add_weight, the Keras call/build protocol."""
+    """Base of every layer: weights via add_weight, the Keras call/build protocol.
+
+    activity_regularizer penalizes the layer's output (after its activation); weight
+    regularizers are given to add_weight. `losses` holds the penalties of the latest
+    call, which fit() adds to the loss.
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> class Double(layers.Layer):
+    ...     def call(self, inputs, training=False):
+    ...         return inputs * 2
+    >>> Double()(np.array([[1.0, 2.0]])).numpy().tolist()
+    [[2.0, 4.0]]
+    """
 
     integer_input = False  # Embedding takes indices; every other layer casts ints to float
 
     def __init__(self, activation=None, name=None, trainable=True, input_shape=None,
-                 input_dim=None, batch_input_shape=None, dtype=None, **kwargs):
+                 input_dim=None, batch_input_shape=None, dtype=None, activity_regularizer=None,
+                 **kwargs):
         if kwargs:
             raise TypeError(f"{type(self).__name__}: unexpected keyword arguments "
                             f"{sorted(kwargs)}")
         self.name = name or _unique_name(type(self).__name__)
         self.trainable = trainable
         self.activation = activations.get(activation)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        self._activity_loss = None
         self.built = False
         self._weights = []  # (Tensor, trainable, name) in creation order
+        self._regularized = []  # (regularizer, weight)
         self.batch_input_shape = None
         if batch_input_shape is not None:
             self.batch_input_shape = tuple(batch_input_shape)
@@ -81,12 +100,28 @@ class Layer:
 
     # ---- weights -------------------------------------------------------------------
 
-    def add_weight(self, shape, initializer="glorot_uniform", trainable=True, name=None):
+    def add_weight(self, shape, initializer="glorot_uniform", trainable=True, name=None,
+                   regularizer=None):
         from pydl.nn.module import Parameter
         value = initializers.get(initializer)(tuple(shape))
         weight = Parameter(value) if trainable else Tensor(value)
         self._weights.append((weight, trainable, f"{self.name}/{name or 'weight'}"))
+        regularizer = regularizers.get(regularizer)
+        if regularizer is not None:
+            self._regularized.append((regularizer, weight))
         return weight
+
+    @property
+    def losses(self):
+        """The weight penalties (from the current weights) and the activity penalty of
+        the latest call, as scalar Tensors."""
+        penalties = [regularizer(weight) for regularizer, weight in self._regularized]
+        return penalties + ([self._activity_loss] if self._activity_loss is not None else [])
+
+    def _record_activity(self, output):
+        """Keeps activity_regularizer(output) / batch size for `losses`."""
+        if self.activity_regularizer is not None:
+            self._activity_loss = self.activity_regularizer(output) / output.shape[0]
 
     @property
     def weights(self):
@@ -139,32 +174,40 @@ class Layer:
         array = x if isinstance(x, Tensor) else Tensor(np.asarray(x))
         if self.integer_input:
             return array if array.dtype.kind in "iu" else array.to("int64")
-        if array.dtype.kind != "f":
+        if array.dtype != np.float32:  # Keras autocasts inputs to the float32 weights' dtype
             return array.to("float32")
         return array
 
-    def forward_pre_activation(self, inputs, training=False):
+    def forward_pre_activation(self, inputs, training=False, **call_kwargs):
         """call() on concrete inputs (building the layer first), without the activation."""
         if isinstance(inputs, (list, tuple)):
             inputs = [self._to_tensor(x) for x in inputs]
         else:
             inputs = self._to_tensor(inputs)
         self._ensure_built(_batch_shape(inputs))
-        return self.call(inputs, training=training)
+        return self.call(inputs, training=training, **call_kwargs)
 
-    def __call__(self, inputs, training=False):
+    def activate(self, pre_activation):
+        """The layer's activation of call()'s output, recording the activity penalty."""
+        output = self.activation(pre_activation)
+        self._record_activity(output)
+        return output
+
+    def __call__(self, inputs, training=False, **call_kwargs):
         symbolic = inputs if isinstance(inputs, (list, tuple)) else [inputs]
         if all(isinstance(x, KerasTensor) for x in symbolic):
             self._ensure_built(_shape_of(inputs))
             dtype = "float32" if not self.integer_input else symbolic[0].dtype
             return KerasTensor(self.compute_output_shape(_shape_of(inputs)), dtype, self,
-                               symbolic)
-        return self.activation(self.forward_pre_activation(inputs, training))
+                               symbolic, call_kwargs)
+        return self.activate(self.forward_pre_activation(inputs, training, **call_kwargs))
 
     def get_config(self):
         config = {"name": self.name, "trainable": self.trainable}
         if self.batch_input_shape is not None:
             config["batch_input_shape"] = list(self.batch_input_shape)
+        if self.activity_regularizer is not None:
+            config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         return config
 
     @classmethod
@@ -186,6 +229,20 @@ class _ActivationConfig:
 
     def _activation_config(self):
         return {"activation": activations.serialize(self.activation)}
+
+
+class _Regularized:
+    """Layers taking kernel_regularizer=, bias_regularizer= (...): keeps them by name
+    for add_weight and get_config."""
+
+    def _init_regularizers(self, **regularizers_by_name):
+        self.regularizer_names = sorted(regularizers_by_name)
+        for name, value in regularizers_by_name.items():
+            setattr(self, name, regularizers.get(value))
+
+    def _regularizer_config(self):
+        return {name: regularizers.serialize(getattr(self, name))
+                for name in self.regularizer_names if getattr(self, name) is not None}
 
 
 class InputLayer(Layer):
@@ -215,39 +272,65 @@ def Input(shape=None, batch_size=None, dtype="float32", name=None, batch_shape=N
                       batch_input_shape=batch_shape).output
 
 
-class Dense(Layer, _ActivationConfig):
-    """activation(x @ kernel + bias), kernel (in, units), over the last axis of x."""
+class Dense(Layer, _ActivationConfig, _Regularized):
+    """activation(x @ kernel + bias), kernel (in, units), over the last axis of x.
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.Dense(3)(np.ones((2, 5))).shape
+    (2, 3)
+    """
 
     def __init__(self, units, activation=None, use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
         super().__init__(activation=activation, **kwargs)
         if not isinstance(units, int) or units <= 0:
             raise ValueError(f"Dense: units must be a positive integer, got {units!r}")
         self.units, self.use_bias = units, bool(use_bias)
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        self._init_regularizers(kernel_regularizer=kernel_regularizer,
+                                bias_regularizer=bias_regularizer)
 
     def build(self, input_shape):
         if input_shape[-1] is None:
             raise ValueError(f"{self.name}: the last axis of the input must be known, got "
                              f"shape {input_shape}")
         self.kernel = self.add_weight((input_shape[-1], self.units), self.kernel_initializer,
-                                      name="kernel")
-        self.bias = (self.add_weight((self.units,), self.bias_initializer, name="bias")
+                                      name="kernel", regularizer=self.kernel_regularizer)
+        self.bias = (self.add_weight((self.units,), self.bias_initializer, name="bias",
+                                     regularizer=self.bias_regularizer)
                      if self.use_bias else None)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)
 
     def call(self, inputs, training=False):
+        features = self.kernel.shape[0]
+        if inputs.shape[-1] != features:
+            declared = "" if self.batch_input_shape is None else \
+                f", declared input_shape={self.batch_input_shape[1:]}"
+            raise ValueError(f"Input of layer {self.name!r} (Dense) is incompatible with the "
+                             f"layer: expected the last axis to have {features} features "
+                             f"(the layer was built for inputs (None, ..., {features}){declared}),"
+                             f" got an input of shape {tuple(inputs.shape)}")
         out = inputs.matmul(self.kernel)
         return out + self.bias if self.use_bias else out
 
     def get_config(self):
         return {**super().get_config(), **self._activation_config(), "units": self.units,
-                "use_bias": self.use_bias}
+                "use_bias": self.use_bias, **self._regularizer_config()}
 
 
 class Activation(Layer, _ActivationConfig):
+    """Applies an activation function given by its Keras name or as a callable.
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.Activation("relu")(np.array([[-1.0, 2.0]])).numpy().tolist()
+    [[0.0, 2.0]]
+    """
+
     def __init__(self, activation, **kwargs):
         super().__init__(activation=activation, **kwargs)
 
@@ -266,7 +349,13 @@ class Flatten(Layer):
 
 
 class Reshape(Layer):
-    """Reshapes each sample to target_shape (one entry may be -1)."""
+    """Reshapes each sample to target_shape (one entry may be -1).
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.Reshape((3, -1))(np.ones((2, 12))).shape
+    (2, 3, 4)
+    """
 
     def __init__(self, target_shape, **kwargs):
         super().__init__(**kwargs)
@@ -284,6 +373,91 @@ class Reshape(Layer):
 
     def get_config(self):
         return {**super().get_config(), "target_shape": list(self.target_shape)}
+
+
+class Permute(Layer):
+    """Permutes the non-batch axes: dims (1-based, as in Keras) gives, for each output
+    axis, the input axis it comes from.
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.Permute((2, 1))(np.ones((4, 10, 64))).shape
+    (4, 64, 10)
+    """
+
+    def __init__(self, dims, **kwargs):
+        super().__init__(**kwargs)
+        self.dims = tuple(int(d) for d in dims)
+        if sorted(self.dims) != list(range(1, len(self.dims) + 1)):
+            raise ValueError(f"Permute: dims must be a permutation of 1..{len(self.dims)}, "
+                             f"got {dims!r}")
+
+    def build(self, input_shape):
+        if len(input_shape) != len(self.dims) + 1:
+            raise ValueError(f"{self.name}: dims {self.dims} need a {len(self.dims) + 1}-D "
+                             f"input, got shape {input_shape}")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *[input_shape[d] for d in self.dims])
+
+    def call(self, inputs, training=False):
+        return inputs.permute(0, *self.dims)
+
+    def get_config(self):
+        return {**super().get_config(), "dims": list(self.dims)}
+
+
+class RepeatVector(Layer):
+    """Repeats each input vector n times: (N, features) -> (N, n, features).
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.RepeatVector(3)(np.ones((2, 5))).shape
+    (2, 3, 5)
+    """
+
+    def __init__(self, n, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(n, int) or n <= 0:
+            raise ValueError(f"RepeatVector: n must be a positive integer, got {n!r}")
+        self.n = n
+
+    def build(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(f"{self.name}: expected a 2-D input (batch, features), got shape "
+                             f"{input_shape}")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.n, input_shape[1])
+
+    def call(self, inputs, training=False):
+        batch, features = inputs.shape
+        return inputs.unsqueeze(1).expand(batch, self.n, features)
+
+    def get_config(self):
+        return {**super().get_config(), "n": self.n}
+
+
+class LeakyReLU(Layer):
+    """x for x > 0, negative_slope * x otherwise (Keras's default slope 0.3; Keras 2's
+    alpha= is accepted too).
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.LeakyReLU(negative_slope=0.5)(np.array([[-2.0, 3.0]])).numpy().tolist()
+    [[-1.0, 3.0]]
+    """
+
+    def __init__(self, negative_slope=0.3, alpha=None, **kwargs):
+        super().__init__(**kwargs)
+        self.negative_slope = float(negative_slope if alpha is None else alpha)
+
+    def call(self, inputs, training=False):
+        from pydl.nn import functional as F
+        return F.leaky_relu(inputs, self.negative_slope)
+
+    def get_config(self):
+        return {**super().get_config(), "negative_slope": self.negative_slope}
 
 
 class Dropout(Layer):
@@ -320,10 +494,10 @@ def _window_output(size, kernel, stride, padding, dilation=1):
     return (size - (kernel - 1) * dilation - 1) // stride + 1
 
 
-def _pad_nchw(x, pads, value):
+def _pad_nchw(x, pads, value, axes=(2, 3)):
     """x (N, C, H, W) with constant `value` rows/columns added: pads = ((top, bottom),
-    (left, right))."""
-    for axis, (before, after) in zip((2, 3), pads):
+    (left, right)) along `axes`."""
+    for axis, (before, after) in zip(axes, pads):
         parts = []
         for count in (before, after):
             if count:
@@ -411,13 +585,34 @@ def _functional():
     return F
 
 
-class Conv2D(_Spatial2D, _ActivationConfig):
-    """2-D convolution of channels-last images: kernel (kh, kw, in, filters)."""
+def _convolve(x, weight, bias, strides, pads, dilation, groups):
+    """conv2d of x (N, C, H, W) padded by pads ((top, bottom), (left, right)): in the
+    kernel when the padding is symmetric, else by zero rows/columns first."""
+    padding = (0, 0)
+    if all(before == after for before, after in pads):
+        padding = (pads[0][0], pads[1][0])
+    else:
+        x = _pad_nchw(x, pads, 0.0)
+    return _functional().conv2d(x, weight, bias, stride=strides, padding=padding,
+                                dilation=dilation, groups=groups)
+
+
+class Conv2D(_Spatial2D, _ActivationConfig, _Regularized):
+    """2-D convolution of channels-last images: kernel (kh, kw, in, filters).
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.Conv2D(8, 3, padding="same", kernel_regularizer="l2")(np.ones((1, 6, 6, 2))).shape
+    (1, 6, 6, 8)
+    """
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
                  dilation_rate=(1, 1), groups=1, activation=None, use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
         super().__init__(activation=activation, **kwargs)
+        self._init_regularizers(kernel_regularizer=kernel_regularizer,
+                                bias_regularizer=bias_regularizer)
         if not isinstance(filters, int) or filters <= 0:
             raise ValueError(f"Conv2D: filters must be a positive integer, got {filters!r}")
         self._init_spatial(kernel_size, strides, padding, data_format, dilation_rate)
@@ -434,32 +629,26 @@ class Conv2D(_Spatial2D, _ActivationConfig):
             raise ValueError(f"{self.name}: the channel axis must be known and divisible by "
                              f"groups={self.groups}, got input shape {input_shape}")
         self.kernel = self.add_weight((*self.kernel_size, channels // self.groups, self.filters),
-                                      self.kernel_initializer, name="kernel")
-        self.bias = (self.add_weight((self.filters,), self.bias_initializer, name="bias")
+                                      self.kernel_initializer, name="kernel",
+                                      regularizer=self.kernel_regularizer)
+        self.bias = (self.add_weight((self.filters,), self.bias_initializer, name="bias",
+                                     regularizer=self.bias_regularizer)
                      if self.use_bias else None)
 
     def compute_output_shape(self, input_shape):
         return self._output_shape(input_shape, self.filters)
 
     def call(self, inputs, training=False):
-        F = _functional()
         x = self._to_nchw(inputs)
-        padding = (0, 0)
-        if self.padding == "same":
-            pads = self._same_pads(x)
-            if all(before == after for before, after in pads):
-                padding = (pads[0][0], pads[1][0])
-            else:
-                x = _pad_nchw(x, pads, 0.0)
+        pads = self._same_pads(x) if self.padding == "same" else ((0, 0), (0, 0))
         weight = self.kernel.permute(3, 2, 0, 1)  # (kh, kw, in, out) -> (out, in, kh, kw)
-        out = F.conv2d(x, weight, self.bias, stride=self.strides, padding=padding,
-                       dilation=self.dilation_rate, groups=self.groups)
-        return self._from_nchw(out)
+        return self._from_nchw(_convolve(x, weight, self.bias, self.strides, pads,
+                                         self.dilation_rate, self.groups))
 
     def get_config(self):
         return {**super().get_config(), **self._activation_config(), "filters": self.filters,
                 "kernel_size": list(self.kernel_size), "dilation_rate": list(self.dilation_rate),
-                "groups": self.groups, "use_bias": self.use_bias}
+                "groups": self.groups, "use_bias": self.use_bias, **self._regularizer_config()}
 
 
 class _Pooling2D(_Spatial2D):
@@ -488,13 +677,17 @@ class _Pooling2D(_Spatial2D):
         return {**super().get_config(), "pool_size": list(self.pool_size)}
 
 
-class MaxPooling2D(_Pooling2D):
+class _MaxPool:
+    """Max over (kernel_size) windows of NCHW x padded by pads."""
+
     def _pool(self, F, x, pads):
         x = _pad_nchw(x, pads, -np.inf)  # padding never wins the max
         return F.max_pool2d(x, self.kernel_size, self.strides)
 
 
-class AveragePooling2D(_Pooling2D):
+class _AveragePool:
+    """Mean over (kernel_size) windows of NCHW x padded by pads."""
+
     def _pool(self, F, x, pads):
         out = F.avg_pool2d(_pad_nchw(x, pads, 0.0), self.kernel_size, self.strides)
         if pads == ((0, 0), (0, 0)):
@@ -506,19 +699,112 @@ class AveragePooling2D(_Pooling2D):
         return out / inside
 
 
-class GlobalAveragePooling2D(_Spatial2D):
-    def __init__(self, data_format=None, **kwargs):
+class MaxPooling2D(_MaxPool, _Pooling2D):
+    """The maximum over pool_size windows of channels-last images.
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.MaxPooling2D((2, 2))(np.ones((1, 4, 6, 3))).shape
+    (1, 2, 3, 3)
+    """
+
+
+class AveragePooling2D(_AveragePool, _Pooling2D):
+    """The mean over pool_size windows; 'same' padding averages the real pixels only.
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.AveragePooling2D(2, padding="same")(np.ones((1, 5, 5, 2))).shape
+    (1, 3, 3, 2)
+    """
+
+
+class _GlobalPooling(Layer):
+    """The mean or maximum over every spatial axis of (N, *spatial, C) (channels_last)
+    or (N, C, *spatial) input; keepdims keeps those axes with size 1."""
+
+    rank = 2
+
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(**kwargs)
-        self._init_spatial(1, 1, "valid", data_format)
+        self.data_format = _check_data_format(data_format, type(self).__name__)
+        self.keepdims = bool(keepdims)
+
+    def _axes(self):
+        first = 1 if self.data_format == "channels_last" else 2
+        return tuple(range(first, first + self.rank))
+
+    def build(self, input_shape):
+        if len(input_shape) != self.rank + 2:
+            raise ValueError(f"{self.name}: expected a {self.rank + 2}-D input, got shape "
+                             f"{input_shape}")
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[self._channel_axis()])
+        axes = self._axes()
+        if self.keepdims:
+            return tuple(1 if i in axes else d for i, d in enumerate(input_shape))
+        return tuple(d for i, d in enumerate(input_shape) if i not in axes)
 
     def call(self, inputs, training=False):
-        return inputs.mean(dim=self._spatial_axes())
+        return self._reduce(inputs, self._axes())
 
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, "data_format": self.data_format}
+        return {**super().get_config(), "data_format": self.data_format,
+                "keepdims": self.keepdims}
+
+
+class _GlobalAverage:
+    def _reduce(self, x, axes):
+        return x.mean(dim=axes, keepdim=self.keepdims)
+
+
+class _GlobalMax:
+    def _reduce(self, x, axes):
+        return x.amax(dim=axes, keepdim=self.keepdims)
+
+
+class GlobalAveragePooling2D(_GlobalAverage, _GlobalPooling):
+    """The mean of each channel over the image: (N, H, W, C) -> (N, C).
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.GlobalAveragePooling2D()(np.ones((2, 4, 4, 3))).shape
+    (2, 3)
+    """
+
+
+class GlobalMaxPooling2D(_GlobalMax, _GlobalPooling):
+    """The maximum of each channel over the image: (N, H, W, C) -> (N, C).
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.GlobalMaxPooling2D(keepdims=True)(np.ones((2, 4, 4, 3))).shape
+    (2, 1, 1, 3)
+    """
+
+
+class GlobalAveragePooling1D(_GlobalAverage, _GlobalPooling):
+    """The mean of each feature over the steps: (N, steps, C) -> (N, C).
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.GlobalAveragePooling1D()(np.ones((2, 7, 3))).shape
+    (2, 3)
+    """
+
+    rank = 1
+
+
+class GlobalMaxPooling1D(_GlobalMax, _GlobalPooling):
+    """The maximum of each feature over the steps: (N, steps, C) -> (N, C).
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.GlobalMaxPooling1D()(np.arange(6.0).reshape(1, 3, 2)).numpy().tolist()
+    [[4.0, 5.0]]
+    """
+
+    rank = 1
 
 
 class BatchNormalization(Layer):
@@ -565,16 +851,84 @@ class BatchNormalization(Layer):
                 "epsilon": self.epsilon, "center": self.center, "scale": self.scale}
 
 
-class Embedding(Layer):
-    """Rows of an (input_dim, output_dim) table for integer indices."""
+class LayerNormalization(Layer, _Regularized):
+    """Normalizes each sample over `axis` (an int or a list of axes, default the last):
+    (x - mean) / sqrt(var + epsilon) * gamma + beta, with gamma and beta shaped like
+    those axes. Trailing axes run through pydl's layer_norm kernel; others are moved
+    to the end first.
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> out = layers.LayerNormalization()(np.array([[1.0, 2.0, 3.0]]))
+    >>> out.dtype, np.round(out.detach().numpy().astype(float), 3).tolist()
+    (dtype('float32'), [[-1.224, 0.0, 1.224]])
+    """
+
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
+                 gamma_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = list(axis) if isinstance(axis, (list, tuple)) else int(axis)
+        self.epsilon, self.center, self.scale = float(epsilon), bool(center), bool(scale)
+        self.beta_initializer, self.gamma_initializer = beta_initializer, gamma_initializer
+        self._init_regularizers(beta_regularizer=beta_regularizer,
+                                gamma_regularizer=gamma_regularizer)
+
+    def _axes(self, ndim):
+        axes = self.axis if isinstance(self.axis, list) else [self.axis]
+        axes = sorted({a % ndim for a in axes})
+        if 0 in axes:
+            raise ValueError(f"{self.name}: cannot normalize over the batch axis (axis "
+                             f"{self.axis})")
+        return axes
+
+    def build(self, input_shape):
+        axes = self._axes(len(input_shape))
+        shape = tuple(input_shape[a] for a in axes)
+        if None in shape:
+            raise ValueError(f"{self.name}: the normalized axes {axes} of input shape "
+                             f"{input_shape} must be known")
+        self.gamma = self.add_weight(shape, self.gamma_initializer, name="gamma",
+                                     regularizer=self.gamma_regularizer) if self.scale else None
+        self.beta = self.add_weight(shape, self.beta_initializer, name="beta",
+                                    regularizer=self.beta_regularizer) if self.center else None
+
+    def call(self, inputs, training=False):
+        from pydl.nn import functional as F
+        axes = self._axes(inputs.ndim)
+        rest = [d for d in range(inputs.ndim) if d not in axes]
+        order = rest + axes
+        x = inputs if order == list(range(inputs.ndim)) else inputs.permute(*order)
+        shape = tuple(inputs.shape[a] for a in axes)
+        gamma = self.gamma if self.scale else Tensor(np.ones(shape, x.dtype))
+        beta = self.beta if self.center else Tensor(np.zeros(shape, x.dtype))
+        out = F.layer_norm(x, shape, gamma, beta, eps=self.epsilon)
+        if x is inputs:
+            return out
+        return out.permute(*np.argsort(order).tolist())
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale, **self._regularizer_config()}
+
+
+class Embedding(Layer, _Regularized):
+    """Rows of an (input_dim, output_dim) table for integer indices.
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.Embedding(100, 4)(np.array([[3, 7, 7]])).shape
+    (1, 3, 4)
+    """
 
     integer_input = True
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
-                 input_length=None, **kwargs):
+                 input_length=None, embeddings_regularizer=None, **kwargs):
         if input_length is not None and "input_shape" not in kwargs:
             kwargs["input_shape"] = (input_length,)
         super().__init__(**kwargs)
+        self._init_regularizers(embeddings_regularizer=embeddings_regularizer)
         for arg, value in (("input_dim", input_dim), ("output_dim", output_dim)):
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"Embedding: {arg} must be a positive integer, got {value!r}")
@@ -583,7 +937,8 @@ class Embedding(Layer):
 
     def build(self, input_shape):
         self.embeddings = self.add_weight((self.input_dim, self.output_dim),
-                                          self.embeddings_initializer, name="embeddings")
+                                          self.embeddings_initializer, name="embeddings",
+                                          regularizer=self.embeddings_regularizer)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape, self.output_dim)
@@ -598,24 +953,32 @@ class Embedding(Layer):
 
     def get_config(self):
         return {**super().get_config(), "input_dim": self.input_dim,
-                "output_dim": self.output_dim}
+                "output_dim": self.output_dim, **self._regularizer_config()}
 
 
-class _Recurrent(Layer):
+class _Recurrent(Layer, _Regularized):
     """SimpleRNN, LSTM and GRU over batch-major (batch, time, features) input.
 
     Weights in Keras's layout: kernel (features, G * units), recurrent_kernel
     (units, G * units) and bias; they run through pydl's recurrent kernel, whose
     weights are the transposes (gates in its order: LSTM i, f, g, o; GRU r, z, n with
-    the reset gate applied after the recurrent product, Keras's reset_after=True)."""
+    the reset gate applied after the recurrent product, Keras's reset_after=True).
+    go_backwards runs the sequence from its last step to its first (the kernel's
+    reverse direction); its return_sequences output is then in that reversed order,
+    as in Keras."""
 
     mode = None
     gates = 1
 
-    def __init__(self, units, use_bias=True, return_sequences=False,
+    def __init__(self, units, use_bias=True, return_sequences=False, go_backwards=False,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
-                 bias_initializer="zeros", **kwargs):
+                 bias_initializer="zeros", kernel_regularizer=None,
+                 recurrent_regularizer=None, bias_regularizer=None, **kwargs):
         super().__init__(**kwargs)
+        self._init_regularizers(kernel_regularizer=kernel_regularizer,
+                                recurrent_regularizer=recurrent_regularizer,
+                                bias_regularizer=bias_regularizer)
+        self.go_backwards = bool(go_backwards)
         if not isinstance(units, int) or units <= 0:
             raise ValueError(f"{type(self).__name__}: units must be a positive integer, got "
                              f"{units!r}")
@@ -634,12 +997,14 @@ class _Recurrent(Layer):
                              f"features, got shape {input_shape}")
         rows = self.gates * self.units
         self.kernel = self.add_weight((input_shape[-1], rows), self.kernel_initializer,
-                                      name="kernel")
+                                      name="kernel", regularizer=self.kernel_regularizer)
         recurrent = np.concatenate([initializers.get(self.recurrent_initializer)(
             (self.units, self.units)) for _ in range(self.gates)], axis=1)
         self.recurrent_kernel = self.add_weight((self.units, rows), lambda shape: recurrent,
-                                                name="recurrent_kernel")
-        self.bias = (self.add_weight(self._bias_shape(), self._initial_bias, name="bias")
+                                                name="recurrent_kernel",
+                                                regularizer=self.recurrent_regularizer)
+        self.bias = (self.add_weight(self._bias_shape(), self._initial_bias, name="bias",
+                                     regularizer=self.bias_regularizer)
                      if self.use_bias else None)
 
     def _initial_bias(self, shape):
@@ -665,19 +1030,28 @@ class _Recurrent(Layer):
         weights = [self.kernel.transpose(0, 1), self.recurrent_kernel.transpose(0, 1)]
         if self.use_bias:
             weights += self._biases(x.dtype)
-        y = RecurrentLayer.apply(x, *state, *weights, mode=self.mode, reverse=False)
+        y = RecurrentLayer.apply(x, *state, *weights, mode=self.mode,
+                                 reverse=self.go_backwards)
         steps = x.shape[0]
         if self.return_sequences:
-            return y[:steps].transpose(0, 1)
-        return y[steps - 1]
+            sequence = y[:steps].transpose(0, 1)  # (B, T, H) in time order
+            return sequence[:, ::-1] if self.go_backwards else sequence
+        return y[0] if self.go_backwards else y[steps - 1]
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "use_bias": self.use_bias,
-                "return_sequences": self.return_sequences}
+                "return_sequences": self.return_sequences, "go_backwards": self.go_backwards,
+                **self._regularizer_config()}
 
 
 class SimpleRNN(_Recurrent):
-    """h_t = activation(x_t W + h_{t-1} U + b), activation 'tanh' or 'relu'."""
+    """h_t = activation(x_t W + h_{t-1} U + b), activation 'tanh' or 'relu'.
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.SimpleRNN(5, go_backwards=True)(np.ones((2, 7, 3))).shape
+    (2, 5)
+    """
 
     def __init__(self, units, activation="tanh", **kwargs):
         if activation not in ("tanh", "relu"):
@@ -693,7 +1067,13 @@ class SimpleRNN(_Recurrent):
 
 class LSTM(_Recurrent):
     """Long short-term memory; one bias vector (as Keras), the forget gate's started at 1
-    (unit_forget_bias)."""
+    (unit_forget_bias).
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> layers.LSTM(5, return_sequences=True)(np.ones((2, 7, 3))).shape
+    (2, 7, 5)
+    """
 
     mode, gates = "lstm", 4
 
@@ -713,7 +1093,16 @@ class LSTM(_Recurrent):
 
 class GRU(_Recurrent):
     """Gated recurrent unit with reset_after=True: bias (2, 3 * units), the input and
-    the recurrent bias, as Keras's default GRU (and PyTorch's)."""
+    the recurrent bias, as Keras's default GRU (and PyTorch's).
+
+    >>> import numpy as np
+    >>> from pydl.keras import layers
+    >>> gru = layers.GRU(4)
+    >>> gru(np.ones((1, 2, 3))).shape
+    (1, 4)
+    >>> [w.shape for w in gru.get_weights()]
+    [(3, 12), (4, 12), (2, 12)]
+    """
 
     mode, gates = "gru", 3
 
@@ -793,9 +1182,22 @@ MaxPool2D = MaxPooling2D
 AvgPool2D = AveragePooling2D
 
 LAYER_CLASSES = {cls.__name__: cls for cls in (
-    InputLayer, Dense, Activation, Flatten, Reshape, Dropout, Conv2D, MaxPooling2D,
-    AveragePooling2D, GlobalAveragePooling2D, BatchNormalization, Embedding, SimpleRNN, LSTM,
-    GRU, Add, Multiply, Concatenate, Rescaling)}
+    InputLayer, Dense, Activation, Flatten, Reshape, Permute, RepeatVector, LeakyReLU, Dropout,
+    Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D,
+    GlobalAveragePooling1D, GlobalMaxPooling1D, BatchNormalization, LayerNormalization,
+    Embedding, SimpleRNN, LSTM, GRU, Add, Multiply, Concatenate, Rescaling)}
 
-__all__ = ["Layer", "InputLayer", "Input", "KerasTensor", "add", "concatenate", "Convolution2D",
-           "MaxPool2D", "AvgPool2D", *LAYER_CLASSES]
+# The layers defined beside this module (they build on the classes above), under
+# keras.layers as in Keras.
+from pydl.keras import attention, conv_layers, wrappers  # noqa: E402
+from pydl.keras.attention import *  # noqa: E402,F401,F403
+from pydl.keras.conv_layers import *  # noqa: E402,F401,F403
+from pydl.keras.wrappers import *  # noqa: E402,F401,F403
+
+for _module in (attention, conv_layers, wrappers):
+    LAYER_CLASSES.update(_module.LAYER_CLASSES)
+del _module
+
+__all__ = ["Layer", "Input", "KerasTensor", "add", "concatenate", "Convolution2D", "MaxPool2D",
+           "AvgPool2D", "Convolution1D", "Convolution2DTranspose", "MaxPool1D", "AvgPool1D",
+           *LAYER_CLASSES]

@@ -4,6 +4,15 @@ A loss computed on probabilities clips them to [eps, 1 - eps] (eps = 1e-7) like 
 When the model ends in the activation a loss can take the logits of (softmax for the
 cross-entropies, sigmoid for binary cross-entropy), `fused` computes it from the
 pre-activation values instead: one stable pass, no clipping, exact gradients.
+
+With sample_weight (one weight per sample) the loss is Keras's sum over batch size:
+mean_i(w_i * loss_i), each sample's loss first averaged over its outputs.
+
+>>> import numpy as np
+>>> from pydl import keras, tensor
+>>> mse = keras.losses.MeanSquaredError()
+>>> float(mse(np.zeros((2, 1)), tensor([[1.0], [3.0]]), sample_weight=[1.0, 0.0]))
+0.5
 """
 import numpy as np
 
@@ -33,17 +42,46 @@ class Loss:
         if name is not None:
             self.name = name
 
-    def __call__(self, y_true, y_pred):
-        """The batch mean of the loss of predictions y_pred (a Tensor)."""
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        """The batch mean of the loss of predictions y_pred (a Tensor), weighted per
+        sample by sample_weight."""
+        return _reduce(self._compute, y_true, y_pred, sample_weight)
+
+    def _compute(self, y_true, y_pred, reduction):
+        """The loss: 'mean' over everything, or 'none': one value per row of outputs."""
         raise NotImplementedError
 
-    def fused(self, y_true, pre_activation, activation):
+    def fused(self, y_true, pre_activation, activation, sample_weight=None):
         """The loss from the last layer's pre-activation output, or None when this loss
         cannot absorb `activation`."""
-        return None
+        if not self._fuses(activation):
+            return None
+        return _reduce(self._compute_fused, y_true, pre_activation, sample_weight)
+
+    def _fuses(self, activation):
+        return False
 
     def get_config(self):
         return {"name": self.name, "from_logits": self.from_logits}
+
+
+def _reduce(compute, y_true, y_pred, sample_weight):
+    """compute(y_true, y_pred, 'mean'), or the per-row losses weighted by sample_weight
+    (N,) (each weight repeated over a sample's rows) and averaged."""
+    if sample_weight is None:
+        return compute(y_true, y_pred, "mean")
+    rows = compute(y_true, y_pred, "none").reshape(-1)
+    weights = np.asarray(sample_weight.numpy() if isinstance(sample_weight, Tensor)
+                         else sample_weight, dtype=rows.dtype).reshape(-1)
+    if weights.size == 0 or rows.shape[0] % weights.size:
+        raise ValueError(f"sample_weight has {weights.size} entries for a batch of "
+                         f"{y_pred.shape[0]} samples (one weight per sample)")
+    return (rows * Tensor(np.repeat(weights, rows.shape[0] // weights.size))).mean()
+
+
+def _row_mean(values, reduction):
+    """values (N, ..., K) averaged over everything ('mean') or over the last axis."""
+    return values.mean() if reduction == "mean" else values.mean(dim=-1)
 
 
 def _class_rows(logits):
@@ -56,22 +94,23 @@ class CategoricalCrossentropy(Loss):
 
     name = "categorical_crossentropy"
 
-    def __call__(self, y_true, y_pred):
-        from pydl.nn import functional as F
-        target = _target(y_true, y_pred)
+    def _compute(self, y_true, y_pred, reduction):
         if self.from_logits:
-            return F.cross_entropy(_class_rows(y_pred), target.reshape(-1, y_pred.shape[-1]))
+            return self._compute_fused(y_true, y_pred, reduction)
+        target = _target(y_true, y_pred)
         probs = y_pred / y_pred.sum(dim=-1, keepdim=True)
         log_probs = probs.clamp(min=EPSILON, max=1 - EPSILON).log()
-        return -(log_probs * Tensor(target)).sum(dim=-1).mean()
+        losses = -(log_probs * Tensor(target)).sum(dim=-1)
+        return losses.mean() if reduction == "mean" else losses
 
-    def fused(self, y_true, pre_activation, activation):
+    def _fuses(self, activation):
+        return not self.from_logits and activation is activations.softmax
+
+    def _compute_fused(self, y_true, logits, reduction):
         from pydl.nn import functional as F
-        if self.from_logits or activation is not activations.softmax:
-            return None
-        target = _target(y_true, pre_activation)
-        return F.cross_entropy(_class_rows(pre_activation),
-                               target.reshape(-1, pre_activation.shape[-1]))
+        target = _target(y_true, logits)
+        return F.cross_entropy(_class_rows(logits), target.reshape(-1, logits.shape[-1]),
+                               reduction=reduction)
 
 
 class SparseCategoricalCrossentropy(Loss):
@@ -97,19 +136,20 @@ class SparseCategoricalCrossentropy(Loss):
                              f"(the model has {classes} outputs)")
         return labels
 
-    def __call__(self, y_true, y_pred):
+    def _compute(self, y_true, y_pred, reduction):
         from pydl.nn import functional as F
-        labels = self._labels(y_true, y_pred)
         if self.from_logits:
-            return F.cross_entropy(_class_rows(y_pred), labels)
+            return self._compute_fused(y_true, y_pred, reduction)
         log_probs = _class_rows(y_pred).clamp(min=EPSILON, max=1 - EPSILON).log()
-        return F.nll_loss(log_probs, labels)
+        return F.nll_loss(log_probs, self._labels(y_true, y_pred), reduction=reduction)
 
-    def fused(self, y_true, pre_activation, activation):
+    def _fuses(self, activation):
+        return not self.from_logits and activation is activations.softmax
+
+    def _compute_fused(self, y_true, logits, reduction):
         from pydl.nn import functional as F
-        if self.from_logits or activation is not activations.softmax:
-            return None
-        return F.cross_entropy(_class_rows(pre_activation), self._labels(y_true, pre_activation))
+        return F.cross_entropy(_class_rows(logits), self._labels(y_true, logits),
+                               reduction=reduction)
 
 
 class BinaryCrossentropy(Loss):
@@ -117,34 +157,35 @@ class BinaryCrossentropy(Loss):
 
     name = "binary_crossentropy"
 
-    def __call__(self, y_true, y_pred):
-        from pydl.nn import functional as F
-        target = Tensor(_target(y_true, y_pred))
+    def _compute(self, y_true, y_pred, reduction):
         if self.from_logits:
-            return F.binary_cross_entropy_with_logits(y_pred, target)
+            return self._compute_fused(y_true, y_pred, reduction)
+        target = Tensor(_target(y_true, y_pred))
         p = y_pred.clamp(min=EPSILON, max=1 - EPSILON)
-        return -(target * p.log() + (1 - target) * (1 - p).log()).mean()
+        return _row_mean(-(target * p.log() + (1 - target) * (1 - p).log()), reduction)
 
-    def fused(self, y_true, pre_activation, activation):
+    def _fuses(self, activation):
+        return not self.from_logits and activation is activations.sigmoid
+
+    def _compute_fused(self, y_true, logits, reduction):
         from pydl.nn import functional as F
-        if self.from_logits or activation is not activations.sigmoid:
-            return None
-        return F.binary_cross_entropy_with_logits(pre_activation,
-                                                  Tensor(_target(y_true, pre_activation)))
+        target = Tensor(_target(y_true, logits))
+        return _row_mean(F.binary_cross_entropy_with_logits(logits, target, reduction="none"),
+                         reduction)
 
 
 class MeanSquaredError(Loss):
     name = "mean_squared_error"
 
-    def __call__(self, y_true, y_pred):
-        return ((y_pred - Tensor(_target(y_true, y_pred))) ** 2).mean()
+    def _compute(self, y_true, y_pred, reduction):
+        return _row_mean((y_pred - Tensor(_target(y_true, y_pred))) ** 2, reduction)
 
 
 class MeanAbsoluteError(Loss):
     name = "mean_absolute_error"
 
-    def __call__(self, y_true, y_pred):
-        return abs(y_pred - Tensor(_target(y_true, y_pred))).mean()
+    def _compute(self, y_true, y_pred, reduction):
+        return _row_mean(abs(y_pred - Tensor(_target(y_true, y_pred))), reduction)
 
 
 _BY_NAME = {"categorical_crossentropy": CategoricalCrossentropy,
@@ -181,8 +222,9 @@ class _FunctionLoss(Loss):
         super().__init__(name=getattr(fn, "__name__", "loss"))
         self.fn = fn
 
-    def __call__(self, y_true, y_pred):
-        return self.fn(Tensor(_target(y_true, y_pred)), y_pred).mean()
+    def _compute(self, y_true, y_pred, reduction):
+        losses = self.fn(Tensor(_target(y_true, y_pred)), y_pred)
+        return losses.mean() if reduction == "mean" else losses
 
 
 __all__ = ["Loss", "CategoricalCrossentropy", "SparseCategoricalCrossentropy",

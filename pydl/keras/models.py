@@ -3,34 +3,24 @@
 Training runs the model up to the last layer's activation; a loss that can take the
 logits of that activation (categorical cross-entropy after softmax, binary after
 sigmoid) is computed from them in one stable pass, and the metrics see the activated
-outputs. Files written by save() are a NumPy .npz archive (no pickle): the weights,
-the optimizer state, and the architecture and compile settings as JSON.
+outputs. The loss minimized and reported adds the layers' regularization penalties
+(model.losses). fit, evaluate and predict take arrays, Python generators or
+pydl.data.DataLoaders (see data_adapters). Files written by save() are a NumPy .npz
+archive (no pickle): the weights, the optimizer state, and the architecture and
+compile settings as JSON.
 """
-import math
-
 import numpy as np
 
 from pydl import serialization
-from pydl._random import generator
 from pydl.autograd import no_grad
 from pydl.keras import callbacks as callbacks_module
 from pydl.keras import distributed as keras_distributed
 from pydl.keras import layers as layers_module
 from pydl.keras import losses, metrics as metrics_module, optimizers
+from pydl.keras.data_adapters import DataBatches, as_array, is_batch_source
 from pydl.keras.layers import InputLayer, KerasTensor, Layer
 from pydl.keras.utils import Progbar
 from pydl.tensor import Tensor
-
-
-def _as_array(data, name):
-    if data is None:
-        return None
-    array = data.numpy() if isinstance(data, Tensor) else np.asarray(data)
-    if array.dtype.kind == "f" and array.dtype != np.float32:
-        array = array.astype(np.float32)
-    if array.ndim == 0:
-        raise ValueError(f"{name} must have a batch axis, got a scalar")
-    return array
 
 
 class Model:
@@ -91,7 +81,7 @@ class Model:
         return all(layer.built for layer in self.layers) and bool(self.layers)
 
     def _run(self, x, training):
-        """(pre-activation output, final activation) for concrete input x."""
+        """(pre-activation output, the output layer) for concrete input x."""
         values = {id(self.input): x}
         result = None
         for node in self._nodes:
@@ -99,16 +89,21 @@ class Model:
                 continue
             args = [values[id(p)] for p in node.inputs]
             args = args if len(args) > 1 else args[0]
-            pre = node.layer.forward_pre_activation(args, training)
+            pre = node.layer.forward_pre_activation(args, training, **node.call_kwargs)
             if node is self.output:
-                result = pre, node.layer.activation
+                result = pre, node.layer
             else:
-                values[id(node)] = node.layer.activation(pre)
+                values[id(node)] = node.layer.activate(pre)
         return result
 
     def __call__(self, x, training=False):
-        pre, activation = self._run(x, training)
-        return activation(pre)
+        pre, layer = self._run(x, training)
+        return layer.activate(pre)
+
+    @property
+    def losses(self):
+        """Every layer's regularization penalties (scalar Tensors) from the latest call."""
+        return [penalty for layer in self.layers for penalty in layer.losses]
 
     @property
     def weights(self):
@@ -177,18 +172,25 @@ class Model:
 
     # ---- one batch -------------------------------------------------------------------
 
-    def _loss_and_output(self, x, y, training):
-        pre, activation = self._run(x, training)
-        loss = self.loss.fused(y, pre, activation)
+    def _loss_and_output(self, x, y, training, sample_weight=None):
+        if y is None:
+            raise ValueError("the data has no targets y: training and evaluating need "
+                             "(x, y) batches")
+        pre, layer = self._run(x, training)
+        loss = self.loss.fused(y, pre, layer.activation, sample_weight)
+        if loss is None or layer.activity_regularizer is not None:
+            output = layer.activate(pre)
         if loss is None:
-            output = activation(pre)
-            loss = self.loss(y, output)
-            return loss, output.detach()
-        with no_grad():
-            return loss, activation(pre.detach())
+            loss = self.loss(y, output, sample_weight)
+        else:
+            with no_grad():
+                output = layer.activation(pre.detach())
+        for penalty in self.losses:
+            loss = loss + penalty
+        return loss, output.detach()
 
-    def _train_batch(self, x, y, trackers):
-        loss, output = self._loss_and_output(x, y, training=True)
+    def _train_batch(self, x, y, sample_weight, trackers):
+        loss, output = self._loss_and_output(x, y, True, sample_weight)
         if not self.optimizer.built:
             self.optimizer.build(self.trainable_weights)
         self.optimizer.zero_grad()
@@ -225,37 +227,60 @@ class Model:
     # ---- fit / evaluate / predict ------------------------------------------------------
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
-            steps_per_epoch=None):
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None):
+        """Trains for `epochs` over x and y (arrays), or over the (x, y[, sample_weight])
+        batches of a generator or DataLoader x (steps_per_epoch batches an epoch);
+        returns the History.
+
+        >>> import numpy as np
+        >>> from pydl import keras
+        >>> model = keras.Sequential([keras.layers.Dense(1, input_shape=(2,))])
+        >>> model.compile("sgd", "mse")
+        >>> def batches():
+        ...     while True:
+        ...         x = np.random.rand(8, 2)
+        ...         yield x, x.sum(axis=1, keepdims=True)
+        >>> history = model.fit(batches(), steps_per_epoch=5, epochs=2, verbose=0)
+        >>> len(history.history["loss"])
+        2
+        """
         self._require_compiled("training")
-        x, y = _as_array(x, "x"), _as_array(y, "y")
-        if x is None or y is None:
-            raise ValueError("fit needs arrays x and y")
-        if len(x) != len(y):
-            raise ValueError(f"fit: x has {len(x)} samples but y has {len(y)}")
         batch_size = batch_size or 32
         verbose = 1 if verbose == "auto" else verbose
         if validation_data is None and validation_split:
+            if is_batch_source(x):
+                raise ValueError("validation_split needs arrays x and y; with a generator or "
+                                 "DataLoader pass validation_data")
             if not 0 < validation_split < 1:
                 raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
+            x, y = as_array(x, "x"), as_array(y, "y")
             split = int(len(x) * (1 - validation_split))  # the last samples, before shuffling
             validation_data = (x[split:], y[split:])
             x, y = x[:split], y[:split]
+            if sample_weight is not None:
+                sample_weight = as_array(sample_weight, "sample_weight")[:split]
+        data = DataBatches(x, y, sample_weight, batch_size, steps_per_epoch, shuffle,
+                           class_weight, "fit")
+        if data.source is None and data.y is None:
+            raise ValueError("fit needs arrays x and y, or a generator or DataLoader of "
+                             "(x, y) batches")
+        validation = None
         if validation_data is not None:
-            if len(validation_data) != 2:
-                raise ValueError("validation_data must be a tuple (x_val, y_val)")
-            validation_data = (_as_array(validation_data[0], "x_val"),
-                               _as_array(validation_data[1], "y_val"))
-        steps = steps_per_epoch or math.ceil(len(x) / batch_size)
+            validation = self._batches(validation_data, validation_batch_size or batch_size,
+                                       validation_steps, "validation_data")
+        steps = data.steps
         parallel = keras_distributed.data_parallel(self)  # None without a process group
         if parallel is not None:
             verbose, callbacks = parallel.rank_zero_only(verbose, callbacks)
+            data.same_order = parallel.same_order
         train_batch = self._train_batch if parallel is None else parallel.train_batch
         self.history = callbacks_module.History()
         callback_list = callbacks_module.CallbackList(
             [*(callbacks or []), self.history], self,
             {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size})
-        trackers = self._trackers(x)
+        trackers = self._trackers(data.first_x())
         self.stop_training = False
         callback_list.call("on_train_begin", {})
         logs = {}
@@ -266,76 +291,104 @@ class Model:
             if verbose:
                 print(f"Epoch {epoch + 1}/{epochs}")
             bar = Progbar(steps, verbose=verbose)
-            order = generator().permutation(len(x)) if shuffle else np.arange(len(x))
-            if parallel is not None:
-                order = parallel.same_order(order)
-            for step in range(steps):
-                index = order[step * batch_size:(step + 1) * batch_size]
-                if index.size == 0:
-                    break
+            done = 0
+            for step, (xb, yb, wb) in enumerate(data.epoch()):
                 callback_list.call("on_batch_begin", step, {})
-                train_batch(x[index], y[index], trackers)
+                train_batch(xb, yb, wb, trackers)
+                done = step + 1
                 logs = self._logs(trackers)
                 callback_list.call("on_batch_end", step, dict(logs))
-                bar.update(step + 1, list(logs.items()), finalize=False)
+                bar.update(done, list(logs.items()), finalize=False)
                 if self.stop_training:
                     break
             logs = self._logs(trackers)
-            if validation_data is not None:
-                logs.update(self._evaluate_logs(*validation_data, batch_size, prefix="val_"))
-            bar.update(steps, list(logs.items()), finalize=True)
+            if validation is not None:
+                logs.update(self._evaluate_logs(validation, prefix="val_"))
+            bar.update(done, list(logs.items()), finalize=True)
             callback_list.call("on_epoch_end", epoch, logs)
+            if data.exhausted and steps is not None:
+                print(f"fit: the input ran out of data after {done} of {steps} steps in epoch "
+                      f"{epoch + 1}; stopping (give a generator that yields steps_per_epoch x "
+                      "epochs batches, or a re-iterable DataLoader)")
+                self.stop_training = True
             if self.stop_training:
                 break
         callback_list.call("on_train_end", logs)
         return self.history
 
-    def _evaluate_logs(self, x, y, batch_size, prefix="", verbose=0):
-        trackers = self._trackers(x)
-        steps = math.ceil(len(x) / batch_size)
-        bar = Progbar(steps, verbose=verbose)
+    @staticmethod
+    def _batches(data, batch_size, steps, name):
+        """DataBatches for validation_data: (x, y), (x, y, sample_weight), or a generator
+        or DataLoader."""
+        if is_batch_source(data):
+            return DataBatches(data, batch_size=batch_size, steps_per_epoch=steps, name=name)
+        if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+            raise ValueError(f"{name} must be a tuple (x, y) or (x, y, sample_weight), or a "
+                             "generator or DataLoader")
+        return DataBatches(*data, batch_size=batch_size, steps_per_epoch=steps, name=name)
+
+    def _evaluate_logs(self, data, prefix="", verbose=0):
+        trackers = self._trackers(data.first_x())
+        bar = Progbar(data.steps, verbose=verbose)
+        done = 0
         with no_grad():
-            for step in range(steps):
-                xb, yb = x[step * batch_size:(step + 1) * batch_size], \
-                    y[step * batch_size:(step + 1) * batch_size]
-                loss, output = self._loss_and_output(xb, yb, training=False)
+            for step, (xb, yb, wb) in enumerate(data.epoch()):
+                loss, output = self._loss_and_output(xb, yb, False, wb)
                 self._track(trackers, loss, output, yb, len(xb))
-                bar.update(step + 1, list(self._logs(trackers).items()), finalize=False)
+                done = step + 1
+                bar.update(done, list(self._logs(trackers).items()), finalize=False)
         logs = self._logs(trackers, prefix)
-        bar.update(steps, list(logs.items()), finalize=True)
+        bar.update(done, list(logs.items()), finalize=True)
         return logs
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False):
-        """The loss (a float) without metrics, else [loss, metric, ...] (or a dict)."""
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, return_dict=False):
+        """The loss (a float) without metrics, else [loss, metric, ...] (or a dict), over
+        arrays x, y or the batches of a generator or DataLoader x (`steps` of them).
+
+        >>> import numpy as np
+        >>> from pydl import keras
+        >>> model = keras.Sequential([keras.layers.Dense(1, input_shape=(2,))])
+        >>> model.compile("sgd", "mse")
+        >>> model.set_weights([np.ones((2, 1)), np.zeros(1)])
+        >>> model.evaluate(np.ones((4, 2)), np.zeros(4), sample_weight=[1, 1, 0, 0], verbose=0)
+        2.0
+        """
         self._require_compiled("evaluating")
-        x, y = _as_array(x, "x"), _as_array(y, "y")
-        if len(x) != len(y):
-            raise ValueError(f"evaluate: x has {len(x)} samples but y has {len(y)}")
-        logs = self._evaluate_logs(x, y, batch_size or 32,
-                                   verbose=1 if verbose == "auto" else verbose)
+        data = DataBatches(x, y, sample_weight, batch_size or 32, steps, name="evaluate")
+        logs = self._evaluate_logs(data, verbose=1 if verbose == "auto" else verbose)
         if return_dict:
             return logs
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
-    def predict(self, x, batch_size=None, verbose="auto"):
-        """The model's outputs for x as one NumPy array (inference mode, in batches)."""
-        x = _as_array(x, "x")
-        batch_size = batch_size or 32
-        steps = math.ceil(len(x) / batch_size)
-        bar = Progbar(steps, verbose=1 if verbose == "auto" else verbose)
+    def predict(self, x, batch_size=None, verbose="auto", steps=None):
+        """The model's outputs for x (an array, or a generator or DataLoader of x or
+        (x, ...) batches) as one NumPy array (inference mode, in batches).
+
+        >>> import numpy as np
+        >>> from pydl import keras
+        >>> model = keras.Sequential([keras.layers.Dense(3, activation="softmax")])
+        >>> model.predict(np.ones((5, 4)), verbose=0).shape
+        (5, 3)
+        """
+        data = DataBatches(x, batch_size=batch_size or 32, steps_per_epoch=steps,
+                           name="predict")
+        bar = Progbar(data.steps, verbose=1 if verbose == "auto" else verbose)
         outputs = []
         with no_grad():
-            for step in range(steps):
-                outputs.append(self(x[step * batch_size:(step + 1) * batch_size]).numpy())
-                bar.update(step + 1, finalize=step + 1 == steps)
+            for step, (xb, _, _) in enumerate(data.epoch()):
+                outputs.append(self(xb).numpy())
+                bar.update(step + 1, finalize=False)
+        bar.update(len(outputs), finalize=True)
         return np.concatenate(outputs) if outputs else np.empty((0,), np.float32)
 
-    def train_on_batch(self, x, y):
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None):
         self._require_compiled("training")
-        x, y = _as_array(x, "x"), _as_array(y, "y")
-        trackers = self._trackers(x)
-        self._train_batch(x, y, trackers)
+        (xb, yb, wb), = DataBatches(x, y, sample_weight, len(x), class_weight=class_weight,
+                                    name="train_on_batch").epoch()
+        trackers = self._trackers(xb)
+        self._train_batch(xb, yb, wb, trackers)
         values = list(self._logs(trackers).values())
         return values[0] if len(values) == 1 else values
 
@@ -352,22 +405,43 @@ class Model:
 
     def summary(self, line_length=65, print_fn=None):
         """Prints a table of the layers (name and type, output shape, parameter count)
-        and the total, trainable and non-trainable parameter counts."""
+        and the total, trainable and non-trainable parameter counts. Columns widen to
+        fit long names and shapes.
+
+        >>> from pydl import keras
+        >>> model = keras.Sequential([keras.layers.Dense(2, input_shape=(3,), name="out")],
+        ...                          name="tiny")
+        >>> model.summary(line_length=40)
+        Model: "tiny"
+        ________________________________________
+         Layer (type)     Output Shape  Param #
+        ========================================
+         out (Dense)      (None, 2)     8
+        ========================================
+        Total params: 8
+        Trainable params: 8
+        Non-trainable params: 0
+        ________________________________________
+        """
         self._require_built("summary()")
         print_fn = print_fn or print
+        header = [" Layer (type)", "Output Shape", "Param #"]
+        rows = [[f" {layer.name} ({type(layer).__name__})",
+                 str(tuple(shape)) if shape is not None else "?", f"{layer.count_params():,}"]
+                for layer, shape in self._summary_rows()]
         widths = [int(line_length * f) for f in (0.45, 0.3)]
         widths.append(line_length - sum(widths))
+        for column in range(2):  # at least two spaces after the longest entry
+            widths[column] = max([widths[column]] + [len(r[column]) + 2 for r in rows + [header]])
+        line_length = max(line_length, sum(widths[:2]) + max(len(r[2]) for r in rows + [header]))
 
         def row(cells):
             return "".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
 
-        lines = [f'Model: "{self.name}"', "_" * line_length,
-                 row([" Layer (type)", "Output Shape", "Param #"]), "=" * line_length]
-        for i, (layer, shape) in enumerate(self._summary_rows()):
-            shape_text = str(tuple(shape)) if shape is not None else "?"
-            lines.append(row([f" {layer.name} ({type(layer).__name__})", shape_text,
-                              f"{layer.count_params():,}"]))
-            lines.append("_" * line_length if i + 1 < len(self.layers) else "=" * line_length)
+        lines = [f'Model: "{self.name}"', "_" * line_length, row(header), "=" * line_length]
+        for i, cells in enumerate(rows):
+            lines.append(row(cells))
+            lines.append("_" * line_length if i + 1 < len(rows) else "=" * line_length)
         trainable = sum(w.numel() for w in self.trainable_weights)
         total = self.count_params()
         lines += [f"Total params: {total:,}", f"Trainable params: {trainable:,}",
@@ -382,7 +456,8 @@ class Model:
         return {"name": self.name,
                 "layers": [_layer_config(layer) for layer in self.layers],
                 "nodes": [{"layer": node.layer.name,
-                           "inputs": [names[id(p)] for p in node.inputs]}
+                           "inputs": [names[id(p)] for p in node.inputs],
+                           "call_kwargs": node.call_kwargs}
                           for node in self._nodes],
                 "input": names[id(self.input)], "output": names[id(self.output)]}
 
@@ -397,7 +472,8 @@ class Model:
                 tensors.append(layer.output)
                 continue
             args = [tensors[i] for i in node["inputs"]]
-            tensors.append(layer(args if len(args) > 1 else args[0]))
+            tensors.append(layer(args if len(args) > 1 else args[0],
+                                 **node.get("call_kwargs", {})))
         return cls(tensors[config["input"]], tensors[config["output"]], name=config["name"])
 
     def _compile_config(self):
@@ -513,7 +589,7 @@ class Sequential(Model):
         for layer in self._layers[:-1]:
             x = layer(x, training)
         last = self._layers[-1]
-        return last.forward_pre_activation(x, training), last.activation
+        return last.forward_pre_activation(x, training), last
 
     def _output_shape(self):
         return self._layers[-1].output_shape
@@ -532,7 +608,18 @@ class Sequential(Model):
 
 def load_model(filepath, custom_objects=None, compile=True):
     """The model save() wrote: architecture, weights and (with compile) the compile
-    settings and optimizer state."""
+    settings and optimizer state.
+
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from pydl import keras
+    >>> model = keras.Sequential([keras.layers.Dense(2, input_shape=(3,))])
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.keras")
+    >>> model.save(path)
+    >>> x = np.ones((1, 3))
+    >>> np.array_equal(keras.load_model(path).predict(x, verbose=0), model.predict(x, verbose=0))
+    True
+    """
     checkpoint = _load_checkpoint(filepath, "meta", "a model saved by pydl.keras "
                                   "(a file from save_weights() loads with model.load_weights)")
     meta = checkpoint["meta"]

@@ -3,14 +3,20 @@
 A Keras optimizer is created before the model has weights, so each object holds its
 configuration and makes the pydl.optim optimizer on the first training step. The
 updates are PyTorch's formulas (eps added to the root of the second moment), which
-differ from Keras's only at the scale of epsilon (1e-7).
+differ from Keras's only at the scale of epsilon (1e-7). learning_rate may be a
+schedule (keras.optimizers.schedules), which sets the rate before each update.
 """
 from pydl import optim
+from pydl.keras import schedules
 
 
 class Optimizer:
     def __init__(self, learning_rate, **options):
-        self._learning_rate = float(learning_rate)
+        if isinstance(learning_rate, dict):  # a saved schedule
+            learning_rate = schedules.deserialize(learning_rate)
+        self.schedule = learning_rate if isinstance(
+            learning_rate, schedules.LearningRateSchedule) else None
+        self._learning_rate = float(self.schedule(0) if self.schedule else learning_rate)
         self._options = options
         self._optimizer = None  # the pydl.optim optimizer, once the weights exist
         self.iterations = 0
@@ -37,6 +43,8 @@ class Optimizer:
         return self._optimizer is not None
 
     def step(self):
+        if self.schedule is not None:
+            self.learning_rate = self.schedule(self.iterations)
         self._optimizer.step()
         self.iterations += 1
 
@@ -51,7 +59,8 @@ class Optimizer:
         self.learning_rate = self._learning_rate
 
     def get_config(self):
-        return {"learning_rate": self._learning_rate, **self._options}
+        rate = schedules.serialize(self.schedule) if self.schedule else self._learning_rate
+        return {"learning_rate": rate, **self._options}
 
     @classmethod
     def from_config(cls, config):
@@ -131,4 +140,4 @@ def get(identifier):
                      "a pydl.keras.optimizers object")
 
 
-__all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "get"]
+__all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "get", "schedules"]
