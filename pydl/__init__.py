@@ -14,6 +14,8 @@ from pydl._runtime import get_num_threads, set_num_threads  # noqa: E402
 from pydl.autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
 # Data loading, data sets and checkpoints (pydl.save / pydl.load).
 from pydl import data, datasets  # noqa: E402
+# Export to ONNX (pydl.onnx.export, needs the onnx extra only when called).
+from pydl import onnx  # noqa: E402
 from pydl.serialization import load, save  # noqa: E402
 from pydl.tensor import (  # noqa: E402
     FUNCTION_FORMS, Tensor, arange, bool_, cat, concatenate, empty, eye, float32, float64,
