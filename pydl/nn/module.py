@@ -29,6 +29,16 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
+class _RemovableHandle:
+    """What register_*_hook returns: remove() takes the hook out again."""
+
+    def __init__(self, hooks, key):
+        self.hooks, self.key = hooks, key
+
+    def remove(self):
+        self.hooks.pop(self.key, None)
+
+
 class Module:
     """Base class of every layer and model: subclasses set parameters and child
     modules as attributes in __init__ and compute in forward()."""
@@ -43,7 +53,20 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args, **kwargs):
+        for hook in list(self.__dict__.get("_forward_pre_hooks", {}).values()):
+            result = hook(self, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
         return self.forward(*args, **kwargs)
+
+    def register_forward_pre_hook(self, hook):
+        """hook(module, args) runs before each forward; a non-None result replaces the
+        positional arguments (a tuple, or a single value). Returns a handle whose remove()
+        unregisters it (as in torch)."""
+        hooks = self.__dict__.setdefault("_forward_pre_hooks", collections.OrderedDict())
+        key = object()
+        hooks[key] = hook
+        return _RemovableHandle(hooks, key)
 
     # ---- registration ----------------------------------------------------------
 
