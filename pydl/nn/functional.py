@@ -426,3 +426,36 @@ def adaptive_avg_pool2d(input, output_size):
 
 
 __all__ += ["conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"]
+
+
+def distillation_loss(student_logits, teacher_logits, target, temperature=3.0, alpha=0.1,
+                      reduction="mean"):
+    """Knowledge distillation (Hinton et al., 2015), per sample
+        alpha * CE(student, target) + (1 - alpha) * T^2 * KL(p_T(teacher) || p_T(student))
+    with p_T(z) = softmax(z / T). The T^2 keeps the soft term's gradient on the same
+    scale whatever T. The soft term runs as the fused cross entropy against the
+    teacher's probabilities minus their (constant) entropy; the teacher gets no
+    gradient. 'mean' averages over the batch (the KL as torch's 'batchmean')."""
+    _check_reduction(reduction)
+    if not temperature > 0:
+        raise ValueError(f"distillation_loss: temperature must be > 0, got {temperature}")
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"distillation_loss: alpha must be in [0, 1], got {alpha}")
+    student = _as_tensor(student_logits)
+    teacher = _as_tensor(teacher_logits).detach()
+    if student.ndim != 2 or teacher.shape != student.shape:
+        raise ValueError(f"distillation_loss: student and teacher logits must both be (N, C), "
+                         f"got {student.shape} and {teacher.shape}")
+    scaled_teacher = teacher / temperature
+    soft_targets = softmax(scaled_teacher, 1)
+    entropy = -(soft_targets * log_softmax(scaled_teacher, 1)).sum(dim=1)
+    kl = cross_entropy(student / temperature, soft_targets, reduction="none") - entropy
+    per_sample = (1 - alpha) * temperature ** 2 * kl
+    if alpha:
+        per_sample = per_sample + alpha * cross_entropy(student, target, reduction="none")
+    if reduction == "none":
+        return per_sample
+    return per_sample.mean() if reduction == "mean" else per_sample.sum()
+
+
+__all__ += ["distillation_loss"]
