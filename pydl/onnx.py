@@ -6,11 +6,14 @@ output back to the input is what gets written: one converter per op (each Functi
 type), the weights as initializers under their own names (state_dict keys for an
 nn.Module, Keras weight names for a Keras model). So any forward code is covered,
 nn.Sequential, a custom Module's forward or a Keras Sequential/functional model, as
-long as every op on the path has a converter. Refused, with an error naming the op and
-the layer it ran in: ops without one (e.g. a Where whose condition was computed
-outside the graph, as leaky_relu's is), training-only ops (dropout in training, a
-loss), advanced indexing other than one index array, and constants that depend on the
-input's values.
+long as every op on the path has a converter; a few layers whose ops have none are
+written whole (nn.LeakyReLU as LeakyRelu). Refused, with an error naming the op and
+the layer it ran in: other ops without a converter (e.g. the Where of F.leaky_relu
+called in a forward, whose condition is computed outside the graph), training-only ops
+(dropout in training, a loss), advanced indexing other than one index array, and
+constants that depend on the input's values (caught when they change between the two
+runs below; one that keeps a single value, say a mask of an all-positive example,
+cannot be told from a true constant). The model must be on the CPU.
 
 Dynamic batch: the model runs a second time on a batch one larger (the example's
 first item appended). Every size that differs between the two runs is taken as
@@ -80,6 +83,7 @@ class _LayerTags:
 
     def __init__(self, model):
         self.names = {}
+        self.calls = {}   # id(output) -> (layer, input) for the layers in _LAYER_CONVERTERS
         self.wrapped = []
         if _is_keras(model):
             layers = [(layer.name, layer, "call") for layer in model.layers]
@@ -95,6 +99,8 @@ class _LayerTags:
         def traced(*args, **kwargs):
             out = original(*args, **kwargs)
             self._tag(name, _tensors_in(out), _tensors_in(list(args) + list(kwargs.values())))
+            if type(layer).__name__ in _LAYER_CONVERTERS and isinstance(out, Tensor):
+                self.calls[id(out)] = (layer, args[0])
             return out
         layer.__dict__[method] = traced
         self.wrapped.append((layer, method))
@@ -249,6 +255,11 @@ class _Graph:
         if id(first) in self.weight_names:
             name, tensor = self.weight_names[id(first)]
             return self.weight(name, tensor.data)
+        call = self.tags.calls.get(id(first))
+        if call is not None:
+            layer, layer_input = call
+            value = self.value(layer_input, self.tags.calls[id(second)][1])
+            return _LAYER_CONVERTERS[type(layer).__name__](self, layer, value)
         fn = first.grad_fn
         if fn is None:
             return self.constant(first.data, second.data)
@@ -540,6 +551,12 @@ _CONVERTERS = {
 }
 
 
+# Layers whose ops have no converter, written whole: (graph, layer, input name) -> name.
+_LAYER_CONVERTERS = {
+    "LeakyReLU": lambda g, layer, x: g.node("LeakyRelu", [x], alpha=float(layer.negative_slope)),
+}
+
+
 # ---- the public functions ---------------------------------------------------------------
 
 def _grown(example, axis):
@@ -564,6 +581,12 @@ def export(model, example_input, path, dynamic_batch=True, batch_axis=0, opset=O
     dynamic_batch: the input's axis `batch_axis` (and every size that follows from it)
     may have any size at run time. Returns the onnx ModelProto."""
     onnx = _onnx()
+    weights = _named_tensors(model)
+    on_device = [n for n, t in weights.items() if t is not None and t.device.type != "cpu"]
+    if on_device:
+        raise ValueError(f"pydl.onnx.export: the model's weights must be on the CPU "
+                         f"({on_device[0]} is on {weights[on_device[0]].device}); call "
+                         "model.cpu() first")
     examples = [_example_tensor(example_input)]
     if dynamic_batch:
         examples.append(_grown(examples[0], batch_axis))
@@ -576,11 +599,6 @@ def export(model, example_input, path, dynamic_batch=True, batch_axis=0, opset=O
         name = "output" if len(outputs) == 1 else f"output_{k}"
         graph.nodes.append(onnx.helper.make_node("Identity", [value], [name]))
         names.append(name)
-    # The weights the graph does not use too (e.g. num_batches_tracked): the file holds
-    # the whole state, for load_weights.
-    for name, tensor in _named_tensors(model).items():
-        if tensor is not None:
-            graph.weight(name, tensor.data)
     x = examples[0].data
     helper = onnx.helper
     graph_proto = helper.make_graph(
@@ -591,32 +609,43 @@ def export(model, example_input, path, dynamic_batch=True, batch_axis=0, opset=O
         list(graph.initializers.values()))
     proto = helper.make_model(graph_proto, producer_name="pydl",
                               opset_imports=[helper.make_opsetid("", opset)])
-    # The weights' names in the model's order: load_weights pairs a Keras model's weights
-    # by position, as Keras does, since layer names differ between model instances.
-    helper.set_model_props(proto, {"pydl.weight_names": json.dumps(list(_named_tensors(model)))})
+    # The names of the weights written (those the graph uses), in the model's order:
+    # load_weights pairs a Keras model's weights by position, as Keras does, since layer
+    # names differ between model instances.
+    written = [n for n in weights if n in graph.initializers]
+    helper.set_model_props(proto, {"pydl.weight_names": json.dumps(written)})
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, str(path))
     return proto
 
 
 def load_weights(path, model, strict=True):
-    """Copies the initializers of the ONNX file at `path` into the model's weights and
-    buffers of the same names (as export writes them); nothing in the file is executed.
-    A Keras model whose weight names are not all in the file (another instance of the
-    same architecture) takes them by position, in the order export recorded. With
-    strict, a model weight missing from the file raises KeyError; a shape mismatch
-    always raises ValueError. Returns the names loaded."""
+    """Copies the weights stored in the ONNX file at `path` (the initializers export
+    wrote under the model's weight and buffer names) into the model; nothing in the file
+    is executed. A Keras model whose weight names are not those in the file (another
+    instance of the same architecture) takes them by position, in the order export
+    recorded. With strict, KeyError when a parameter of the model is not in the file or a
+    weight of the file is not in the model (buffers the graph never read, such as
+    num_batches_tracked, are not written); a shape mismatch always raises ValueError.
+    Returns the names loaded."""
     onnx = _onnx()
     proto = onnx.load(str(path), load_external_data=False)
-    stored = {init.name: init for init in proto.graph.initializer}
-    targets = {n: t for n, t in _named_tensors(model).items() if t is not None}
+    initializers = {init.name: init for init in proto.graph.initializer}
     props = {p.key: p.value for p in proto.metadata_props}
-    order = json.loads(props.get("pydl.weight_names", "[]"))
-    if _is_keras(model) and any(n not in stored for n in targets) and len(order) == len(targets):
-        stored = {n: stored[o] for n, o in zip(targets, order) if o in stored}
-    missing = [n for n in targets if n not in stored]
-    if strict and missing:
-        raise KeyError(f"pydl.onnx.load_weights: {path} has no initializer for {missing}")
+    written = json.loads(props.get("pydl.weight_names", "[]"))
+    targets = {n: t for n, t in _named_tensors(model).items() if t is not None}
+    if _is_keras(model) and any(n not in targets for n in written) and \
+            len(written) == len(targets):
+        stored = {n: initializers[w] for n, w in zip(targets, written)}
+    else:
+        stored = {n: initializers[n] for n in written}
+    missing = [n for n, t in targets.items() if n not in stored and type(t).__name__ ==
+               "Parameter"]
+    unexpected = [n for n in stored if n not in targets]
+    if strict and (missing or unexpected):
+        raise KeyError(f"pydl.onnx.load_weights: {path} and the model differ: parameters "
+                       f"missing from the file {missing}, weights of the file not in the "
+                       f"model {unexpected}")
     loaded = []
     for name, target in targets.items():
         if name not in stored:

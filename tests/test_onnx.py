@@ -108,7 +108,8 @@ def _pooling():
 
 def _mlp_batch_norm():
     model = nn.Sequential(nn.Linear(10, 16), nn.BatchNorm1d(16), nn.GELU(), nn.Dropout(0.3),
-                          nn.Linear(16, 4), nn.LogSoftmax(dim=1))
+                          nn.Linear(16, 8), nn.LeakyReLU(0.2), nn.Linear(8, 4),
+                          nn.LogSoftmax(dim=1))
     x = _rng().standard_normal((4, 10)).astype(np.float32)
     return _trained_batch_norm(model, np.tile(x, (4, 1))), x, x[:1]
 
@@ -178,7 +179,7 @@ def _keras_functional():
 FAMILIES = {
     "conv_batchnorm_pool_linear": _sequential_cnn,
     "pooling": _pooling,
-    "linear_batchnorm1d_gelu_dropout": _mlp_batch_norm,
+    "linear_batchnorm1d_gelu_leakyrelu_dropout": _mlp_batch_norm,
     "lstm_h": _recurrent(nn.LSTM, "h", num_layers=2),
     "lstm_c_bidirectional_batch_first": _recurrent(nn.LSTM, "c", bidirectional=True,
                                                    batch_first=True),
@@ -283,16 +284,25 @@ def test_load_weights_checks_names_and_shapes(tmp_path):
     model = nn.Sequential(nn.Linear(4, 3))
     path = tmp_path / "m.onnx"
     pydl.onnx.export(model, np.ones((2, 4), np.float32), path)
-    with pytest.raises(KeyError, match="1.weight"):
+    with pytest.raises(KeyError, match=r"missing from the file \['1.weight', '1.bias'\]"):
         pydl.onnx.load_weights(path, nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 3)))
+    with pytest.raises(KeyError, match=r"not in the model \['0.weight', '0.bias'\]"):
+        pydl.onnx.load_weights(path, nn.Sequential(nn.Identity(), nn.Linear(4, 3)))
     with pytest.raises(ValueError, match="0.weight has shape"):
         pydl.onnx.load_weights(path, nn.Sequential(nn.Linear(5, 3)))
 
 
 def test_unsupported_ops_are_refused_naming_the_layer(tmp_path):
-    model = nn.Sequential(nn.Linear(4, 4), nn.LeakyReLU())
-    with pytest.raises(NotImplementedError, match=r"Where.*1 \(LeakyReLU\)"):
-        pydl.onnx.export(model, np.ones((2, 4), np.float32), tmp_path / "m.onnx")
+    class FunctionalLeakyReLU(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return F.leaky_relu(self.linear(x))
+    with pytest.raises(NotImplementedError, match=r"op Where \(in FunctionalLeakyReLU"):
+        pydl.onnx.export(FunctionalLeakyReLU(), np.ones((2, 4), np.float32),
+                         tmp_path / "m.onnx")
 
     class NumpyMask(nn.Module):
         def __init__(self):
