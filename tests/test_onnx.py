@@ -143,6 +143,14 @@ def _mix():
     return ElementwiseMix(), x, np.concatenate([x, -x, x * 2])
 
 
+def _pruned():
+    """Weights through the pruning hook: weight_orig * weight_mask."""
+    model = nn.Sequential(nn.Conv2d(3, 6, 3), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 10 * 10, 4))
+    nn.utils.prune.l1_unstructured(model[0], "weight", 0.5)
+    nn.utils.prune.ln_structured(model[3], "weight", 0.5, n=2, dim=0)
+    return model, _images(2), _images(3)
+
+
 def _keras_cnn():
     model = keras.Sequential([
         layers.Conv2D(6, (3, 3), activation="relu", padding="same", input_shape=(10, 10, 2)),
@@ -189,6 +197,7 @@ FAMILIES = {
     "multihead_attention": _attention(False),
     "multihead_attention_batch_first": _attention(True),
     "embedding": _tokens,
+    "pruned_conv_linear": _pruned,
     "elementwise_shape_reduce": _mix,
     "keras_cnn_channels_last": _keras_cnn,
     "keras_lstm": _keras_recurrent(layers.LSTM, False),
