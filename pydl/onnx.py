@@ -29,6 +29,7 @@ import json
 import numpy as np
 
 from pydl import autograd
+from pydl.nn.module import Module, Parameter
 from pydl.tensor import Tensor
 
 OPSET = 17
@@ -59,7 +60,6 @@ def _named_tensors(model):
     """name -> Tensor for every weight and buffer of an nn.Module or Keras model."""
     if _is_keras(model):
         return {name: weight for layer in model.layers for weight, _, name in layer._weights}
-    from pydl.nn.module import Module
     if not isinstance(model, Module):
         raise TypeError(f"pydl.onnx: expected a pydl.nn.Module or a pydl.keras model, got "
                         f"{type(model).__name__}")
@@ -77,9 +77,10 @@ def _tensors_in(value):
 
 
 class _LayerTags:
-    """Remembers, for each recorded op, the innermost layer whose call ran it (for error
-    messages): each layer's call is wrapped while tracing, and after it returns the ops
-    between its inputs and outputs that no inner layer claimed are tagged with its name."""
+    """Each layer's call, wrapped while tracing. After a call returns, the ops between its
+    inputs and outputs that no inner layer claimed are tagged with its name (for error
+    messages), and the outputs of the layers written whole (_LAYER_CONVERTERS) are
+    remembered with their inputs."""
 
     def __init__(self, model):
         self.names = {}
@@ -139,8 +140,7 @@ def _run(model, example):
 def _trace(model, examples):
     """The model's outputs for each example input, in evaluation mode, with every weight
     requiring grad; the model's modes and flags are restored afterwards."""
-    weights = [t for t in _named_tensors(model).values()
-               if t is not None and type(t).__name__ == "Parameter"]
+    weights = [t for t in _named_tensors(model).values() if isinstance(t, Parameter)]
     flags = [w.requires_grad for w in weights]
     training = None if _is_keras(model) else [(m, m.training) for m in model.modules()]
     tags = _LayerTags(model)
@@ -639,8 +639,7 @@ def load_weights(path, model, strict=True):
         stored = {n: initializers[w] for n, w in zip(targets, written)}
     else:
         stored = {n: initializers[n] for n in written}
-    missing = [n for n, t in targets.items() if n not in stored and type(t).__name__ ==
-               "Parameter"]
+    missing = [n for n, t in targets.items() if n not in stored and isinstance(t, Parameter)]
     unexpected = [n for n in stored if n not in targets]
     if strict and (missing or unexpected):
         raise KeyError(f"pydl.onnx.load_weights: {path} and the model differ: parameters "
