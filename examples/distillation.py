@@ -1,13 +1,15 @@
 """Knowledge distillation: a small student CNN learns from the Fashion-MNIST CNN teacher
 (examples/mnist_cnn.py's network, as pydl.nn layers) through
 pydl.nn.functional.distillation_loss, beside the same student trained on the labels
-alone from the same initial weights and batches.
+alone from the same initial weights and batches. The teacher has trained on the whole
+training set, the student sees only its first --limit images: the teacher's soft
+targets carry what it learnt from the rest.
 
 Data as examples/mnist_cnn.py: Fashion-MNIST from Debian's dataset-fashion-mnist or
 pydl's cache (MNIST first when its files are there), else scikit-learn's digits
 upsampled to 28x28.
 
-    python examples/distillation.py                      # 6000 images, teacher 2 epochs
+    python examples/distillation.py                      # teacher: 1 epoch of 60000
     python examples/distillation.py --teacher teacher.pydl   # reuse a saved teacher
 """
 import argparse
@@ -44,7 +46,11 @@ def batches(count, batch_size, epochs, seed):
             yield order[start:start + batch_size]
 
 
-def train(model, x, y, epochs, batch_size, seed, loss_of, lr=2e-3):
+def labels_loss(y):
+    return lambda logits, batch: F.cross_entropy(logits, pydl.tensor(y[batch]))
+
+
+def train(model, x, epochs, batch_size, seed, loss_of, lr=2e-3):
     """Adam over shuffled batches; loss_of(logits, batch indices) -> loss."""
     opt = pydl.optim.Adam(model.parameters(), lr=lr)
     model.train()
@@ -73,11 +79,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", choices=("auto", "mnist", "fashion_mnist", "digits"),
                         default="auto")
-    parser.add_argument("--limit", type=int, default=6000, help="training images used")
+    parser.add_argument("--limit", type=int, default=6000,
+                        help="the student's training images (the first ones)")
+    parser.add_argument("--teacher-limit", type=int,
+                        help="the teacher's training images (default: all)")
     parser.add_argument("--test-limit", type=int, default=2000)
     parser.add_argument("--teacher", help="a teacher saved with pydl.save (its state_dict); "
                         "trained and saved there when the file does not exist")
-    parser.add_argument("--teacher-epochs", type=int, default=2)
+    parser.add_argument("--teacher-epochs", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=3, help="student epochs")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=4.0)
@@ -87,21 +96,21 @@ def main(argv=None):
     args = parser.parse_args(argv)
     pydl.manual_seed(args.seed)
 
-    ((x_train, y_train), (x_test, y_test)), source = load_images(args.data)
-    x_train = (x_train[:args.limit].astype(np.float32) / 255)[:, None]
+    ((x_all, y_all), (x_test, y_test)), source = load_images(args.data)
+    x_all = (x_all[:args.teacher_limit].astype(np.float32) / 255)[:, None]
+    y_all = y_all[:args.teacher_limit].astype(np.int64)
+    x_train, y_train = x_all[:args.limit], y_all[:args.limit]
     x_test = (x_test[:args.test_limit].astype(np.float32) / 255)[:, None]
-    y_train, y_test = y_train[:args.limit].astype(np.int64), y_test[:args.test_limit]
-    print(f"data: {source}; {len(x_train)} training and {len(x_test)} test images")
-
-    def hard_loss(logits, batch):
-        return F.cross_entropy(logits, pydl.tensor(y_train[batch]))
+    y_test = y_test[:args.test_limit]
+    print(f"data: {source}; the teacher trains on {len(x_all)} images, the student on "
+          f"{len(x_train)}; {len(x_test)} test images")
 
     teacher = nn_network()
     if args.teacher and os.path.exists(args.teacher):
         teacher.load_state_dict(pydl.load(args.teacher))
     else:
-        train(teacher, x_train, y_train, args.teacher_epochs, args.batch_size, args.seed,
-              hard_loss, lr=1e-3)
+        train(teacher, x_all, args.teacher_epochs, args.batch_size, args.seed,
+              labels_loss(y_all))
         if args.teacher:
             pydl.save(teacher.state_dict(), args.teacher)
     teacher_logits = predict(teacher, x_train)           # computed once: the teacher is fixed
@@ -114,9 +123,8 @@ def main(argv=None):
     student = student_network()
     baseline = student_network()
     baseline.load_state_dict(student.state_dict())         # the same start for both
-    losses = train(student, x_train, y_train, args.epochs, args.batch_size, args.seed + 1,
-                   soft_loss)
-    train(baseline, x_train, y_train, args.epochs, args.batch_size, args.seed + 1, hard_loss)
+    losses = train(student, x_train, args.epochs, args.batch_size, args.seed + 1, soft_loss)
+    train(baseline, x_train, args.epochs, args.batch_size, args.seed + 1, labels_loss(y_train))
 
     result = {"data": source, "losses": losses,
               "teacher_accuracy": accuracy(teacher, x_test, y_test),

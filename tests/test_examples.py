@@ -120,8 +120,8 @@ def test_mnist1d_models(model, steps, floor):
 def test_distillation_student_learns_from_the_teacher(capsys, tmp_path):
     pytest.importorskip("sklearn")
     teacher = tmp_path / "teacher.pydl"
-    args = ("--data", "digits", "--limit", "500", "--test-limit", "300", "--teacher-epochs",
-            "3", "--teacher", str(teacher))
+    args = ("--data", "digits", "--teacher-limit", "800", "--limit", "400", "--test-limit",
+            "300", "--teacher-epochs", "2", "--teacher", str(teacher))
     out = run("distillation", *args, "--epochs", "3")
     assert out["data"].startswith("scikit-learn digits") and teacher.exists()
     assert decreased(out["losses"], 0.8)
