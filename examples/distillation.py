@@ -11,6 +11,10 @@ upsampled to 28x28.
 
     python examples/distillation.py                      # teacher: 1 epoch of 60000
     python examples/distillation.py --teacher teacher.pydl   # reuse a saved teacher
+
+Measured (2026-12-02, a 3-epoch teacher at 0.8865, the student's first 6000 images, 8
+epochs): T=2, alpha=0.5 gave 0.836 against 0.832 on the labels alone; T=4, alpha=0.1
+gave 0.804 against 0.830, this small student following the flatter targets more slowly.
 """
 import argparse
 import os
@@ -87,10 +91,10 @@ def main(argv=None):
     parser.add_argument("--teacher", help="a teacher saved with pydl.save (its state_dict); "
                         "trained and saved there when the file does not exist")
     parser.add_argument("--teacher-epochs", type=int, default=1)
-    parser.add_argument("--epochs", type=int, default=3, help="student epochs")
+    parser.add_argument("--epochs", type=int, default=8, help="student epochs")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--temperature", type=float, default=4.0)
-    parser.add_argument("--alpha", type=float, default=0.1,
+    parser.add_argument("--temperature", type=float, default=2.0)
+    parser.add_argument("--alpha", type=float, default=0.5,
                         help="weight of the hard-label cross entropy")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

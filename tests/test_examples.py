@@ -129,7 +129,7 @@ def test_distillation_student_learns_from_the_teacher(capsys, tmp_path):
     assert out["teacher_accuracy"] > 0.3 and out["student_accuracy"] > 0.3  # chance is 0.1
     again = run("distillation", *args, "--epochs", "1")   # the saved teacher, reloaded
     assert again["teacher_accuracy"] == out["teacher_accuracy"]
-    assert "distilled at T=4" in capsys.readouterr().out
+    assert "distilled at T=2, alpha=0.5" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("api", ["nn", "keras"])
