@@ -81,7 +81,7 @@ def transfer_nn(args, source, target, path):
         fit_nn(pretrained, x_source, y_source, args.pretrain_epochs, 1e-3, args.seed)
         pydl.save(pretrained.state_dict(), path)
     state = pydl.load(path)
-    model = nn_network(state["11.weight"].shape[0])
+    model = nn_network(state["11.weight"].shape[0])  # [11] is the head, [9] the hidden dense
     model.load_state_dict(state)
     model.requires_grad_(False)                  # freeze everything ...
     model.add_module("11", nn.Linear(64, classes))  # ... and a new, trainable head in its place
