@@ -75,6 +75,17 @@ def load_images(choice, data_dir=None, download=False):
     return digits_as_28x28(), "scikit-learn digits, upsampled 8x8 -> 24x24, padded to 28x28"
 
 
+def nn_network(classes=10):
+    """The tutorial's network below as a pydl.nn.Sequential on (N, 1, 28, 28) input, for
+    the tools that work on nn.Modules (pruning, distillation)."""
+    nn = pydl.nn
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(64, 64, 3), nn.ReLU(),
+        nn.Flatten(), nn.Linear(64 * 3 * 3, 64), nn.ReLU(), nn.Linear(64, classes))
+
+
 class Throughput(keras.callbacks.Callback):
     """Training images per second, timed over the epochs' batches only."""
 

@@ -25,7 +25,10 @@ from pydl._runtime import get_num_threads, set_num_threads  # noqa: E402
 from pydl.autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
 # Data loading, data sets and checkpoints (pydl.save / pydl.load).
 from pydl import data, datasets  # noqa: E402
+# Export to ONNX (pydl.onnx.export, needs the onnx extra only when called).
+from pydl import onnx  # noqa: E402
 from pydl.serialization import load, save  # noqa: E402
+from pydl.serialization import load_safetensors, save_safetensors  # noqa: E402
 from pydl.tensor import (  # noqa: E402
     FUNCTION_FORMS, Tensor, arange, bool_, cat, concatenate, empty, eye, float32, float64,
     from_dlpack, from_numpy, full, function_form, int64, matmul, ones, ones_like, rand, randint,
@@ -51,6 +54,7 @@ __all__ = [
     "ones", "empty", "full", "zeros_like", "ones_like", "randn", "rand", "randint", "randperm",
     "arange", "eye", "cat", "concatenate", "stack", "where", "matmul", "manual_seed", "no_grad",
     "get_rng_state", "set_rng_state", "data", "datasets", "save", "load",
+    "save_safetensors", "load_safetensors", "onnx",
     "enable_grad", "is_grad_enabled", "set_num_threads", "get_num_threads", "float32",
     "float64", "int64", "bool", "float", "double", "long", *FUNCTION_FORMS]
 __all__ += ["einsum", "empty_like", "full_like", "linspace", "rand_like", "randint_like",

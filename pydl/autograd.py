@@ -242,14 +242,18 @@ _post_accumulate_hooks = {}
 
 
 class RemovableHandle:
-    """What registering a hook returns: remove() unregisters it."""
+    """What register_*_hook returns (tensor and module hooks alike): remove() takes the
+    hook out of its registry, a dict from handle id to hook in registration order."""
 
-    def __init__(self, hooks, hook):
-        self._hooks, self._hook = hooks, hook
+    _next_id = 0
+
+    def __init__(self, registry, hook):
+        self.registry, self.id = registry, RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+        registry[self.id] = hook
 
     def remove(self):
-        if self._hook in self._hooks:
-            self._hooks.remove(self._hook)
+        self.registry.pop(self.id, None)
 
 
 def register_post_accumulate_grad_hook(t, hook):
@@ -257,16 +261,15 @@ def register_post_accumulate_grad_hook(t, hook):
     sends to the leaf t (a leaf used several times runs it once, after the last)."""
     hooks = _post_accumulate_hooks.get(id(t))
     if hooks is None:
-        hooks = _post_accumulate_hooks[id(t)] = []
+        hooks = _post_accumulate_hooks[id(t)] = {}
         weakref.finalize(t, _post_accumulate_hooks.pop, id(t), None)
-    hooks.append(hook)
     return RemovableHandle(hooks, hook)
 
 
 def _run_post_accumulate_hooks(t):
     if t.grad is None:
         return
-    for hook in list(_post_accumulate_hooks.get(id(t), ())):
+    for hook in list(_post_accumulate_hooks.get(id(t), {}).values()):
         hook(t)
 
 

@@ -9,6 +9,9 @@ Reading parses JSON and .npy headers only, never pickle. Writing goes to a tempo
 file in the target's directory, is flushed and fsync'ed, then os.replace'd over the
 target (and the directory fsync'ed): a crash at any point leaves either the old file
 or the new one, never a mix.
+
+pydl.save_safetensors / pydl.load_safetensors read and write the safetensors format
+(through the safetensors package) for weights shared with PyTorch and other tools.
 """
 import json
 import math
@@ -88,19 +91,27 @@ def save(obj, path):
     ...     print(pydl.load(path))
     {'weight': tensor([1., 1.]), 'epoch': 3}
     """
-    path = os.fspath(path)
     writer = _Writer()
     structure = {"format": FORMAT, "version": VERSION, "root": writer.encode(obj, "obj")}
+
+    def write(file):
+        with zipfile.ZipFile(file, "w", zipfile.ZIP_STORED) as archive:
+            archive.writestr(_STRUCTURE, json.dumps(structure))
+            for i, array in enumerate(writer.arrays):
+                with archive.open(f"arrays/{i}.npy", "w", force_zip64=True) as member:
+                    _write_array(member, array)
+    _write_atomically(path, write)
+
+
+def _write_atomically(path, write):
+    """Calls write(file) on a temporary file beside path, then replaces path with it."""
+    path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
                                          suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
-            with zipfile.ZipFile(file, "w", zipfile.ZIP_STORED) as archive:
-                archive.writestr(_STRUCTURE, json.dumps(structure))
-                for i, array in enumerate(writer.arrays):
-                    with archive.open(f"arrays/{i}.npy", "w", force_zip64=True) as member:
-                        _write_array(member, array)
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
@@ -199,3 +210,53 @@ def load(path):
                 UnicodeDecodeError, RecursionError, OSError) as error:
             raise ValueError(f"pydl.load: {path} is not a readable pydl checkpoint "
                              f"(truncated or corrupted?): {error}") from error
+
+
+# ---- safetensors --------------------------------------------------------------------
+
+def _safetensors_numpy():
+    try:
+        import safetensors.numpy
+    except ImportError as error:
+        raise ImportError("save_safetensors / load_safetensors need the safetensors package: "
+                          "pip install 'pydl[safetensors]'") from error
+    return safetensors.numpy
+
+
+def save_safetensors(state_dict, path, metadata=None):
+    """Writes a flat name -> tensor (or array) mapping, e.g. model.state_dict(), as a
+    safetensors file (readable by safetensors.torch.load_file and other tools),
+    atomically. metadata: an optional str -> str mapping stored in the header.
+
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "model.safetensors")
+    ...     pydl.save_safetensors(pydl.nn.Linear(3, 2).state_dict(), path)
+    ...     print(sorted((k, v.shape) for k, v in pydl.load_safetensors(path).items()))
+    [('bias', (2,)), ('weight', (2, 3))]
+    """
+    st = _safetensors_numpy()
+    arrays = {}
+    for name, value in state_dict.items():
+        if not isinstance(name, str):
+            raise TypeError(f"save_safetensors: keys must be strings, got {name!r}")
+        array = value.detach().data if isinstance(value, Tensor) else np.asarray(value)
+        arrays[name] = np.require(to_device(array, CPU), requirements="C")
+    data = st.save(arrays, metadata=metadata)
+    _write_atomically(path, lambda file: file.write(data))
+
+
+def load_safetensors(path, device="cpu"):
+    """name -> Tensor from a safetensors file (e.g. one written by
+    safetensors.torch.save_file), ready for model.load_state_dict. Reading parses the
+    JSON header and copies the buffers; nothing is executed. See save_safetensors:
+
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "w.safetensors")
+    ...     pydl.save_safetensors({"w": pydl.ones(2, 2)}, path)
+    ...     pydl.load_safetensors(path)["w"].tolist()
+    [[1.0, 1.0], [1.0, 1.0]]
+    """
+    tensors = _safetensors_numpy().load_file(os.fspath(path))
+    return {name: Tensor(array).to(device) for name, array in tensors.items()}

@@ -120,3 +120,29 @@ def test_mnist1d_models(model, steps, floor):
               "--num-samples", "1500")
     assert decreased(out["losses"], 0.9)
     assert out["test_accuracy"] > floor
+
+
+def test_distillation_student_learns_from_the_teacher(capsys, tmp_path):
+    pytest.importorskip("sklearn")
+    teacher = tmp_path / "teacher.pydl"
+    args = ("--data", "digits", "--teacher-limit", "800", "--limit", "400", "--test-limit",
+            "300", "--teacher-epochs", "2", "--teacher", str(teacher))
+    out = run("distillation", *args, "--epochs", "3")
+    assert out["data"].startswith("scikit-learn digits") and teacher.exists()
+    assert decreased(out["losses"], 0.8)
+    assert out["student_parameters"] < out["teacher_parameters"] / 10
+    assert out["teacher_accuracy"] > 0.3 and out["student_accuracy"] > 0.3  # chance is 0.1
+    again = run("distillation", *args, "--epochs", "1")   # the saved teacher, reloaded
+    assert again["teacher_accuracy"] == out["teacher_accuracy"]
+    assert "distilled at T=2, alpha=0.5" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("api", ["nn", "keras"])
+def test_transfer_learning_fine_tunes_a_new_head_with_frozen_features(api, tmp_path):
+    pytest.importorskip("sklearn")
+    out = run("transfer_learning", "--api", api, "--source", "digits", "--pretrain-epochs",
+              "3", "--epochs", "4", "--pretrained", str(tmp_path / "model.pydl"))
+    assert out["data"] == "digits 0-4 -> digits 5-9"
+    assert out["frozen_tensors"] == 8 and out["frozen_unchanged"]
+    assert out["losses"][-1] < out["losses"][0]
+    assert out["test_accuracy"] > 0.3                     # 5 classes: chance is 0.2

@@ -977,3 +977,43 @@ def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
 
 __all__ += ["softplus", "hardtanh", "relu6", "pad", "normalize", "cosine_similarity",
             "huber_loss", "smooth_l1_loss"]
+
+
+def distillation_loss(student_logits, teacher_logits, target, temperature=3.0, alpha=0.1,
+                      reduction="mean"):
+    """Knowledge distillation (Hinton et al., 2015), per sample
+        alpha * CE(student, target) + (1 - alpha) * T^2 * KL(p_T(teacher) || p_T(student))
+    with p_T(z) = softmax(z / T). The T^2 keeps the soft term's gradient on the same
+    scale whatever T. The soft term runs as the fused cross entropy against the
+    teacher's probabilities minus their (constant) entropy; the teacher gets no
+    gradient. 'mean' averages over the batch (the KL as torch's 'batchmean').
+
+    >>> teacher = pydl.tensor([[2.0, 0.0, -1.0]])
+    >>> round(F.distillation_loss(teacher, teacher, pydl.tensor([0]), alpha=0.0).item(), 6)
+    0.0
+    >>> F.distillation_loss(pydl.zeros(4, 3), teacher.expand(4, 3), pydl.tensor([0, 1, 2, 0])).item() > 0
+    True
+    """
+    _check_reduction(reduction)
+    if not temperature > 0:
+        raise ValueError(f"distillation_loss: temperature must be > 0, got {temperature}")
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"distillation_loss: alpha must be in [0, 1], got {alpha}")
+    student = _as_tensor(student_logits)
+    teacher = _as_tensor(teacher_logits).detach()
+    if student.ndim != 2 or teacher.shape != student.shape:
+        raise ValueError(f"distillation_loss: student and teacher logits must both be (N, C), "
+                         f"got {student.shape} and {teacher.shape}")
+    scaled_teacher = teacher / temperature
+    soft_targets = softmax(scaled_teacher, 1)
+    entropy = -(soft_targets * log_softmax(scaled_teacher, 1)).sum(dim=1)
+    kl = cross_entropy(student / temperature, soft_targets, reduction="none") - entropy
+    per_sample = (1 - alpha) * temperature ** 2 * kl
+    if alpha:
+        per_sample = per_sample + alpha * cross_entropy(student, target, reduction="none")
+    if reduction == "none":
+        return per_sample
+    return per_sample.mean() if reduction == "mean" else per_sample.sum()
+
+
+__all__ += ["distillation_loss"]

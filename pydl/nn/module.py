@@ -10,6 +10,7 @@ import collections
 import numpy as np
 
 from pydl._device import is_device_array, to_device
+from pydl.autograd import RemovableHandle
 from pydl.tensor import Tensor, as_dtype
 
 
@@ -36,20 +37,6 @@ class Parameter(Tensor):
 
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
-
-
-class RemovableHandle:
-    """What register_*_hook returns: remove() takes the hook out of its registry."""
-
-    _next_id = 0
-
-    def __init__(self, registry, hook):
-        self.registry, self.id = registry, RemovableHandle._next_id
-        RemovableHandle._next_id += 1
-        registry[self.id] = hook
-
-    def remove(self):
-        self.registry.pop(self.id, None)
 
 
 class Module:
@@ -80,6 +67,10 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args, **kwargs):
+        for hook in tuple(self.__dict__.get("_forward_pre_hooks", {}).values()):
+            result = hook(self, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
         output = self.forward(*args, **kwargs)
         for hook in tuple(self.__dict__.get("_forward_hooks", {}).values()):
             replaced = hook(self, args, output)
@@ -102,6 +93,20 @@ class Module:
         [(4, 2)]
         """
         hooks = self.__dict__.setdefault("_forward_hooks", collections.OrderedDict())
+        return RemovableHandle(hooks, hook)
+
+    def register_forward_pre_hook(self, hook):
+        """hook(module, args) runs before each forward; a non-None result replaces the
+        positional arguments (a tuple, or a single value). Returns a handle whose remove()
+        unregisters it (as in torch).
+
+        >>> layer = nn.Linear(3, 2)
+        >>> handle = layer.register_forward_pre_hook(lambda m, args: args[0] * 0)
+        >>> layer(pydl.ones(4, 3)).tolist() == [layer.bias.tolist()] * 4
+        True
+        >>> handle.remove()
+        """
+        hooks = self.__dict__.setdefault("_forward_pre_hooks", collections.OrderedDict())
         return RemovableHandle(hooks, hook)
 
     # ---- registration ----------------------------------------------------------
