@@ -77,18 +77,18 @@ void write_grad(float* g, const float* e, const float* probs, float k, float sca
 PYDL_TARGET_AVX2 void target_sums_avx2(double& T, double& D, const float* t, const float* z,
                                        float m, index_t C) {
   const __m256 vm = _mm256_set1_ps(m);
-  simd::WideSum vt, vd;
+  simd::Ymm::WideSum vt, vd;
   index_t c = 0;
   for (; c + 8 <= C; c += 8) {
     const __m256 tc = _mm256_loadu_ps(t + c);
-    vt.add(tc);
-    vd.add(_mm256_mul_ps(tc, _mm256_sub_ps(_mm256_loadu_ps(z + c), vm)));
+    vt.add(simd::F8(tc));
+    vd.add(simd::F8(_mm256_mul_ps(tc, _mm256_sub_ps(_mm256_loadu_ps(z + c), vm))));
   }
   if (c < C) {
     const __m256i k = simd::tail_mask(C - c);
     const __m256 tc = _mm256_maskload_ps(t + c, k);  // masked lanes are 0, so t (z - m) is 0
-    vt.add(tc);
-    vd.add(_mm256_mul_ps(tc, _mm256_sub_ps(_mm256_maskload_ps(z + c, k), vm)));
+    vt.add(simd::F8(tc));
+    vd.add(simd::F8(_mm256_mul_ps(tc, _mm256_sub_ps(_mm256_maskload_ps(z + c, k), vm))));
   }
   T = vt.total();
   D = vd.total();

@@ -61,8 +61,8 @@ struct Vec8 {
 PYDL_TARGET_AVX2 inline Vec8 operator+(Vec8 a, Vec8 b) { return _mm256_add_ps(a.v, b.v); }
 PYDL_TARGET_AVX2 inline Vec8 operator-(Vec8 a, Vec8 b) { return _mm256_sub_ps(a.v, b.v); }
 PYDL_TARGET_AVX2 inline Vec8 operator*(Vec8 a, Vec8 b) { return _mm256_mul_ps(a.v, b.v); }
-PYDL_TARGET_AVX2 inline Vec8 sigmoid_of(Vec8 x) { return simd::sigmoid(x.v); }
-PYDL_TARGET_AVX2 inline Vec8 tanh_of(Vec8 x) { return simd::tanh(x.v); }
+PYDL_TARGET_AVX2 inline Vec8 sigmoid_of(Vec8 x) { return simd::sigmoid<simd::Ymm>(simd::F8(x.v)).v; }
+PYDL_TARGET_AVX2 inline Vec8 tanh_of(Vec8 x) { return simd::tanh<simd::Ymm>(simd::F8(x.v)).v; }
 PYDL_TARGET_AVX2 inline Vec8 relu_of(Vec8 x) { return _mm256_max_ps(_mm256_setzero_ps(), x.v); }
 PYDL_TARGET_AVX2 inline Vec8 positive_of(Vec8 x) {
   return _mm256_and_ps(_mm256_cmp_ps(x.v, _mm256_setzero_ps(), _CMP_GT_OQ), _mm256_set1_ps(1.0f));

@@ -65,6 +65,78 @@ struct Ymm {
   PYDL_TARGET_AVX2 static V fmadd(V a, V b, V c) { return V(_mm256_fmadd_ps(a.v, b.v, c.v)); }
   PYDL_TARGET_AVX2 static V sqrt(V a) { return V(_mm256_sqrt_ps(a.v)); }
   PYDL_TARGET_AVX2 static V max(V a, V b) { return V(_mm256_max_ps(b.v, a.v)); }
+
+  // For simd_math.h. Cond: a lane predicate (all-ones lanes here, a mask
+  // register on Zmm). vmax/vmin are the instructions as they are: the second
+  // operand when either is NaN.
+  struct Cond {
+    __m256 m;
+  };
+  PYDL_TARGET_AVX2 static V fnmadd(V a, V b, V c) { return V(_mm256_fnmadd_ps(a.v, b.v, c.v)); }
+  PYDL_TARGET_AVX2 static V fmsub(V a, V b, V c) { return V(_mm256_fmsub_ps(a.v, b.v, c.v)); }
+  PYDL_TARGET_AVX2 static V vmax(V a, V b) { return V(_mm256_max_ps(a.v, b.v)); }
+  PYDL_TARGET_AVX2 static V vmin(V a, V b) { return V(_mm256_min_ps(a.v, b.v)); }
+  PYDL_TARGET_AVX2 static V abs(V a) { return V(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v)); }
+  PYDL_TARGET_AVX2 static V minus_abs(V a) { return V(_mm256_or_ps(a.v, _mm256_set1_ps(-0.0f))); }
+  // |magnitude| with the sign of `sign` (magnitude has a clear sign bit).
+  PYDL_TARGET_AVX2 static V with_sign_of(V sign, V magnitude) {
+    return V(_mm256_or_ps(_mm256_and_ps(_mm256_set1_ps(-0.0f), sign.v), magnitude.v));
+  }
+  PYDL_TARGET_AVX2 static Cond less(V a, V b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ)}; }
+  PYDL_TARGET_AVX2 static Cond less_equal(V a, V b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_LE_OQ)}; }
+  PYDL_TARGET_AVX2 static Cond greater(V a, V b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ)}; }
+  // a > b, or either is NaN.
+  PYDL_TARGET_AVX2 static Cond not_less_equal(V a, V b) {
+    return {_mm256_cmp_ps(a.v, b.v, _CMP_NLE_UQ)};
+  }
+  PYDL_TARGET_AVX2 static Cond sign_set(V a) { return {a.v}; }  // blendv reads the sign bit
+  PYDL_TARGET_AVX2 static bool any(Cond c) { return !_mm256_testz_ps(c.m, c.m); }
+  PYDL_TARGET_AVX2 static V select(Cond c, V yes, V no) {
+    return V(_mm256_blendv_ps(no.v, yes.v, c.m));
+  }
+  // 0 where c holds, a elsewhere / a where c holds, 0 elsewhere.
+  PYDL_TARGET_AVX2 static V zero_where(Cond c, V a) { return V(_mm256_andnot_ps(c.m, a.v)); }
+  PYDL_TARGET_AVX2 static V keep_where(Cond c, V a) { return V(_mm256_and_ps(c.m, a.v)); }
+  PYDL_TARGET_AVX2 static V load_or(const float* p, Mask k, V fill) {
+    return V(_mm256_blendv_ps(fill.v, _mm256_maskload_ps(p, k.m), _mm256_castsi256_ps(k.m)));
+  }
+  PYDL_TARGET_AVX2 static V keep_lanes(Mask k, V a) {
+    return V(_mm256_and_ps(a.v, _mm256_castsi256_ps(k.m)));
+  }
+  // bits(a) + (bits(n) << 23): adds the low bits of n to a's exponent.
+  PYDL_TARGET_AVX2 static V add_to_exponent(V a, V n) {
+    return V(_mm256_castsi256_ps(_mm256_add_epi32(
+        _mm256_castps_si256(a.v), _mm256_slli_epi32(_mm256_castps_si256(n.v), 23))));
+  }
+  // 2^(n/2) and 2^(n - n/2) for an integral n (floor halves, as an arithmetic shift).
+  PYDL_TARGET_AVX2 static void pow2_halves(V n, V& s1, V& s2) {
+    const __m256i ni = _mm256_cvtps_epi32(n.v);
+    const __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    s1 = V(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23)));
+    s2 = V(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23)));
+  }
+  PYDL_TARGET_AVX2 static float hmax(V a) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+  }
+  // A sum of floats kept in double lanes; the low and high halves of each
+  // vector go to separate accumulators so the adds do not wait on each other.
+  struct WideSum {
+    __m256d lo, hi;
+    PYDL_TARGET_AVX2 WideSum() : lo(_mm256_setzero_pd()), hi(_mm256_setzero_pd()) {}
+    PYDL_TARGET_AVX2 void add(V a) {
+      lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(a.v)));
+      hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(a.v, 1)));
+    }
+    PYDL_TARGET_AVX2 double total() const {
+      const __m256d v = _mm256_add_pd(lo, hi);
+      __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+      return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+    }
+  };
 };
 
 struct Zmm {
@@ -81,6 +153,59 @@ struct Zmm {
   PYDL_TARGET_AVX512 static V fmadd(V a, V b, V c) { return V(_mm512_fmadd_ps(a.v, b.v, c.v)); }
   PYDL_TARGET_AVX512 static V sqrt(V a) { return V(_mm512_sqrt_ps(a.v)); }
   PYDL_TARGET_AVX512 static V max(V a, V b) { return V(_mm512_max_ps(b.v, a.v)); }
+
+  using Cond = __mmask16;
+  PYDL_TARGET_AVX512 static V fnmadd(V a, V b, V c) { return V(_mm512_fnmadd_ps(a.v, b.v, c.v)); }
+  PYDL_TARGET_AVX512 static V fmsub(V a, V b, V c) { return V(_mm512_fmsub_ps(a.v, b.v, c.v)); }
+  PYDL_TARGET_AVX512 static V vmax(V a, V b) { return V(_mm512_max_ps(a.v, b.v)); }
+  PYDL_TARGET_AVX512 static V vmin(V a, V b) { return V(_mm512_min_ps(a.v, b.v)); }
+  PYDL_TARGET_AVX512 static V abs(V a) { return V(_mm512_abs_ps(a.v)); }
+  PYDL_TARGET_AVX512 static V minus_abs(V a) { return V(_mm512_or_ps(a.v, _mm512_set1_ps(-0.0f))); }
+  PYDL_TARGET_AVX512 static V with_sign_of(V sign, V magnitude) {
+    return V(_mm512_or_ps(_mm512_and_ps(_mm512_set1_ps(-0.0f), sign.v), magnitude.v));
+  }
+  PYDL_TARGET_AVX512 static Cond less(V a, V b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ); }
+  PYDL_TARGET_AVX512 static Cond less_equal(V a, V b) {
+    return _mm512_cmp_ps_mask(a.v, b.v, _CMP_LE_OQ);
+  }
+  PYDL_TARGET_AVX512 static Cond greater(V a, V b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ); }
+  PYDL_TARGET_AVX512 static Cond not_less_equal(V a, V b) {
+    return _mm512_cmp_ps_mask(a.v, b.v, _CMP_NLE_UQ);
+  }
+  PYDL_TARGET_AVX512 static Cond sign_set(V a) {
+    return _mm512_movepi32_mask(_mm512_castps_si512(a.v));
+  }
+  PYDL_TARGET_AVX512 static bool any(Cond c) { return c != 0; }
+  PYDL_TARGET_AVX512 static V select(Cond c, V yes, V no) {
+    return V(_mm512_mask_blend_ps(c, no.v, yes.v));
+  }
+  PYDL_TARGET_AVX512 static V zero_where(Cond c, V a) { return V(_mm512_maskz_mov_ps(~c, a.v)); }
+  PYDL_TARGET_AVX512 static V keep_where(Cond c, V a) { return V(_mm512_maskz_mov_ps(c, a.v)); }
+  PYDL_TARGET_AVX512 static V load_or(const float* p, Mask k, V fill) {
+    return V(_mm512_mask_loadu_ps(fill.v, k, p));
+  }
+  PYDL_TARGET_AVX512 static V keep_lanes(Mask k, V a) { return V(_mm512_maskz_mov_ps(k, a.v)); }
+  PYDL_TARGET_AVX512 static V add_to_exponent(V a, V n) {
+    return V(_mm512_castsi512_ps(_mm512_add_epi32(
+        _mm512_castps_si512(a.v), _mm512_slli_epi32(_mm512_castps_si512(n.v), 23))));
+  }
+  PYDL_TARGET_AVX512 static void pow2_halves(V n, V& s1, V& s2) {
+    const __m512i ni = _mm512_cvtps_epi32(n.v);
+    const __m512i n1 = _mm512_srai_epi32(ni, 1), n2 = _mm512_sub_epi32(ni, n1);
+    const __m512i bias = _mm512_set1_epi32(127);
+    s1 = V(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n1, bias), 23)));
+    s2 = V(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n2, bias), 23)));
+  }
+  PYDL_TARGET_AVX512 static float hmax(V a) { return _mm512_reduce_max_ps(a.v); }
+  struct WideSum {
+    __m512d lo, hi;
+    PYDL_TARGET_AVX512 WideSum() : lo(_mm512_setzero_pd()), hi(_mm512_setzero_pd()) {}
+    PYDL_TARGET_AVX512 void add(V a) {
+      lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(a.v)));
+      hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(a.v, 1)));
+    }
+    PYDL_TARGET_AVX512 double total() const { return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi)); }
+  };
 };
 
 }  // namespace pydl::simd
