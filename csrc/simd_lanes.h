@@ -9,6 +9,7 @@
 // W::load(p), W::store(p, v)                 full vectors
 // W::tail(k), W::load(p, m), W::store(p, m, v) the first k < width lanes
 //                                            (a mask register on Zmm)
+// W::stream(p, v)                            a store past the cache (p aligned)
 // W::fmadd(a, b, c) = a * b + c fused; W::sqrt(a); W::max(a, b) = a < b ? b : a
 #pragma once
 #include "common.h"
@@ -62,6 +63,8 @@ struct Ymm {
   PYDL_TARGET_AVX2 static void store(float* p, V a) { _mm256_storeu_ps(p, a.v); }
   PYDL_TARGET_AVX2 static V load(const float* p, Mask k) { return V(_mm256_maskload_ps(p, k.m)); }
   PYDL_TARGET_AVX2 static void store(float* p, Mask k, V a) { _mm256_maskstore_ps(p, k.m, a.v); }
+  // A store that bypasses the cache; p aligned to the vector (32 bytes).
+  PYDL_TARGET_AVX2 static void stream(float* p, V a) { _mm256_stream_ps(p, a.v); }
   PYDL_TARGET_AVX2 static V fmadd(V a, V b, V c) { return V(_mm256_fmadd_ps(a.v, b.v, c.v)); }
   PYDL_TARGET_AVX2 static V sqrt(V a) { return V(_mm256_sqrt_ps(a.v)); }
   PYDL_TARGET_AVX2 static V max(V a, V b) { return V(_mm256_max_ps(b.v, a.v)); }
@@ -150,6 +153,7 @@ struct Zmm {
   PYDL_TARGET_AVX512 static void store(float* p, V a) { _mm512_storeu_ps(p, a.v); }
   PYDL_TARGET_AVX512 static V load(const float* p, Mask m) { return V(_mm512_maskz_loadu_ps(m, p)); }
   PYDL_TARGET_AVX512 static void store(float* p, Mask m, V a) { _mm512_mask_storeu_ps(p, m, a.v); }
+  PYDL_TARGET_AVX512 static void stream(float* p, V a) { _mm512_stream_ps(p, a.v); }  // 64-byte aligned
   PYDL_TARGET_AVX512 static V fmadd(V a, V b, V c) { return V(_mm512_fmadd_ps(a.v, b.v, c.v)); }
   PYDL_TARGET_AVX512 static V sqrt(V a) { return V(_mm512_sqrt_ps(a.v)); }
   PYDL_TARGET_AVX512 static V max(V a, V b) { return V(_mm512_max_ps(b.v, a.v)); }
