@@ -144,19 +144,21 @@ PYDL_SIMD_INLINE void map_binary_vector(float* z, const float* a, const float* b
 
 // Each path's entry points: the whole loop compiled for its instruction set.
 template <class Op>
-PYDL_TARGET_AVX2 void map_unary_avx2(float* y, const float* x, index_t n) {
+PYDL_TARGET_AVX2 PYDL_FLATTEN void map_unary_avx2(float* y, const float* x, index_t n) {
   map_unary_vector<simd::Ymm, Op>(y, x, n);
 }
 template <class Op>
-PYDL_TARGET_AVX512 void map_unary_avx512(float* y, const float* x, index_t n) {
+PYDL_TARGET_AVX512 PYDL_FLATTEN void map_unary_avx512(float* y, const float* x, index_t n) {
   map_unary_vector<simd::Zmm, Op>(y, x, n);
 }
 template <class Op>
-PYDL_TARGET_AVX2 void map_binary_avx2(float* z, const float* a, const float* b, index_t n) {
+PYDL_TARGET_AVX2 PYDL_FLATTEN void map_binary_avx2(float* z, const float* a, const float* b,
+                                                  index_t n) {
   map_binary_vector<simd::Ymm, Op>(z, a, b, n);
 }
 template <class Op>
-PYDL_TARGET_AVX512 void map_binary_avx512(float* z, const float* a, const float* b, index_t n) {
+PYDL_TARGET_AVX512 PYDL_FLATTEN void map_binary_avx512(float* z, const float* a, const float* b,
+                                                      index_t n) {
   map_binary_vector<simd::Zmm, Op>(z, a, b, n);
 }
 #endif
@@ -219,10 +221,10 @@ PYDL_SIMD_INLINE double row_dot_vector(const float* dy, const float* y, index_t 
   return sum.total();
 }
 
-PYDL_TARGET_AVX2 double row_dot_avx2(const float* dy, const float* y, index_t n) {
+PYDL_TARGET_AVX2 PYDL_FLATTEN double row_dot_avx2(const float* dy, const float* y, index_t n) {
   return y ? row_dot_vector<simd::Ymm, true>(dy, y, n) : row_dot_vector<simd::Ymm, false>(dy, y, n);
 }
-PYDL_TARGET_AVX512 double row_dot_avx512(const float* dy, const float* y, index_t n) {
+PYDL_TARGET_AVX512 PYDL_FLATTEN double row_dot_avx512(const float* dy, const float* y, index_t n) {
   return y ? row_dot_vector<simd::Zmm, true>(dy, y, n) : row_dot_vector<simd::Zmm, false>(dy, y, n);
 }
 #endif

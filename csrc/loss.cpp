@@ -89,20 +89,21 @@ PYDL_SIMD_INLINE void target_sums_vector(double& T, double& D, const float* t, c
   D = vd.total();
 }
 
-PYDL_TARGET_AVX2 void write_grad_avx2(float* g, const float* e, const float* probs, float k,
-                                      float scale, index_t C, bool stream) {
+PYDL_TARGET_AVX2 PYDL_FLATTEN void write_grad_avx2(float* g, const float* e, const float* probs,
+                                                  float k, float scale, index_t C, bool stream) {
   write_grad_vector<simd::Ymm>(g, e, probs, k, scale, C, stream);
 }
-PYDL_TARGET_AVX512 void write_grad_avx512(float* g, const float* e, const float* probs, float k,
-                                          float scale, index_t C, bool stream) {
+PYDL_TARGET_AVX512 PYDL_FLATTEN void write_grad_avx512(float* g, const float* e,
+                                                      const float* probs, float k, float scale,
+                                                      index_t C, bool stream) {
   write_grad_vector<simd::Zmm>(g, e, probs, k, scale, C, stream);
 }
-PYDL_TARGET_AVX2 void target_sums_avx2(double& T, double& D, const float* t, const float* z,
-                                       float m, index_t C) {
+PYDL_TARGET_AVX2 PYDL_FLATTEN void target_sums_avx2(double& T, double& D, const float* t,
+                                                   const float* z, float m, index_t C) {
   target_sums_vector<simd::Ymm>(T, D, t, z, m, C);
 }
-PYDL_TARGET_AVX512 void target_sums_avx512(double& T, double& D, const float* t, const float* z,
-                                           float m, index_t C) {
+PYDL_TARGET_AVX512 PYDL_FLATTEN void target_sums_avx512(double& T, double& D, const float* t,
+                                                       const float* z, float m, index_t C) {
   target_sums_vector<simd::Zmm>(T, D, t, z, m, C);
 }
 #endif

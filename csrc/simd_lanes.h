@@ -2,7 +2,9 @@
 // Ymm (8 floats, AVX2+FMA) and Zmm (16 floats, AVX-512). A kernel body is a
 // template over W (no target attribute of its own); each ISA's entry point is
 // a PYDL_TARGET_* function marked flatten that instantiates it with its W, so
-// every lane operation is inlined into code compiled for that ISA only.
+// every lane operation is inlined into code compiled for that ISA only. The
+// flatten is needed, not only tidy: a call passing F16 by value that GCC 12
+// left out of line under LTO lost all but the low 4 lanes (an LSTM gate).
 //
 // W::V         the vector: F8 or F16, with + - * / and unary minus
 // W::width     floats per vector
@@ -16,6 +18,8 @@
 
 #if PYDL_X86
 #include <immintrin.h>
+
+#define PYDL_FLATTEN __attribute__((flatten))
 
 namespace pydl::simd {
 

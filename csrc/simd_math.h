@@ -201,16 +201,19 @@ PYDL_SIMD_INLINE double row_sum_exp(float* e, const float* x, float m, index_t n
 }
 
 // The row reductions' entry points for each vector path.
-PYDL_TARGET_AVX2 inline float row_max_avx2(const float* x, index_t n) { return row_max<Ymm>(x, n); }
-PYDL_TARGET_AVX512 inline float row_max_avx512(const float* x, index_t n) {
+PYDL_TARGET_AVX2 PYDL_FLATTEN inline float row_max_avx2(const float* x, index_t n) {
+  return row_max<Ymm>(x, n);
+}
+PYDL_TARGET_AVX512 PYDL_FLATTEN inline float row_max_avx512(const float* x, index_t n) {
   return row_max<Zmm>(x, n);
 }
-PYDL_TARGET_AVX2 inline double row_sum_exp_avx2(float* e, const float* x, float m, index_t n,
-                                                const float* next) {
+PYDL_TARGET_AVX2 PYDL_FLATTEN inline double row_sum_exp_avx2(float* e, const float* x, float m,
+                                                             index_t n, const float* next) {
   return row_sum_exp<Ymm>(e, x, m, n, next);
 }
-PYDL_TARGET_AVX512 inline double row_sum_exp_avx512(float* e, const float* x, float m, index_t n,
-                                                    const float* next) {
+PYDL_TARGET_AVX512 PYDL_FLATTEN inline double row_sum_exp_avx512(float* e, const float* x,
+                                                                 float m, index_t n,
+                                                                 const float* next) {
   return row_sum_exp<Zmm>(e, x, m, n, next);
 }
 
