@@ -244,7 +244,8 @@ PYDL_TARGET_AVX2 index_t pack_rows_avx2(const float* src, index_t rs, index_t ro
           _mm256_storeu_ps(d, r[j]);
         } else {
           _mm_storeu_ps(d, _mm256_castps256_ps128(r[j]));
-          if (R - g == 6) _mm_storel_pi(reinterpret_cast<__m64*>(d + 4), _mm256_extractf128_ps(r[j], 1));
+          if (R - g == 6)
+            _mm_storel_pi(reinterpret_cast<__m64*>(d + 4), _mm256_extractf128_ps(r[j], 1));
         }
       }
     }
