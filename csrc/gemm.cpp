@@ -63,9 +63,11 @@ struct YmmTile {
 // masked; a row edge runs 4 or 8 rows (M = 64 = 5 x 12 + 4) and stores its m.
 // Blocks: the B micro-panel fills all of L1 (kc = 384 on 48 KiB) and streams
 // from L2 past the A panels, the A block a quarter of L2. Measured at 2048^3
-// on one Sapphire Rapids core: kc = L1/2 124 GFLOP/s, kc = L1 133, with the
-// A block at a quarter of L2 138 (the C tile is loaded and stored K/kc times,
-// and each micro-kernel call's fixed cost is amortized over kc steps).
+// on one busy Sapphire Rapids core: kc = L1/2 124 GFLOP/s, kc = L1 133, with
+// the A block at a quarter of L2 138 (the C tile is loaded and stored K/kc
+// times, and each call's fixed cost is amortized over kc steps); on a quiet
+// core kc from L1/2 to 3 L1 and A blocks from 1/8 to 1/2 of L2 all gave
+// 150-159, so the blocks are not what limits it there.
 struct ZmmTile {
   static constexpr index_t MR = 12, NR = 32, VW = 16, RS = 4;
   static constexpr bool masked_edges = true;
