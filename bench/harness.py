@@ -158,6 +158,43 @@ class Bench:
         return json_path, md_path
 
 
+def plot_rates(bench, path, suites=("gemm", "conv")):
+    """A PNG of GFLOP/s by shape, one panel per suite and thread count: pydl on
+    each instruction set timed, its peers, and the FMA-loop peak of each
+    instruction set as dashed lines. Returns the path, or None without
+    matplotlib (pip install .[plot]) or without rows to plot."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    panels = [(suite, t) for suite in suites for t in bench.threads
+              if any(r.suite == suite and r.threads == t and r.gflops for r in bench.rows)]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(len(panels), 1, figsize=(11, 4 * len(panels)), squeeze=False)
+    for ax, (suite, t) in zip(axes[:, 0], panels):
+        rows = [r for r in bench.rows if r.suite == suite and r.threads == t and r.gflops]
+        labels = list(dict.fromkeys(f"{r.kernel} {r.shape}" for r in rows))
+        for impl in dict.fromkeys(r.impl for r in rows):
+            rate = {f"{r.kernel} {r.shape}": r.gflops for r in rows if r.impl == impl}
+            ax.plot(range(len(labels)), [rate.get(label, float("nan")) for label in labels],
+                    marker="o", label=impl if impl != "pydl" else f"pydl {bench.isa}")
+        for isa, peaks in bench.isa_peak.items():
+            if t in peaks:
+                ax.axhline(peaks[t], linestyle="--", linewidth=1, color="gray")
+                ax.annotate(f"{isa} FMA peak", (0, peaks[t]), fontsize=8, color="gray")
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
+        ax.set_ylabel("GFLOP/s")
+        ax.set_title(f"{suite}, {t} thread{'s' if t > 1 else ''}")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def _cpu_name():
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

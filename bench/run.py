@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE))
 import pydl  # noqa: E402,F401  (package-level settings apply before the kernels load)
 from pydl import _C  # noqa: E402
 
-from harness import Bench  # noqa: E402
+from harness import Bench, plot_rates  # noqa: E402
 
 SUITES = ["gemm", "loss", "conv", "rnn", "optim", "cuda"]
 
@@ -119,6 +119,8 @@ def main():
     print(bench.table())
     json_path, md_path = bench.write(args.out)
     print(f"\nwrote {json_path} and {md_path}")
+    png_path = plot_rates(bench, args.out / "rates.png")
+    print(f"wrote {png_path}" if png_path else "no plot (needs matplotlib and gemm/conv rows)")
 
 
 if __name__ == "__main__":
