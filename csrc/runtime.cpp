@@ -120,7 +120,8 @@ CpuFeatures detect_features() {
 #if PYDL_X86
   const unsigned max_leaf = cpuid(0, 0).a;
   if (max_leaf < 7) return f;
-  const Cpuid l1 = cpuid(1, 0), l7 = cpuid(7, 0), l7s1 = cpuid(7, 1);
+  const Cpuid l1 = cpuid(1, 0), l7 = cpuid(7, 0);
+  const Cpuid l7s1 = l7.a >= 1 ? cpuid(7, 1) : Cpuid{};  // l7.a: the last sub-leaf of leaf 7
   // OSXSAVE (CPUID.1:ECX.27) says XGETBV may be executed at all.
   if (!bit(l1.c, 27)) return f;
   const std::uint64_t xcr = xcr0();
