@@ -44,7 +44,12 @@ class Bench:
         # previous peer would steal a core from the one being timed.
         self.settle = settle
         self.rows: list[Row] = []
-        self.peak: dict[int, float] = {}   # threads -> GFLOP/s of the FMA loop
+        self.peak: dict[int, float] = {}   # threads -> GFLOP/s of the FMA loop (active ISA)
+        self.isa = None                    # pydl's instruction set in this run
+        # Lower instruction sets pydl is also timed on (add_pydl), e.g. ["avx2"] on an
+        # AVX-512 machine, so a regression of the path other machines run shows.
+        self.compare_isas: list[str] = []
+        self.isa_peak: dict[str, dict[int, float]] = {}  # isa -> threads -> GFLOP/s
         self.info: dict = {}
         self.sections: list[str] = []  # markdown a suite adds below the table
         self._thread_setters = []
@@ -77,6 +82,20 @@ class Bench:
             best = min(best, (time.perf_counter() - t0) / calls)
         return best
 
+    def add_pydl(self, suite, kernel, shape, threads, fn, *, setup=None, **add_args):
+        """Times pydl's fn on the active instruction set (row "pydl") and on each
+        of compare_isas (rows "pydl <isa>"), restoring the active one after."""
+        from pydl import _C
+        row = self.add(suite, kernel, shape, "pydl", threads, self.timeit(fn, setup=setup), **add_args)
+        for isa in self.compare_isas:
+            _C.set_isa(isa)
+            try:
+                self.add(suite, kernel, shape, f"pydl {isa}", threads, self.timeit(fn, setup=setup),
+                         **add_args)
+            finally:
+                _C.set_isa(self.isa)
+        return row
+
     def add(self, suite, kernel, shape, impl, threads, seconds, flops=None, bytes=None, **extra):
         row = Row(suite, kernel, shape, impl, threads, seconds, flops, bytes, extra)
         self.rows.append(row)
@@ -97,7 +116,8 @@ class Bench:
             groups.setdefault((r.suite, r.kernel, r.shape, r.threads), {})[r.impl] = r
             if r.impl != "pydl" and r.impl not in peers:
                 peers.append(r.impl)
-        head = ["suite", "kernel", "shape", "threads", "pydl"] + [f"vs {p}" for p in peers] + ["of peak"]
+        head = (["suite", "kernel", "shape", "threads", "isa", "pydl"] + [f"vs {p}" for p in peers]
+                + ["peak", "of peak"])
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for (suite, kernel, shape, threads), impls in groups.items():
             ours = impls.get("pydl")
@@ -106,10 +126,11 @@ class Bench:
             rate = (f"{ours.gflops:.1f} GFLOP/s" if ours.gflops is not None else
                     f"{ours.gbytes:.2f} GB/s" if ours.gbytes is not None else
                     f"{ours.seconds * 1e3:.3f} ms")
-            cells = [suite, kernel, shape, str(threads), rate]
+            cells = [suite, kernel, shape, str(threads), self.isa or "", rate]
             for p in peers:
                 cells.append(f"{impls[p].seconds / ours.seconds:.2f}x" if p in impls else "")
             peak = self.peak.get(threads)
+            cells.append(f"{peak:.0f} GFLOP/s" if peak and ours.gflops else "")
             cells.append(f"{ours.gflops / peak:.0%}" if peak and ours.gflops else "")
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
@@ -123,13 +144,55 @@ class Bench:
                    "rows": [dict(asdict(r), gflops=r.gflops, gbytes=r.gbytes) for r in self.rows]}
         json_path = out_dir / f"{stamp}.json"
         json_path.write_text(json.dumps(payload, indent=1))
-        md = (f"{info['date']}, {info['processor']}, peak FMA loop "
-              + ", ".join(f"{t} thread{'s' if t > 1 else ''}: {g:.0f} GFLOP/s" for t, g in self.peak.items())
-              + "\n\nRatios are peer time / pydl time in the same run (>1: pydl faster).\n\n"
+        peaks = "; ".join(
+            f"{isa} " + ", ".join(f"{t} thread{'s' if t > 1 else ''}: {g:.0f} GFLOP/s"
+                                  for t, g in by_threads.items())
+            for isa, by_threads in self.isa_peak.items())
+        md = (f"{info['date']}, {info['processor']}, pydl ISA {self.isa}, peak FMA loop {peaks}"
+              + "\n\nRatios are peer time / pydl time in the same run (>1: pydl faster); "
+              "'vs pydl <isa>' is pydl on that lower instruction set, and 'of peak' the\n"
+              "active instruction set's FMA-loop peak.\n\n"
               + self.table() + "\n" + "".join(f"\n{section}\n" for section in self.sections))
         md_path = out_dir / "latest.md"
         md_path.write_text(md)
         return json_path, md_path
+
+
+def plot_rates(bench, path, suites=("gemm", "conv")):
+    """A PNG of GFLOP/s by shape, one panel per suite and thread count: pydl on
+    each instruction set timed, its peers, and the FMA-loop peak of each
+    instruction set as dashed lines. Returns the path, or None without
+    matplotlib (pip install .[plot]) or without rows to plot."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    panels = [(suite, t) for suite in suites for t in bench.threads
+              if any(r.suite == suite and r.threads == t and r.gflops for r in bench.rows)]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(len(panels), 1, figsize=(11, 4 * len(panels)), squeeze=False)
+    for ax, (suite, t) in zip(axes[:, 0], panels):
+        rows = [r for r in bench.rows if r.suite == suite and r.threads == t and r.gflops]
+        labels = list(dict.fromkeys(f"{r.kernel} {r.shape}" for r in rows))
+        for impl in dict.fromkeys(r.impl for r in rows):
+            rate = {f"{r.kernel} {r.shape}": r.gflops for r in rows if r.impl == impl}
+            ax.plot(range(len(labels)), [rate.get(label, float("nan")) for label in labels],
+                    marker="o", label=impl if impl != "pydl" else f"pydl {bench.isa}")
+        for isa, peaks in bench.isa_peak.items():
+            if t in peaks:
+                ax.axhline(peaks[t], linestyle="--", linewidth=1, color="gray")
+                ax.annotate(f"{isa} FMA peak", (0, peaks[t]), fontsize=8, color="gray")
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
+        ax.set_ylabel("GFLOP/s")
+        ax.set_title(f"{suite}, {t} thread{'s' if t > 1 else ''}")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def _cpu_name():

@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE))
 import pydl  # noqa: E402,F401  (package-level settings apply before the kernels load)
 from pydl import _C  # noqa: E402
 
-from harness import Bench  # noqa: E402
+from harness import Bench, plot_rates  # noqa: E402
 
 SUITES = ["gemm", "loss", "conv", "rnn", "optim", "cuda"]
 
@@ -64,16 +64,22 @@ def _torch(bench):
 
 
 def _peak(bench, seconds):
-    """The FMA-loop peak on each thread count: the best of this try and any
-    earlier one (other work on the machine only ever lowers it), so calling it
-    before and after the suites guards the fractions of peak against a busy
-    moment."""
-    for t in bench.threads:
-        tries = [_C.fma_peak_gflops(t, seconds) for _ in range(2)]
-        bench.info.setdefault("peak_tries", {}).setdefault(t, []).extend(round(g, 1) for g in tries)
-        bench.peak[t] = max([bench.peak.get(t, 0.0)] + tries)
-        print(f"FMA peak, {t} thread{'s' if t > 1 else ''}: {bench.peak[t]:.1f} GFLOP/s "
-              f"(tries: {', '.join(f'{g:.1f}' for g in tries)})")
+    """The FMA-loop peak on each thread count and instruction set timed (the
+    active one first): the best of this try and any earlier one (other work on
+    the machine only ever lowers it), so calling it before and after the suites
+    guards the fractions of peak against a busy moment."""
+    for isa in [bench.isa] + bench.compare_isas:
+        _C.set_isa(isa)
+        peaks = bench.isa_peak.setdefault(isa, {})
+        for t in bench.threads:
+            tries = [_C.fma_peak_gflops(t, seconds) for _ in range(2)]
+            bench.info.setdefault("peak_tries", {}).setdefault(isa, {}).setdefault(t, []).extend(
+                round(g, 1) for g in tries)
+            peaks[t] = max([peaks.get(t, 0.0)] + tries)
+            print(f"FMA peak, {isa}, {t} thread{'s' if t > 1 else ''}: {peaks[t]:.1f} GFLOP/s "
+                  f"(tries: {', '.join(f'{g:.1f}' for g in tries)})")
+    _C.set_isa(bench.isa)
+    bench.peak = dict(bench.isa_peak[bench.isa])
 
 
 def main():
@@ -90,9 +96,13 @@ def main():
         ap.error(f"unknown suite(s) {unknown}; choose from {SUITES}")
 
     bench = Bench(threads=args.threads, quick=args.quick)
-    bench.info.update(pydl_isa=_C.isa(), numpy=np.__version__, threads=args.threads,
-                      quick=args.quick)
-    print(f"pydl ISA: {_C.isa()}, numpy {np.__version__}")
+    bench.isa = _C.isa()
+    # The AVX2 path beside an AVX-512 one (PYDL_ISA=avx2 picks it for a whole run).
+    bench.compare_isas = ["avx2"] if bench.isa == "avx512" else []
+    bench.info.update(pydl_isa=bench.isa, compare_isas=bench.compare_isas, numpy=np.__version__,
+                      threads=args.threads, quick=args.quick)
+    print(f"pydl ISA: {bench.isa} (CPU's best {_C.best_isa()}; also timed on "
+          f"{bench.compare_isas or 'nothing else'}), numpy {np.__version__}")
     bench.on_threads(_C.set_num_threads)
     _numpy_blas(bench)
     _torch(bench)
@@ -109,6 +119,8 @@ def main():
     print(bench.table())
     json_path, md_path = bench.write(args.out)
     print(f"\nwrote {json_path} and {md_path}")
+    png_path = plot_rates(bench, args.out / "rates.png")
+    print(f"wrote {png_path}" if png_path else "no plot (needs matplotlib and gemm/conv rows)")
 
 
 if __name__ == "__main__":

@@ -56,8 +56,8 @@ def _conv(bench, t):
         def ours_fwd_bwd():
             C.conv2d_forward(x, wt, b, **geometry)
             C.conv2d_backward(gy, x, wt, **geometry)
-        bench.add(SUITE, "fwd", name, "pydl", t, bench.timeit(ours_fwd), flops=flops)
-        bench.add(SUITE, "fwd+bwd", name, "pydl", t, bench.timeit(ours_fwd_bwd), flops=3 * flops)
+        bench.add_pydl(SUITE, "fwd", name, t, ours_fwd, flops=flops)
+        bench.add_pydl(SUITE, "fwd+bwd", name, t, ours_fwd_bwd, flops=3 * flops)
         if torch is None:
             continue
         tx, tw, tb, tgy = map(torch.from_numpy, (x, wt, b, gy))
@@ -86,7 +86,7 @@ def _max_pool(bench, t):
     def ours():
         _, idx = C.max_pool2d_forward(x, kernel_size=(2, 2), stride=(2, 2))
         C.max_pool2d_backward(gy, idx, x.shape, kernel_size=(2, 2), stride=(2, 2))
-    bench.add(SUITE, "maxpool f+b", shape, "pydl", t, bench.timeit(ours), bytes=nbytes)
+    bench.add_pydl(SUITE, "maxpool f+b", shape, t, ours, bytes=nbytes)
     if torch is not None:
         tx, tgy = torch.from_numpy(x), torch.from_numpy(gy)
 

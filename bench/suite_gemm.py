@@ -73,7 +73,7 @@ def _product(bench, t, label, M, K, N, trans_a, trans_b, batch, rng):
     def numpy_call():
         np.matmul(a_op, b_op, out=out)
 
-    bench.add(SUITE, kernel, shape, "pydl", t, bench.timeit(pydl_call), flops=flops, **extra)
+    bench.add_pydl(SUITE, kernel, shape, t, pydl_call, flops=flops, **extra)
     bench.add(SUITE, kernel, shape, "numpy", t, bench.timeit(numpy_call), flops=flops, **extra)
     if torch is not None:
         ta, tb, tout = _op(torch.from_numpy(a), trans_a), _op(torch.from_numpy(b), trans_b), \

@@ -44,7 +44,7 @@ def _cross_entropy(bench, t):
 
         def ours():
             C.softmax_cross_entropy(logits, target, reduction="mean")
-        bench.add(SUITE, "xent f+b", shape, "pydl", t, bench.timeit(ours), bytes=nbytes)
+        bench.add_pydl(SUITE, "xent f+b", shape, t, ours, bytes=nbytes)
 
         if torch is not None:
             tl, tt = torch.from_numpy(logits), torch.from_numpy(target)
@@ -65,7 +65,7 @@ def _activations(bench, t):
     for name in ("relu", "sigmoid", "tanh", "gelu"):
         fwd = getattr(C, f"{name}_forward")
         shape, nbytes = f"{n}", 2 * n * 4
-        bench.add(SUITE, f"{name} fwd", shape, "pydl", t, bench.timeit(lambda: fwd(x)), bytes=nbytes)
+        bench.add_pydl(SUITE, f"{name} fwd", shape, t, lambda: fwd(x), bytes=nbytes)
         if torch is not None:
             tx = torch.from_numpy(x)
             op = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "gelu": F.gelu}[name]

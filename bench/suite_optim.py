@@ -69,7 +69,7 @@ def run(bench):
             nbytes = floats * N * 4
             copy_seconds = bench.timeit(_memcpy(floats * N))
             ours = _pydl_optimizer(name, options, rng)
-            bench.add(SUITE, case, shape, "pydl", t, bench.timeit(ours.step), bytes=nbytes)
+            bench.add_pydl(SUITE, case, shape, t, ours.step, bytes=nbytes)
             bench.add(SUITE, case, shape, "kernel", t, bench.timeit(_raw_kernel(case, rng)),
                       bytes=nbytes)
             bench.add(SUITE, case, shape, "memcpy", t, copy_seconds, bytes=nbytes)

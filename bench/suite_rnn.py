@@ -50,9 +50,8 @@ def _layer(bench, t, kind):
     def ours_train():
         out, _ = ours(xo)
         out.sum().backward()
-    bench.add(SUITE, f"{kind} fwd", shape, "pydl", t, bench.timeit(ours_forward), flops=fwd_flops)
-    bench.add(SUITE, f"{kind} f+b", shape, "pydl", t, bench.timeit(ours_train),
-              flops=3 * fwd_flops)
+    bench.add_pydl(SUITE, f"{kind} fwd", shape, t, ours_forward, flops=fwd_flops)
+    bench.add_pydl(SUITE, f"{kind} f+b", shape, t, ours_train, flops=3 * fwd_flops)
     if theirs is None:
         return
     xt = torch.from_numpy(x)

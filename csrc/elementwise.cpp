@@ -1,8 +1,9 @@
 // Elementwise activations and their gradients, and row-wise softmax /
 // log-softmax. Each activation is one struct holding its formula twice: the
-// portable scalar form (libm) and, on x86, the AVX2 form over 8 lanes
-// (simd_math.h). map_unary / map_binary run either form over an array, split
-// across threads when the array is big enough to pay for them.
+// portable scalar form (libm) and, on x86, the vector form over a width W
+// (simd_math.h: 8 lanes on AVX2, 16 on AVX-512). map_unary / map_binary run
+// either form over an array, split across threads when the array is big
+// enough to pay for them.
 #include "elementwise.h"
 
 #include <cmath>
@@ -26,7 +27,8 @@ struct Relu {  // NaN passes through, as max(0, x) does in PyTorch
   static constexpr double cost = 1;
   static float scalar(float x) { return x < 0 ? 0.0f : x; }
 #if PYDL_X86
-  PYDL_TARGET_AVX2 static __m256 vec(__m256 x) { return _mm256_max_ps(_mm256_setzero_ps(), x); }
+  template <class W, class V = typename W::V>
+  PYDL_SIMD_INLINE static V vec(V x) { return W::vmax(V(0.0f), x); }
 #endif
 };
 
@@ -34,14 +36,13 @@ struct ReluGrad {  // dx = dy where x > 0 (or NaN), else 0
   static constexpr double cost = 1;
   static float scalar(float dy, float x) { return x <= 0 ? 0.0f : dy; }
 #if PYDL_X86
-  PYDL_TARGET_AVX2 static __m256 vec(__m256 dy, __m256 x) {
-    return _mm256_andnot_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LE_OQ), dy);
-  }
+  template <class W, class V = typename W::V>
+  PYDL_SIMD_INLINE static V vec(V dy, V x) { return W::zero_where(W::less_equal(x, 0.0f), dy); }
 #endif
 };
 
 // sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0, e = exp(-|x|)
-// (simd::sigmoid is the same formula over 8 lanes).
+// (simd::sigmoid is the same formula over vector lanes).
 struct Sigmoid {
   static constexpr double cost = 4;
   static float scalar(float x) {
@@ -49,7 +50,8 @@ struct Sigmoid {
     return (x < 0 ? e : 1.0f) / (1.0f + e);
   }
 #if PYDL_X86
-  PYDL_TARGET_AVX2 static __m256 vec(__m256 x) { return simd::sigmoid(x); }
+  template <class W, class V = typename W::V>
+  PYDL_SIMD_INLINE static V vec(V x) { return simd::sigmoid<W>(x); }
 #endif
 };
 
@@ -57,18 +59,18 @@ struct SigmoidGrad {  // dx = dy * y (1 - y)
   static constexpr double cost = 1;
   static float scalar(float dy, float y) { return dy * y * (1.0f - y); }
 #if PYDL_X86
-  PYDL_TARGET_AVX2 static __m256 vec(__m256 dy, __m256 y) {
-    return _mm256_mul_ps(_mm256_mul_ps(dy, y), _mm256_sub_ps(_mm256_set1_ps(1.0f), y));
-  }
+  template <class W, class V = typename W::V>
+  PYDL_SIMD_INLINE static V vec(V dy, V y) { return (dy * y) * (V(1.0f) - y); }
 #endif
 };
 
-// tanh: libm, or simd::tanh over 8 lanes.
+// tanh: libm, or simd::tanh over vector lanes.
 struct Tanh {
   static constexpr double cost = 5;
   static float scalar(float x) { return std::tanh(x); }
 #if PYDL_X86
-  PYDL_TARGET_AVX2 static __m256 vec(__m256 x) { return simd::tanh(x); }
+  template <class W, class V = typename W::V>
+  PYDL_SIMD_INLINE static V vec(V x) { return simd::tanh<W>(x); }
 #endif
 };
 
@@ -76,9 +78,8 @@ struct TanhGrad {  // dx = dy * (1 - y^2); (1 - y)(1 + y) or an FMA, since 1 - y
   static constexpr double cost = 1;
   static float scalar(float dy, float y) { return dy * ((1.0f - y) * (1.0f + y)); }
 #if PYDL_X86
-  PYDL_TARGET_AVX2 static __m256 vec(__m256 dy, __m256 y) {
-    return _mm256_mul_ps(dy, _mm256_fnmadd_ps(y, y, _mm256_set1_ps(1.0f)));
-  }
+  template <class W, class V = typename W::V>
+  PYDL_SIMD_INLINE static V vec(V dy, V y) { return dy * W::fnmadd(y, y, 1.0f); }
 #endif
 };
 
@@ -91,8 +92,9 @@ struct Gelu {
   static constexpr double cost = 8;
   static float scalar(float x) { return float(x * normal_cdf(x)); }
 #if PYDL_X86
-  PYDL_TARGET_AVX2 static __m256 vec(__m256 x) {
-    return _mm256_mul_ps(x, simd::normal_cdf(x, simd::exp_neg_half_square(x)));
+  template <class W, class V = typename W::V>
+  PYDL_SIMD_INLINE static V vec(V x) {
+    return x * simd::normal_cdf<W>(x, simd::exp_neg_half_square<W>(x));
   }
 #endif
 };
@@ -105,10 +107,11 @@ struct GeluGrad {
     return dy * float(normal_cdf(xd) + xd * kInvSqrt2Pi * std::exp(-0.5 * xd * xd));
   }
 #if PYDL_X86
-  PYDL_TARGET_AVX2 static __m256 vec(__m256 dy, __m256 x) {
-    const __m256 g = simd::exp_neg_half_square(x);
-    const __m256 pdf = _mm256_mul_ps(g, _mm256_set1_ps(kInvSqrt2Pi));
-    return _mm256_mul_ps(dy, _mm256_fmadd_ps(x, pdf, simd::normal_cdf(x, g)));
+  template <class W, class V = typename W::V>
+  PYDL_SIMD_INLINE static V vec(V dy, V x) {
+    const V g = simd::exp_neg_half_square<W>(x);
+    const V pdf = g * V(kInvSqrt2Pi);
+    return dy * W::fmadd(x, pdf, simd::normal_cdf<W>(x, g));
   }
 #endif
 };
@@ -116,27 +119,47 @@ struct GeluGrad {
 // ---- running an activation over an array -----------------------------------
 
 #if PYDL_X86
-// Full vectors, then the tail (< 8) through a masked load/store, so the tail
-// gets exactly the same arithmetic as the body.
-template <class Op>
-PYDL_TARGET_AVX2 void map_unary_avx2(float* y, const float* x, index_t n) {
+// Full vectors, then the tail (< width) through a masked load/store, so the
+// tail gets exactly the same arithmetic as the body.
+template <class W, class Op>
+PYDL_SIMD_INLINE void map_unary_vector(float* y, const float* x, index_t n) {
   index_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, Op::vec(_mm256_loadu_ps(x + i)));
+  for (; i + W::width <= n; i += W::width) W::store(y + i, Op::template vec<W>(W::load(x + i)));
   if (i < n) {
-    const __m256i m = simd::tail_mask(n - i);
-    _mm256_maskstore_ps(y + i, m, Op::vec(_mm256_maskload_ps(x + i, m)));
+    const typename W::Mask m = W::tail(n - i);
+    W::store(y + i, m, Op::template vec<W>(W::load(x + i, m)));
   }
 }
 
-template <class Op>
-PYDL_TARGET_AVX2 void map_binary_avx2(float* z, const float* a, const float* b, index_t n) {
+template <class W, class Op>
+PYDL_SIMD_INLINE void map_binary_vector(float* z, const float* a, const float* b, index_t n) {
   index_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(z + i, Op::vec(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+  for (; i + W::width <= n; i += W::width)
+    W::store(z + i, Op::template vec<W>(W::load(a + i), W::load(b + i)));
   if (i < n) {
-    const __m256i m = simd::tail_mask(n - i);
-    _mm256_maskstore_ps(z + i, m, Op::vec(_mm256_maskload_ps(a + i, m), _mm256_maskload_ps(b + i, m)));
+    const typename W::Mask m = W::tail(n - i);
+    W::store(z + i, m, Op::template vec<W>(W::load(a + i, m), W::load(b + i, m)));
   }
+}
+
+// Each path's entry points: the whole loop compiled for its instruction set.
+template <class Op>
+PYDL_TARGET_AVX2 PYDL_FLATTEN void map_unary_avx2(float* y, const float* x, index_t n) {
+  map_unary_vector<simd::Ymm, Op>(y, x, n);
+}
+template <class Op>
+PYDL_TARGET_AVX512 PYDL_FLATTEN void map_unary_avx512(float* y, const float* x, index_t n) {
+  map_unary_vector<simd::Zmm, Op>(y, x, n);
+}
+template <class Op>
+PYDL_TARGET_AVX2 PYDL_FLATTEN void map_binary_avx2(float* z, const float* a, const float* b,
+                                                  index_t n) {
+  map_binary_vector<simd::Ymm, Op>(z, a, b, n);
+}
+template <class Op>
+PYDL_TARGET_AVX512 PYDL_FLATTEN void map_binary_avx512(float* z, const float* a, const float* b,
+                                                      index_t n) {
+  map_binary_vector<simd::Zmm, Op>(z, a, b, n);
 }
 #endif
 
@@ -145,6 +168,7 @@ void map_unary(float* y, const float* x, index_t n) {
   parallel_for(n, threads_for(double(n) * Op::cost, kGrain), kCacheLineFloats,
                [=](index_t begin, index_t end) {
 #if PYDL_X86
+    if (use_avx512()) return map_unary_avx512<Op>(y + begin, x + begin, end - begin);
     if (use_avx2()) return map_unary_avx2<Op>(y + begin, x + begin, end - begin);
 #endif
     for (index_t i = begin; i < end; ++i) y[i] = Op::scalar(x[i]);
@@ -156,6 +180,7 @@ void map_binary(float* z, const float* a, const float* b, index_t n) {
   parallel_for(n, threads_for(double(n) * Op::cost, kGrain), kCacheLineFloats,
                [=](index_t begin, index_t end) {
 #if PYDL_X86
+    if (use_avx512()) return map_binary_avx512<Op>(z + begin, a + begin, b + begin, end - begin);
     if (use_avx2()) return map_binary_avx2<Op>(z + begin, a + begin, b + begin, end - begin);
 #endif
     for (index_t i = begin; i < end; ++i) z[i] = Op::scalar(a[i], b[i]);
@@ -178,28 +203,36 @@ void for_each_row(index_t rows, index_t cols, double cost, const RowFn& row_fn) 
 
 // sum dy * y, or sum dy when y is null, in double.
 #if PYDL_X86
-template <bool kWeighted>
-PYDL_TARGET_AVX2 double row_dot_avx2(const float* dy, const float* y, index_t n) {
-  simd::WideSum sum;
+template <class W, bool kWeighted>
+PYDL_SIMD_INLINE double row_dot_vector(const float* dy, const float* y, index_t n) {
+  typename W::WideSum sum;
   index_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    __m256 v = _mm256_loadu_ps(dy + i);
-    if constexpr (kWeighted) v = _mm256_mul_ps(v, _mm256_loadu_ps(y + i));
+  for (; i + W::width <= n; i += W::width) {
+    typename W::V v = W::load(dy + i);
+    if constexpr (kWeighted) v = v * W::load(y + i);
     sum.add(v);
   }
   if (i < n) {
-    const __m256i k = simd::tail_mask(n - i);
-    __m256 v = _mm256_maskload_ps(dy + i, k);
-    if constexpr (kWeighted) v = _mm256_mul_ps(v, _mm256_maskload_ps(y + i, k));
+    const typename W::Mask k = W::tail(n - i);
+    typename W::V v = W::load(dy + i, k);
+    if constexpr (kWeighted) v = v * W::load(y + i, k);
     sum.add(v);
   }
   return sum.total();
+}
+
+PYDL_TARGET_AVX2 PYDL_FLATTEN double row_dot_avx2(const float* dy, const float* y, index_t n) {
+  return y ? row_dot_vector<simd::Ymm, true>(dy, y, n) : row_dot_vector<simd::Ymm, false>(dy, y, n);
+}
+PYDL_TARGET_AVX512 PYDL_FLATTEN double row_dot_avx512(const float* dy, const float* y, index_t n) {
+  return y ? row_dot_vector<simd::Zmm, true>(dy, y, n) : row_dot_vector<simd::Zmm, false>(dy, y, n);
 }
 #endif
 
 double row_dot(const float* dy, const float* y, index_t n) {
 #if PYDL_X86
-  if (use_avx2()) return y ? row_dot_avx2<true>(dy, y, n) : row_dot_avx2<false>(dy, y, n);
+  if (use_avx512()) return row_dot_avx512(dy, y, n);
+  if (use_avx2()) return row_dot_avx2(dy, y, n);
 #endif
   double s = 0;
   for (index_t i = 0; i < n; ++i) s += double(dy[i]) * (y ? y[i] : 1.0f);

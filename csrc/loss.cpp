@@ -35,68 +35,94 @@ constexpr double kStreamBytes = 8 << 20;
 #if PYDL_X86
 // g = k e - scale t over C floats (t = probs; no t term when probs is null).
 // Template flags keep the per-vector loop free of tests.
-template <bool kProbs, bool kStream>
-PYDL_TARGET_AVX2 void write_grad_avx2(float* g, const float* e, const float* probs, float k,
-                                      float scale, index_t C) {
-  const __m256 vk = _mm256_set1_ps(k), vs = _mm256_set1_ps(scale);
+template <class W, bool kProbs, bool kStream>
+PYDL_SIMD_INLINE void write_grad_vector(float* g, const float* e, const float* probs, float k,
+                                        float scale, index_t C) {
+  using V = typename W::V;
+  const V vk = k, vs = scale;
   index_t i = 0;
-  for (; i + 8 <= C; i += 8) {
-    __m256 v = _mm256_mul_ps(_mm256_loadu_ps(e + i), vk);
-    if constexpr (kProbs) v = _mm256_fnmadd_ps(_mm256_loadu_ps(probs + i), vs, v);
-    if constexpr (kStream) _mm256_stream_ps(g + i, v);
-    else _mm256_storeu_ps(g + i, v);
+  for (; i + W::width <= C; i += W::width) {
+    V v = W::load(e + i) * vk;
+    if constexpr (kProbs) v = W::fnmadd(W::load(probs + i), vs, v);
+    if constexpr (kStream) W::stream(g + i, v);
+    else W::store(g + i, v);
   }
   if (i < C) {
-    const __m256i m = simd::tail_mask(C - i);
-    __m256 v = _mm256_mul_ps(_mm256_maskload_ps(e + i, m), vk);
-    if constexpr (kProbs) v = _mm256_fnmadd_ps(_mm256_maskload_ps(probs + i, m), vs, v);
-    _mm256_maskstore_ps(g + i, m, v);
+    const typename W::Mask m = W::tail(C - i);
+    V v = W::load(e + i, m) * vk;
+    if constexpr (kProbs) v = W::fnmadd(W::load(probs + i, m), vs, v);
+    W::store(g + i, m, v);
   }
 }
-#endif
 
-// Pass 3: g = k e - scale probs, or g = k e when probs is null. `stream`: g is
-// 32-byte aligned, C a multiple of 8, and the stores bypass the cache.
-void write_grad(float* g, const float* e, const float* probs, float k, float scale, index_t C,
-                [[maybe_unused]] bool stream) {
-#if PYDL_X86
-  if (use_avx2()) {
-    if (probs) {
-      if (stream) return write_grad_avx2<true, true>(g, e, probs, k, scale, C);
-      return write_grad_avx2<true, false>(g, e, probs, k, scale, C);
-    }
-    if (stream) return write_grad_avx2<false, true>(g, e, nullptr, k, scale, C);
-    return write_grad_avx2<false, false>(g, e, nullptr, k, scale, C);
+template <class W>
+PYDL_SIMD_INLINE void write_grad_vector(float* g, const float* e, const float* probs, float k,
+                                        float scale, index_t C, bool stream) {
+  if (probs) {
+    if (stream) return write_grad_vector<W, true, true>(g, e, probs, k, scale, C);
+    return write_grad_vector<W, true, false>(g, e, probs, k, scale, C);
   }
-#endif
-  for (index_t c = 0; c < C; ++c) g[c] = e[c] * k - (probs ? scale * probs[c] : 0.0f);
+  if (stream) return write_grad_vector<W, false, true>(g, e, nullptr, k, scale, C);
+  write_grad_vector<W, false, false>(g, e, nullptr, k, scale, C);
 }
 
 // T = sum t and D = sum t (z - m), in double.
-#if PYDL_X86
-PYDL_TARGET_AVX2 void target_sums_avx2(double& T, double& D, const float* t, const float* z,
-                                       float m, index_t C) {
-  const __m256 vm = _mm256_set1_ps(m);
-  simd::WideSum vt, vd;
+template <class W>
+PYDL_SIMD_INLINE void target_sums_vector(double& T, double& D, const float* t, const float* z,
+                                         float m, index_t C) {
+  using V = typename W::V;
+  const V vm = m;
+  typename W::WideSum vt, vd;
   index_t c = 0;
-  for (; c + 8 <= C; c += 8) {
-    const __m256 tc = _mm256_loadu_ps(t + c);
+  for (; c + W::width <= C; c += W::width) {
+    const V tc = W::load(t + c);
     vt.add(tc);
-    vd.add(_mm256_mul_ps(tc, _mm256_sub_ps(_mm256_loadu_ps(z + c), vm)));
+    vd.add(tc * (W::load(z + c) - vm));
   }
   if (c < C) {
-    const __m256i k = simd::tail_mask(C - c);
-    const __m256 tc = _mm256_maskload_ps(t + c, k);  // masked lanes are 0, so t (z - m) is 0
+    const typename W::Mask k = W::tail(C - c);
+    const V tc = W::load(t + c, k);  // masked lanes are 0, so t (z - m) is 0
     vt.add(tc);
-    vd.add(_mm256_mul_ps(tc, _mm256_sub_ps(_mm256_maskload_ps(z + c, k), vm)));
+    vd.add(tc * (W::load(z + c, k) - vm));
   }
   T = vt.total();
   D = vd.total();
 }
+
+PYDL_TARGET_AVX2 PYDL_FLATTEN void write_grad_avx2(float* g, const float* e, const float* probs,
+                                                  float k, float scale, index_t C, bool stream) {
+  write_grad_vector<simd::Ymm>(g, e, probs, k, scale, C, stream);
+}
+PYDL_TARGET_AVX512 PYDL_FLATTEN void write_grad_avx512(float* g, const float* e,
+                                                      const float* probs, float k, float scale,
+                                                      index_t C, bool stream) {
+  write_grad_vector<simd::Zmm>(g, e, probs, k, scale, C, stream);
+}
+PYDL_TARGET_AVX2 PYDL_FLATTEN void target_sums_avx2(double& T, double& D, const float* t,
+                                                   const float* z, float m, index_t C) {
+  target_sums_vector<simd::Ymm>(T, D, t, z, m, C);
+}
+PYDL_TARGET_AVX512 PYDL_FLATTEN void target_sums_avx512(double& T, double& D, const float* t,
+                                                       const float* z, float m, index_t C) {
+  target_sums_vector<simd::Zmm>(T, D, t, z, m, C);
+}
 #endif
+
+// Pass 3: g = k e - scale probs, or g = k e when probs is null. `stream`: g is
+// aligned to the active vector width, C a multiple of it, and the stores
+// bypass the cache.
+void write_grad(float* g, const float* e, const float* probs, float k, float scale, index_t C,
+                [[maybe_unused]] bool stream) {
+#if PYDL_X86
+  if (use_avx512()) return write_grad_avx512(g, e, probs, k, scale, C, stream);
+  if (use_avx2()) return write_grad_avx2(g, e, probs, k, scale, C, stream);
+#endif
+  for (index_t c = 0; c < C; ++c) g[c] = e[c] * k - (probs ? scale * probs[c] : 0.0f);
+}
 
 void target_sums(double& T, double& D, const float* t, const float* z, float m, index_t C) {
 #if PYDL_X86
+  if (use_avx512()) return target_sums_avx512(T, D, t, z, m, C);
   if (use_avx2()) return target_sums_avx2(T, D, t, z, m, C);
 #endif
   T = D = 0;
@@ -143,8 +169,9 @@ double cross_entropy_rows(float* losses, float* grad, const float* logits, const
   const index_t blocks = (N + kRowsPerBlock - 1) / kRowsPerBlock;
   Workspace<double> partial(static_cast<std::size_t>(blocks));
   double* block_sum = partial.get();
+  const index_t width = use_avx512() ? 16 : 8;  // floats per vector of the active path
   const bool stream = use_avx2() && grad && double(N) * double(C) * 4 >= kStreamBytes &&
-                      C % 8 == 0 && reinterpret_cast<std::uintptr_t>(grad) % 32 == 0;
+                      C % width == 0 && reinterpret_cast<std::uintptr_t>(grad) % (4 * width) == 0;
   parallel_for(blocks, threads_for(double(N) * double(C), kGrain), 1,
                [&](index_t begin, index_t end) {
     Workspace<float> scratch(stream ? static_cast<std::size_t>(C) : 0);

@@ -1,9 +1,9 @@
 // Fused optimizer updates. Each optimizer is one struct of optim_math.h (shared
 // with the CUDA kernels) whose apply<L>() states its formula once, over a lane
-// policy L: one float for the portable path, F8 (8 floats in an AVX2 register)
-// for the vector path. stream() runs apply over
-// the parameter and its state arrays, element by element or 8 at a time, on as
-// many threads as the size pays for. The update is memory-bound (Adam moves
+// policy L: one float for the portable path, simd::Ymm (8 floats) or simd::Zmm
+// (16 floats) for the vector paths (simd_lanes.h). stream() runs apply over
+// the parameter and its state arrays, element by element or a vector at a
+// time, on as many threads as the size pays for. The update is memory-bound (Adam moves
 // 7 floats per element), so one pass that keeps everything in registers is the
 // whole optimization.
 #include "optim.h"
@@ -14,7 +14,7 @@
 
 #include "optim_math.h"
 #include "parallel.h"
-#include "simd_math.h"
+#include "simd_lanes.h"
 
 namespace pydl {
 namespace {
@@ -32,30 +32,9 @@ struct ScalarLanes {
   static float max(float a, float b) { return a < b ? b : a; }
 };
 
-#if PYDL_X86
-// AVX2 lane: 8 floats; fmadd is a fused multiply-add, as in PyTorch's
-// vectorized add/lerp kernels.
-struct F8 {
-  __m256 v;
-  PYDL_TARGET_AVX2 F8() : v(_mm256_setzero_ps()) {}
-  PYDL_TARGET_AVX2 F8(float x) : v(_mm256_set1_ps(x)) {}  // NOLINT: broadcasts a constant
-  PYDL_TARGET_AVX2 explicit F8(__m256 x) : v(x) {}
-};
-PYDL_TARGET_AVX2 inline F8 operator+(F8 a, F8 b) { return F8(_mm256_add_ps(a.v, b.v)); }
-PYDL_TARGET_AVX2 inline F8 operator-(F8 a, F8 b) { return F8(_mm256_sub_ps(a.v, b.v)); }
-PYDL_TARGET_AVX2 inline F8 operator*(F8 a, F8 b) { return F8(_mm256_mul_ps(a.v, b.v)); }
-PYDL_TARGET_AVX2 inline F8 operator/(F8 a, F8 b) { return F8(_mm256_div_ps(a.v, b.v)); }
-PYDL_TARGET_AVX2 inline F8 operator-(F8 a) {
-  return F8(_mm256_xor_ps(a.v, _mm256_set1_ps(-0.0f)));
-}
-struct Avx2Lanes {
-  PYDL_TARGET_AVX2 static F8 fmadd(F8 a, F8 b, F8 c) {
-    return F8(_mm256_fmadd_ps(a.v, b.v, c.v));
-  }
-  PYDL_TARGET_AVX2 static F8 sqrt(F8 a) { return F8(_mm256_sqrt_ps(a.v)); }
-  PYDL_TARGET_AVX2 static F8 max(F8 a, F8 b) { return F8(_mm256_max_ps(b.v, a.v)); }
-};
-#endif
+// The vector lanes (simd::Ymm, simd::Zmm): fmadd is a fused multiply-add, as
+// in PyTorch's vectorized add/lerp kernels, on both widths, so the AVX2 and
+// AVX-512 paths give the same bits.
 
 using optim_math::Adagrad;
 using optim_math::Adam;
@@ -78,29 +57,40 @@ void stream_portable(const Op& op, float* const* ptr, index_t begin, index_t end
 }
 
 #if PYDL_X86
-// flatten inlines apply<Avx2Lanes> and every lane operation into this AVX2 loop. The
-// tail (< 8) goes through masked loads and stores, so it gets exactly the same
-// arithmetic as the body.
+// Full vectors, then the tail (< width) through masked loads and stores, so it
+// gets exactly the same arithmetic as the body.
+template <class W, class Op>
+inline void stream_vector(const Op& op, float* const* ptr, index_t begin, index_t end) {
+  typename W::V x[Op::arrays];
+  index_t i = begin;
+  for (; i + W::width <= end; i += W::width) {
+    for (int k = 0; k < Op::arrays; ++k)
+      if (ptr[k]) x[k] = W::load(ptr[k] + i);
+    op.template apply<W>(x);
+    for (int k = 0; k < Op::arrays; ++k)
+      if (ptr[k] && k != 1) W::store(ptr[k] + i, x[k]);
+  }
+  if (i < end) {
+    const typename W::Mask mask = W::tail(end - i);
+    for (int k = 0; k < Op::arrays; ++k)
+      if (ptr[k]) x[k] = W::load(ptr[k] + i, mask);
+    op.template apply<W>(x);
+    for (int k = 0; k < Op::arrays; ++k)
+      if (ptr[k] && k != 1) W::store(ptr[k] + i, mask, x[k]);
+  }
+}
+
+// flatten inlines stream_vector, apply and every lane operation into code
+// compiled for that ISA.
 template <class Op>
 PYDL_TARGET_AVX2 __attribute__((flatten)) void stream_avx2(const Op& op, float* const* ptr,
                                                            index_t begin, index_t end) {
-  F8 x[Op::arrays];
-  index_t i = begin;
-  for (; i + 8 <= end; i += 8) {
-    for (int k = 0; k < Op::arrays; ++k)
-      if (ptr[k]) x[k] = F8(_mm256_loadu_ps(ptr[k] + i));
-    op.template apply<Avx2Lanes>(x);
-    for (int k = 0; k < Op::arrays; ++k)
-      if (ptr[k] && k != 1) _mm256_storeu_ps(ptr[k] + i, x[k].v);
-  }
-  if (i < end) {
-    const __m256i mask = simd::tail_mask(end - i);
-    for (int k = 0; k < Op::arrays; ++k)
-      if (ptr[k]) x[k] = F8(_mm256_maskload_ps(ptr[k] + i, mask));
-    op.template apply<Avx2Lanes>(x);
-    for (int k = 0; k < Op::arrays; ++k)
-      if (ptr[k] && k != 1) _mm256_maskstore_ps(ptr[k] + i, mask, x[k].v);
-  }
+  stream_vector<simd::Ymm>(op, ptr, begin, end);
+}
+template <class Op>
+PYDL_TARGET_AVX512 __attribute__((flatten)) void stream_avx512(const Op& op, float* const* ptr,
+                                                               index_t begin, index_t end) {
+  stream_vector<simd::Zmm>(op, ptr, begin, end);
 }
 #endif
 
@@ -109,6 +99,7 @@ void stream(const Op& op, float* const* ptr, index_t n) {
   parallel_for(n, threads_for(double(n), kGrain), kCacheLineFloats,
                [&](index_t begin, index_t end) {
 #if PYDL_X86
+    if (use_avx512()) return stream_avx512(op, ptr, begin, end);
     if (use_avx2()) return stream_avx2(op, ptr, begin, end);
 #endif
     stream_portable(op, ptr, begin, end);

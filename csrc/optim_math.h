@@ -8,7 +8,7 @@
 // gradient (never stored back), x[2..] its state arrays, named in `states`;
 // used(options) says which of those the options read (the others may be null).
 // L is a lane policy:
-//   L::V           the lane: a float, or 8 floats in an AVX2 register;
+//   L::V           the lane: a float, or 8 / 16 floats in a ymm / zmm register;
 //   L::fmadd(a,b,c) a*b + c, fused or not as the path's reference does;
 //   L::sqrt(a), L::max(a, b) = a < b ? b : a.
 // The order of float operations is part of the formula: the CUDA kernels match

@@ -12,8 +12,8 @@
 // hidden gate gradients differ in the n block.
 //
 // Each gate kernel is written once, as a functor over "lanes": one float
-// (portable path) or 8 floats in a ymm register (AVX2 path, with a masked tail
-// so the last lanes of a row get the same arithmetic).
+// (portable path), or 8 / 16 floats in a ymm / zmm register (AVX2 / AVX-512
+// paths, with a masked tail so the last lanes of a row get the same arithmetic).
 #include "rnn.h"
 
 #include <algorithm>
@@ -53,40 +53,54 @@ struct ScalarLanes {
 };
 
 #if PYDL_X86
-struct Vec8 {
-  __m256 v;
-  PYDL_TARGET_AVX2 Vec8(__m256 x) : v(x) {}
-  PYDL_TARGET_AVX2 Vec8(float s) : v(_mm256_set1_ps(s)) {}
-};
-PYDL_TARGET_AVX2 inline Vec8 operator+(Vec8 a, Vec8 b) { return _mm256_add_ps(a.v, b.v); }
-PYDL_TARGET_AVX2 inline Vec8 operator-(Vec8 a, Vec8 b) { return _mm256_sub_ps(a.v, b.v); }
-PYDL_TARGET_AVX2 inline Vec8 operator*(Vec8 a, Vec8 b) { return _mm256_mul_ps(a.v, b.v); }
-PYDL_TARGET_AVX2 inline Vec8 sigmoid_of(Vec8 x) { return simd::sigmoid(x.v); }
-PYDL_TARGET_AVX2 inline Vec8 tanh_of(Vec8 x) { return simd::tanh(x.v); }
-PYDL_TARGET_AVX2 inline Vec8 relu_of(Vec8 x) { return _mm256_max_ps(_mm256_setzero_ps(), x.v); }
-PYDL_TARGET_AVX2 inline Vec8 positive_of(Vec8 x) {
-  return _mm256_and_ps(_mm256_cmp_ps(x.v, _mm256_setzero_ps(), _CMP_GT_OQ), _mm256_set1_ps(1.0f));
+// The activations on each vector type (simd_math.h, one template over the width).
+using simd::F16;
+using simd::F8;
+PYDL_TARGET_AVX2 inline F8 sigmoid_of(F8 x) { return simd::sigmoid<simd::Ymm>(x); }
+PYDL_TARGET_AVX2 inline F8 tanh_of(F8 x) { return simd::tanh<simd::Ymm>(x); }
+PYDL_TARGET_AVX2 inline F8 relu_of(F8 x) { return simd::Ymm::vmax(0.0f, x); }
+PYDL_TARGET_AVX2 inline F8 positive_of(F8 x) {
+  return simd::Ymm::keep_where(simd::Ymm::greater(x, 0.0f), 1.0f);
+}
+PYDL_TARGET_AVX512 inline F16 sigmoid_of(F16 x) { return simd::sigmoid<simd::Zmm>(x); }
+PYDL_TARGET_AVX512 inline F16 tanh_of(F16 x) { return simd::tanh<simd::Zmm>(x); }
+PYDL_TARGET_AVX512 inline F16 relu_of(F16 x) { return simd::Zmm::vmax(0.0f, x); }
+PYDL_TARGET_AVX512 inline F16 positive_of(F16 x) {
+  return simd::Zmm::keep_where(simd::Zmm::greater(x, 0.0f), 1.0f);
 }
 
+template <class W>
 struct FullLanes {
-  PYDL_TARGET_AVX2 Vec8 load(const float* p) const { return _mm256_loadu_ps(p); }
-  PYDL_TARGET_AVX2 void store(float* p, Vec8 v) const { _mm256_storeu_ps(p, v.v); }
+  PYDL_ALWAYS_INLINE typename W::V load(const float* p) const { return W::load(p); }
+  PYDL_ALWAYS_INLINE void store(float* p, typename W::V v) const { W::store(p, v); }
 };
 
-struct TailLanes {  // the first k < 8 lanes of a row's end
-  __m256i mask;
-  PYDL_TARGET_AVX2 Vec8 load(const float* p) const { return _mm256_maskload_ps(p, mask); }
-  PYDL_TARGET_AVX2 void store(float* p, Vec8 v) const { _mm256_maskstore_ps(p, mask, v.v); }
+template <class W>
+struct TailLanes {  // the first k < width lanes of a row's end
+  typename W::Mask mask;
+  PYDL_ALWAYS_INLINE typename W::V load(const float* p) const { return W::load(p, mask); }
+  PYDL_ALWAYS_INLINE void store(float* p, typename W::V v) const { W::store(p, mask, v); }
 };
 
-template <class Step>
-PYDL_TARGET_AVX2 void run_rows_avx2(const Step& step, index_t b0, index_t b1, index_t H) {
-  const index_t full = H / 8 * 8;
-  const TailLanes tail{simd::tail_mask(H - full)};
+template <class W, class Step>
+PYDL_ALWAYS_INLINE void run_rows_vector(const Step& step, index_t b0, index_t b1, index_t H) {
+  const index_t full = H / W::width * W::width;
+  const TailLanes<W> tail{W::tail(H - full)};
   for (index_t b = b0; b < b1; ++b) {
-    for (index_t j = 0; j < full; j += 8) step(FullLanes{}, b, j);
+    for (index_t j = 0; j < full; j += W::width) step(FullLanes<W>{}, b, j);
     if (full < H) step(tail, b, full);
   }
+}
+
+template <class Step>
+PYDL_TARGET_AVX2 PYDL_FLATTEN void run_rows_avx2(const Step& step, index_t b0, index_t b1,
+                                                index_t H) {
+  run_rows_vector<simd::Ymm>(step, b0, b1, H);
+}
+template <class Step>
+PYDL_TARGET_AVX512 PYDL_FLATTEN void run_rows_avx512(const Step& step, index_t b0, index_t b1,
+                                                    index_t H) {
+  run_rows_vector<simd::Zmm>(step, b0, b1, H);
 }
 #endif
 
@@ -103,6 +117,7 @@ void run_gate_kernel(const Step& step, index_t B, index_t H) {
   const int threads = threads_for(double(B) * double(H), kGateGrain);
   parallel_for(B, threads, 1, [&](index_t b0, index_t b1) {
 #if PYDL_X86
+    if (use_avx512()) return run_rows_avx512(step, b0, b1, H);
     if (use_avx2()) return run_rows_avx2(step, b0, b1, H);
 #endif
     run_rows_portable(step, b0, b1, H);

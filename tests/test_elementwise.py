@@ -1,5 +1,5 @@
-"""Activations and row-wise softmax against float64 NumPy references, on both
-instruction-set paths and on 1 and 2 threads."""
+"""Activations and row-wise softmax against float64 NumPy references, on every
+instruction-set path the CPU has and on 1 and 2 threads."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -210,6 +210,29 @@ def test_softmax_shapes(rows, cols, spread, seed, lead):
                                        rtol=2e-6, atol=1e-12)
             np.testing.assert_allclose(C.log_softmax_forward(x), log_softmax64(x.astype(np.float64)),
                                        rtol=1e-6, atol=1e-5)
+
+
+# ---- the vector widths agree ----------------------------------------------------
+
+@pytest.mark.skipif("avx512" not in ISAS, reason=f"this CPU has no avx512 path (its best is {ISAS[-1]})")
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax"])
+def test_avx512_and_avx2_paths_give_the_same_bits(name, rng):
+    # The math is one template over the vector width, the same operations in the
+    # same order per lane; only the rows' sums may differ in order (in double).
+    rows = {"softmax", "log_softmax"}
+    x = inputs(3 * 37, 2).reshape(3, 37) if name in rows else inputs(1000 + 13, 1)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    out = {}
+    for isa in ("avx2", "avx512"):
+        with kernel_settings(isa, 1):
+            y = getattr(C, f"{name}_forward")(x)
+            saved = y if name in SAVES_OUTPUT or name in rows else x
+            out[isa] = (y, getattr(C, f"{name}_backward")(dy, saved))
+    for a, b in zip(out["avx2"], out["avx512"]):
+        if name in rows:
+            np.testing.assert_allclose(b, a, rtol=2e-7, atol=1e-30)
+        else:
+            np.testing.assert_array_equal(b, a)
 
 
 # ---- bad arguments ------------------------------------------------------------

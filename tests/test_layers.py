@@ -76,6 +76,21 @@ def test_dropout_mask_is_philox_of_element_index():
         assert mask[i] == (uniform >= p)
 
 
+@pytest.mark.parametrize("n", [1, 63, 64, 65, 1000])
+def test_dropout_forward_is_the_philox_mask_on_every_path(isa, n, rng):
+    # Runs of 64 elements (16 Philox blocks at once on avx512) and masked tails.
+    seed, offset, p = 0xfedc_ba98_7654_3210, 3, 0.45
+    x = rng.standard_normal(n).astype(np.float32)
+    y, mask = _C.dropout_forward(x, p, seed, offset)
+    words = [_C.philox4x32_10([b, 0, offset, 0], [seed & 0xffffffff, seed >> 32])
+             for b in range((n + 3) // 4)]
+    want = np.array([(words[i // 4][i % 4] >> 8) / 2.0 ** 24 >= p for i in range(n)])
+    np.testing.assert_array_equal(mask, want)
+    np.testing.assert_array_equal(_C.dropout_mask([n], p, seed, offset), want)
+    scale = np.float32(1) / (np.float32(1) - np.float32(p))  # as the kernel rounds it
+    np.testing.assert_array_equal(y, np.where(want, x * scale, np.float32(0)))
+
+
 def test_dropout_reproducible_from_seed(rng):
     x = pydl.tensor(rng.standard_normal((64, 33)).astype(np.float32))
     pydl.manual_seed(123)

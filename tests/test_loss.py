@@ -69,9 +69,11 @@ def check(logits, target, reduction="mean", ignore_index=-100, rtol=1e-5):
     return loss, losses, grad
 
 
-# Includes class counts that are not multiples of 8 (vector tails); 2100 x 1000
-# is big enough for two threads and for the streamed gradient path.
-SHAPES = [(1, 1), (1, 7), (7, 33), (33, 255), (64, 10), (5, 1000), (40, 1003), (2100, 1000)]
+# Includes class counts that are not multiples of 8 or 16 (vector tails); 2100 x
+# 1000 is big enough for two threads and for the streamed gradient path on ymm,
+# 1030 x 2048 on zmm (which streams only rows of a multiple of 16).
+SHAPES = [(1, 1), (1, 7), (7, 33), (33, 255), (64, 10), (5, 1000), (40, 1003), (2100, 1000),
+          (1030, 2048)]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
