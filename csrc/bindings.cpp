@@ -126,13 +126,23 @@ void bind_runtime(py::module_& m) {
   m.def("set_num_threads", &set_num_threads, py::arg("n"),
         "Threads the CPU kernels may use (small ops still run on one).");
   m.def("get_num_threads", &num_threads);
-  m.def("isa", [] { return active_isa() == Isa::avx2 ? "avx2" : "portable"; },
-        "The instruction set the kernels run: 'avx2' (AVX2+FMA) or 'portable'.");
-  m.def("set_isa", [](const std::string& name) {
-        if (name == "avx2") set_isa(Isa::avx2);
-        else if (name == "portable") set_isa(Isa::portable);
-        else throw py::value_error("set_isa: expected 'avx2' or 'portable', got '" + name + "'");
-      }, py::arg("name"));
+  m.def("isa", [] { return isa_name(active_isa()); },
+        "The instruction set the kernels run: 'avx512' (AVX-512 F/BW/DQ/VL), 'avx2'\n"
+        "(AVX2+FMA) or 'portable'.");
+  m.def("best_isa", [] { return isa_name(best_isa()); },
+        "The highest instruction set this CPU and its OS support.");
+  m.def("set_isa", [](const std::string& name) { set_isa(parse_isa(name)); }, py::arg("name"),
+        "Runs the kernels on `name`, at or below best_isa() (a higher one is a ValueError).");
+  m.def("cpu_features", [] {
+    const CpuFeatures& f = cpu_features();
+    py::dict d;
+    d["avx2"] = f.avx2;
+    d["avx512"] = f.avx512;
+    d["avx512_vnni"] = f.avx512_vnni;
+    d["avx512_bf16"] = f.avx512_bf16;
+    d["avx_vnni"] = f.avx_vnni;
+    return d;
+  }, "What the CPU and OS support, beyond the instruction set in use.");
   m.def("allocator_stats", [] {
     AllocatorStats s = allocator_stats();
     py::dict d;

@@ -22,21 +22,56 @@ void set_num_threads(int n);
 int threads_for(double work, double grain);
 
 // ---- instruction sets ------------------------------------------------------
-// Kernels with an AVX2/FMA version compile it with a target attribute and call
-// it only when use_avx2() is true, so one binary runs on any x86-64.
-enum class Isa { portable, avx2 };
+// A ladder of kernel paths, each including the ones below it: portable C++ <
+// AVX2+FMA (ymm) < AVX-512 F+BW+DQ+VL (zmm and opmask registers). Kernels
+// compile each vector version with a target attribute and call it only when
+// the active path includes it, so one binary runs on any x86-64.
+enum class Isa { portable, avx2, avx512 };
 Isa active_isa();
-// For tests and benchmarks: force the portable path, or go back to the best
-// one the CPU supports. Asking for avx2 on a CPU without it throws.
+// The highest path this CPU and its OS support (AVX-512 needs the OS to save
+// the opmask and zmm state, read from XCR0, not only CPUID).
+Isa best_isa();
+// Picks a path at or below best_isa() (PYDL_ISA, pydl.set_isa, tests and
+// benchmarks); asking for one above it throws, naming the best.
 void set_isa(Isa isa);
-inline bool use_avx2() { return active_isa() == Isa::avx2; }
+const char* isa_name(Isa isa);     // "portable", "avx2", "avx512"
+Isa parse_isa(const std::string& name);  // the inverse; throws on other names
+inline bool use_avx2() { return active_isa() >= Isa::avx2; }
+inline bool use_avx512() { return active_isa() >= Isa::avx512; }
+
+// Extensions beyond the ladder, for the low-precision kernels. cpu_features()
+// says what the CPU and OS support; has_*() also require the active path to
+// include the extension's vector width, so set_isa("avx2") turns the AVX-512
+// extensions off and tests reach every path.
+struct CpuFeatures {
+  bool avx2 = false;         // AVX2 + FMA, ymm state enabled
+  bool avx512 = false;       // AVX-512 F+BW+DQ+VL, opmask and zmm state enabled
+  bool avx512_vnni = false;  // vpdpbusd/vpdpwssd on zmm (int8/int16 dot products)
+  bool avx512_bf16 = false;  // vdpbf16ps, vcvtne2ps2bf16 on zmm
+  bool avx_vnni = false;     // the VEX-encoded vpdpbusd on ymm
+};
+const CpuFeatures& cpu_features();
+inline bool has_avx512_vnni() { return use_avx512() && cpu_features().avx512_vnni; }
+inline bool has_avx512_bf16() { return use_avx512() && cpu_features().avx512_bf16; }
+inline bool has_avx_vnni() { return use_avx2() && cpu_features().avx_vnni; }
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define PYDL_X86 1
 #define PYDL_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define PYDL_TARGET_AVX512 \
+  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+#define PYDL_TARGET_AVX512_VNNI \
+  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")))
+#define PYDL_TARGET_AVX512_BF16 \
+  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma")))
+#define PYDL_TARGET_AVX_VNNI __attribute__((target("avxvnni,avx2,fma")))
 #else
 #define PYDL_X86 0
 #define PYDL_TARGET_AVX2
+#define PYDL_TARGET_AVX512
+#define PYDL_TARGET_AVX512_VNNI
+#define PYDL_TARGET_AVX512_BF16
+#define PYDL_TARGET_AVX_VNNI
 #endif
 
 // ---- errors ----------------------------------------------------------------

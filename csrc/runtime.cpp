@@ -96,22 +96,85 @@ int threads_for(double work, double grain) {
 // ---- instruction sets ------------------------------------------------------
 
 namespace {
-bool cpu_has_avx2() {
+
 #if PYDL_X86
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-  return false;
-#endif
+struct Cpuid {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+};
+Cpuid cpuid(unsigned leaf, unsigned sub) {
+  Cpuid r;
+  __asm__ volatile("cpuid" : "=a"(r.a), "=b"(r.b), "=c"(r.c), "=d"(r.d) : "a"(leaf), "c"(sub));
+  return r;
 }
-std::atomic<Isa> g_isa{cpu_has_avx2() ? Isa::avx2 : Isa::portable};
+// XCR0: the register state the OS saves on a context switch.
+std::uint64_t xcr0() {
+  unsigned lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (std::uint64_t(hi) << 32) | lo;
+}
+bool bit(unsigned reg, int i) { return (reg >> i) & 1u; }
+#endif
+
+CpuFeatures detect_features() {
+  CpuFeatures f;
+#if PYDL_X86
+  const unsigned max_leaf = cpuid(0, 0).a;
+  if (max_leaf < 7) return f;
+  const Cpuid l1 = cpuid(1, 0), l7 = cpuid(7, 0), l7s1 = cpuid(7, 1);
+  // OSXSAVE (CPUID.1:ECX.27) says XGETBV may be executed at all.
+  if (!bit(l1.c, 27)) return f;
+  const std::uint64_t xcr = xcr0();
+  const bool ymm_state = (xcr & 0x6) == 0x6;           // bits 1, 2: xmm, upper ymm
+  const bool zmm_state = ymm_state && (xcr & 0xe0) == 0xe0;  // bits 5-7: opmask, zmm
+  f.avx2 = ymm_state && bit(l1.c, 28) /* AVX */ && bit(l1.c, 12) /* FMA */ &&
+           bit(l7.b, 5) /* AVX2 */;
+  f.avx512 = f.avx2 && zmm_state && bit(l7.b, 16) /* F */ && bit(l7.b, 17) /* DQ */ &&
+             bit(l7.b, 30) /* BW */ && bit(l7.b, 31) /* VL */;
+  f.avx512_vnni = f.avx512 && bit(l7.c, 11);
+  f.avx512_bf16 = f.avx512 && bit(l7s1.a, 5);
+  f.avx_vnni = f.avx2 && bit(l7s1.a, 4);
+#endif
+  return f;
+}
+
+Isa detect_best() {
+  const CpuFeatures& f = cpu_features();
+  return f.avx512 ? Isa::avx512 : f.avx2 ? Isa::avx2 : Isa::portable;
+}
+
+std::atomic<Isa> g_isa{detect_best()};
+
 }  // namespace
+
+const CpuFeatures& cpu_features() {
+  static const CpuFeatures features = detect_features();
+  return features;
+}
+
+Isa best_isa() {
+  static const Isa best = detect_best();
+  return best;
+}
 
 Isa active_isa() { return g_isa.load(std::memory_order_relaxed); }
 
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::avx512: return "avx512";
+    case Isa::avx2: return "avx2";
+    default: return "portable";
+  }
+}
+
+Isa parse_isa(const std::string& name) {
+  for (Isa isa : {Isa::portable, Isa::avx2, Isa::avx512})
+    if (name == isa_name(isa)) return isa;
+  fail("set_isa: expected 'avx512', 'avx2' or 'portable', got '" + name + "'");
+}
+
 void set_isa(Isa isa) {
-  require(isa != Isa::avx2 || cpu_has_avx2(),
-          "set_isa: this CPU has no AVX2/FMA");
+  require(isa <= best_isa(), std::string("set_isa: this CPU has no ") + isa_name(isa) +
+                                 " path; the best it supports is '" + isa_name(best_isa()) + "'");
   g_isa.store(isa, std::memory_order_relaxed);
 }
 

@@ -10,7 +10,7 @@ from pydl import _C  # noqa: E402
 from pydl import backends, cuda, nn, optim  # noqa: E402
 from pydl._device import Device, device  # noqa: E402
 from pydl._random import get_rng_state, manual_seed, set_rng_state  # noqa: E402
-from pydl._runtime import get_num_threads, set_num_threads  # noqa: E402
+from pydl._runtime import get_isa, get_num_threads, set_isa, set_num_threads  # noqa: E402
 from pydl.autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
 # Data loading, data sets and checkpoints (pydl.save / pydl.load).
 from pydl import data, datasets  # noqa: E402
@@ -38,4 +38,5 @@ __all__ = [
     "arange", "eye", "cat", "concatenate", "stack", "where", "matmul", "manual_seed", "no_grad",
     "get_rng_state", "set_rng_state", "data", "datasets", "save", "load",
     "enable_grad", "is_grad_enabled", "set_num_threads", "get_num_threads", "float32",
+    "set_isa", "get_isa",
     "float64", "int64", "bool", "float", "double", "long", *FUNCTION_FORMS]

@@ -1,4 +1,6 @@
 """Run-time settings of the CPU kernels."""
+import os
+
 from pydl import _C
 
 
@@ -11,3 +13,26 @@ def set_num_threads(n):
 
 def get_num_threads():
     return _C.get_num_threads()
+
+
+def set_isa(name):
+    """The instruction set the CPU kernels run: 'avx512', 'avx2' or 'portable', at or
+    below the best this CPU supports (pydl.get_isa() after import without PYDL_ISA).
+    A higher one is a ValueError naming the CPU's best."""
+    if not isinstance(name, str):
+        raise ValueError(f"set_isa: name must be a str, got {name!r}")
+    _C.set_isa(name)
+
+
+def get_isa():
+    """The instruction set the CPU kernels run now."""
+    return _C.isa()
+
+
+# PYDL_ISA picks a lower path for the whole process, e.g. to measure the AVX2
+# kernels on an AVX-512 machine.
+if os.environ.get("PYDL_ISA"):
+    try:
+        set_isa(os.environ["PYDL_ISA"])
+    except ValueError as e:
+        raise ValueError(f"PYDL_ISA={os.environ['PYDL_ISA']!r}: {e}") from None

@@ -314,7 +314,7 @@ def optim_options(kernel, options, step):
 
 
 def assert_matches_cpu_step(actual, expected):
-    if _C.isa() == "avx2":
+    if _C.isa() != "portable":
         np.testing.assert_array_equal(actual, expected)
     else:  # the portable CPU path does not fuse its multiply-adds
         np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-7)

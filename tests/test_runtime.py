@@ -91,3 +91,64 @@ def test_cuda_probe_never_raises():
     assert pydl.cuda.device_count() >= 0
     if not pydl.cuda.is_available():
         assert pydl.cuda.device_count() == 0
+
+
+# ---- instruction sets --------------------------------------------------------------
+
+LADDER = ["portable", "avx2", "avx512"]
+
+
+def test_isa_ladder_matches_the_cpu_features():
+    features = _C.cpu_features()
+    best = _C.best_isa()
+    assert best == ("avx512" if features["avx512"] else "avx2" if features["avx2"] else "portable")
+    # Each rung needs the one below; the extensions need their vector width.
+    assert not features["avx512"] or features["avx2"]
+    assert not (features["avx512_vnni"] or features["avx512_bf16"]) or features["avx512"]
+    assert not features["avx_vnni"] or features["avx2"]
+    if os.environ.get("PYDL_ISA") is None:
+        assert pydl.get_isa() == best
+
+
+def test_set_isa_goes_down_the_ladder_and_back():
+    best = _C.best_isa()
+    try:
+        for name in LADDER[:LADDER.index(best) + 1]:
+            pydl.set_isa(name)
+            assert pydl.get_isa() == _C.isa() == name
+    finally:
+        pydl.set_isa(best)
+
+
+def test_set_isa_rejects_unknown_names_and_paths_above_the_cpu():
+    best = _C.best_isa()
+    for bad in ("avx3", "AVX2", "", 2):
+        try:
+            pydl.set_isa(bad)
+        except ValueError as e:
+            assert "set_isa" in str(e)
+        else:
+            raise AssertionError(f"set_isa({bad!r}) was accepted")
+    for above in LADDER[LADDER.index(best) + 1:]:
+        try:
+            pydl.set_isa(above)
+        except ValueError as e:
+            assert above in str(e) and f"best it supports is '{best}'" in str(e)
+        else:
+            raise AssertionError(f"set_isa({above!r}) was accepted above {best}")
+    assert pydl.get_isa() == _C.isa()
+
+
+def _isa_in_child(value):
+    env = dict(os.environ, PYTHONPATH=PYDL_ROOT, PYDL_ISA=value)
+    return subprocess.run([sys.executable, "-c", "import pydl; print(pydl.get_isa())"],
+                          env=env, cwd=PYDL_ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_pydl_isa_environment_variable_picks_the_path_at_import():
+    for name in LADDER[:LADDER.index(_C.best_isa()) + 1]:
+        result = _isa_in_child(name)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == name
+    result = _isa_in_child("avx3")
+    assert result.returncode != 0 and "PYDL_ISA='avx3'" in result.stderr
