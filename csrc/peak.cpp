@@ -18,7 +18,7 @@ namespace pydl {
 
 namespace {
 
-constexpr int kChains = 12;           // covers latency 6 x 2 pipes
+constexpr int kChains = 12;           // covers latency 6 x 2 pipes (ymm or zmm)
 constexpr long kRoundsPerCheck = 1 << 14;  // rounds between clock reads
 
 using Clock = std::chrono::steady_clock;
@@ -27,25 +27,51 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// Each round is kChains FMAs of 8 lanes: x = x * m + c converges to
+// Each round is kChains FMAs of one vector: x = x * m + c converges to
 // c / (1 - m), so values stay normal (no denormal slow path) however long it
-// runs. Returns the flops done; `sink` keeps the chains alive.
+// runs. Returns the flops done; `sink` keeps the chains alive. One loop over
+// a lane type (Ymm: 8 floats, Zmm: 16), compiled into each ISA's entry point.
 #if PYDL_X86
-PYDL_TARGET_AVX2 double fma_loop_avx2(double seconds, float* sink) {
-  __m256 x[kChains];
-  for (int i = 0; i < kChains; ++i) x[i] = _mm256_set1_ps(1.0f + 0.01f * i);
-  const __m256 m = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(0.001f);
+struct Ymm {
+  struct V { __m256 v; };
+  static constexpr int lanes = 8;
+  PYDL_TARGET_AVX2 static V set1(float x) { return {_mm256_set1_ps(x)}; }
+  PYDL_TARGET_AVX2 static V fmadd(V a, V b, V c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+  PYDL_TARGET_AVX2 static V add(V a, V b) { return {_mm256_add_ps(a.v, b.v)}; }
+  PYDL_TARGET_AVX2 static void store(float* p, V a) { _mm256_storeu_ps(p, a.v); }
+};
+struct Zmm {
+  struct V { __m512 v; };
+  static constexpr int lanes = 16;
+  PYDL_TARGET_AVX512 static V set1(float x) { return {_mm512_set1_ps(x)}; }
+  PYDL_TARGET_AVX512 static V fmadd(V a, V b, V c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+  PYDL_TARGET_AVX512 static V add(V a, V b) { return {_mm512_add_ps(a.v, b.v)}; }
+  PYDL_TARGET_AVX512 static void store(float* p, V a) { _mm512_storeu_ps(p, a.v); }
+};
+
+template <class L>
+inline double fma_loop(double seconds, float* sink) {
+  typename L::V x[kChains];
+  for (int i = 0; i < kChains; ++i) x[i] = L::set1(1.0f + 0.01f * i);
+  const typename L::V m = L::set1(0.999f), c = L::set1(0.001f);
   long rounds = 0;
   const auto t0 = Clock::now();
   do {
     for (long r = 0; r < kRoundsPerCheck; ++r)
-      for (int i = 0; i < kChains; ++i) x[i] = _mm256_fmadd_ps(x[i], m, c);
+      for (int i = 0; i < kChains; ++i) x[i] = L::fmadd(x[i], m, c);
     rounds += kRoundsPerCheck;
   } while (seconds_since(t0) < seconds);
-  __m256 s = x[0];
-  for (int i = 1; i < kChains; ++i) s = _mm256_add_ps(s, x[i]);
-  _mm256_storeu_ps(sink, s);
-  return double(rounds) * kChains * 8 * 2;
+  typename L::V s = x[0];
+  for (int i = 1; i < kChains; ++i) s = L::add(s, x[i]);
+  L::store(sink, s);
+  return double(rounds) * kChains * L::lanes * 2;
+}
+
+PYDL_TARGET_AVX2 __attribute__((flatten)) double fma_loop_avx2(double seconds, float* sink) {
+  return fma_loop<Ymm>(seconds, sink);
+}
+PYDL_TARGET_AVX512 __attribute__((flatten)) double fma_loop_avx512(double seconds, float* sink) {
+  return fma_loop<Zmm>(seconds, sink);
 }
 #endif
 
@@ -88,7 +114,9 @@ double fma_peak_gflops(int threads, double seconds) {
 #endif
     float* sink = &sinks[std::size_t(t) * 16];
 #if PYDL_X86
-    flops[t] = use_avx2() ? fma_loop_avx2(seconds, sink) : fma_loop_portable(seconds, sink);
+    flops[t] = use_avx512() ? fma_loop_avx512(seconds, sink)
+               : use_avx2() ? fma_loop_avx2(seconds, sink)
+                            : fma_loop_portable(seconds, sink);
 #else
     flops[t] = fma_loop_portable(seconds, sink);
 #endif

@@ -6,8 +6,9 @@
 namespace pydl {
 
 // GFLOP/s of a register-only fused multiply-add loop run for about `seconds`
-// on `threads` threads (AVX2/FMA when the CPU has it, a scalar loop
-// otherwise). No memory traffic: this is the arithmetic ceiling of any kernel.
+// on `threads` threads on the active instruction set (zmm FMAs on avx512, ymm
+// on avx2, a scalar loop on portable). No memory traffic: this is the
+// arithmetic ceiling of any kernel on that path.
 double fma_peak_gflops(int threads, double seconds);
 
 }  // namespace pydl
