@@ -15,6 +15,9 @@ from pydl.autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
 # Data loading, data sets and checkpoints (pydl.save / pydl.load).
 from pydl import data, datasets  # noqa: E402
 from pydl.serialization import load, save  # noqa: E402
+# Low precision: bfloat16 autocast and post-training int8 quantization.
+from pydl import quantization  # noqa: E402
+from pydl.amp import autocast  # noqa: E402
 from pydl.tensor import (  # noqa: E402
     FUNCTION_FORMS, Tensor, arange, bool_, cat, concatenate, empty, eye, float32, float64,
     from_dlpack, from_numpy, full, function_form, int64, matmul, ones, ones_like, rand, randint,
@@ -38,5 +41,6 @@ __all__ = [
     "arange", "eye", "cat", "concatenate", "stack", "where", "matmul", "manual_seed", "no_grad",
     "get_rng_state", "set_rng_state", "data", "datasets", "save", "load",
     "enable_grad", "is_grad_enabled", "set_num_threads", "get_num_threads", "float32",
+    "autocast", "quantization",
     "set_isa", "get_isa",
     "float64", "int64", "bool", "float", "double", "long", *FUNCTION_FORMS]

@@ -24,6 +24,7 @@ KERNEL_NAMES = tuple(
     + ["dropout_mask", "dropout_forward", "dropout_backward", "embedding_forward",
        "embedding_backward", "batch_norm_forward", "batch_norm_backward", "layer_norm_forward",
        "layer_norm_backward", "rnn_forward", "rnn_backward"]
+    + ["gemm_bf16", "int8_linear", "int8_conv2d"]
     + [f"{op}_{pass_}" for op in ("conv2d", "max_pool2d", "avg_pool2d")
        for pass_ in ("forward", "backward")]
     + [f"{op}_{pass_}" for op in ("relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax")
@@ -55,7 +56,7 @@ def _timed_call(name, fn, *args, **kwargs):
     seconds = max(time.perf_counter() - start, 1e-9)
     shapes = " ".join(_shape(a) for a in args if isinstance(a, np.ndarray) or hasattr(a, "shape"))
     flags = "".join(f" {k}={v}" for k, v in kwargs.items() if k != "out")
-    if name == "gemm":
+    if name in ("gemm", "gemm_bf16"):
         rate = f"{_gemm_flops(args, kwargs) / seconds / 1e9:.3g} GFLOP/s"
     else:
         rate = f"{_bytes_moved(args, result) / seconds / 1e9:.3g} GB/s"

@@ -441,8 +441,9 @@ class Conv2D(_Spatial2D, _ActivationConfig):
     def compute_output_shape(self, input_shape):
         return self._output_shape(input_shape, self.filters)
 
-    def call(self, inputs, training=False):
-        F = _functional()
+    def nchw_input(self, inputs):
+        """(x, padding): the input as NCHW, padded here when 'same' needs more on one
+        side, and the padding left for the convolution kernel."""
         x = self._to_nchw(inputs)
         padding = (0, 0)
         if self.padding == "same":
@@ -451,6 +452,11 @@ class Conv2D(_Spatial2D, _ActivationConfig):
                 padding = (pads[0][0], pads[1][0])
             else:
                 x = _pad_nchw(x, pads, 0.0)
+        return x, padding
+
+    def call(self, inputs, training=False):
+        F = _functional()
+        x, padding = self.nchw_input(inputs)
         weight = self.kernel.permute(3, 2, 0, 1)  # (kh, kw, in, out) -> (out, in, kh, kw)
         out = F.conv2d(x, weight, self.bias, stride=self.strides, padding=padding,
                        dilation=self.dilation_rate, groups=self.groups)
