@@ -190,12 +190,10 @@ inline std::uint8_t quantize_one(float x, float inv_scale, float zero) {
   return static_cast<std::uint8_t>(static_cast<int>(v));
 }
 
-// Panels from rows that hold k contiguously (x rows of a Linear, or u8 rows of
-// int8_gemm): word = 4 consecutive elements of one row, converted by `bytes`.
-template <class T, class Bytes>
-void pack_rows(std::uint32_t* panels, const T* x, index_t ldx, index_t N, index_t K,
-               const Bytes& bytes) {
-  const index_t kg = int8_groups(K), count = ceil_div(N, 16);
+// Panels from u8 rows that hold k contiguously (rows of ld bytes): each word
+// is 4 consecutive bytes of one row, a plain 32-bit copy but for the k tail.
+void pack_rows(std::uint32_t* panels, const std::uint8_t* x, index_t ld, index_t N, index_t K) {
+  const index_t kg = int8_groups(K), whole = K / 4, count = ceil_div(N, 16);
   parallel_for(count, threads_for(double(N) * K, 1 << 16), 1, [&](index_t p0, index_t p1) {
     for (index_t p = p0; p < p1; ++p)
       for (index_t j = 0; j < 16; ++j) {
@@ -205,18 +203,47 @@ void pack_rows(std::uint32_t* panels, const T* x, index_t ldx, index_t N, index_
           for (index_t g = 0; g < kg; ++g) dst[g * 16] = 0;
           continue;
         }
-        const T* src = x + n * ldx;
-        for (index_t g = 0; g < kg; ++g) {
-          std::uint8_t q[4] = {0, 0, 0, 0};
-          if (4 * g + 4 <= K)  // a whole group: a fixed-length loop the compiler unrolls
-            for (index_t t = 0; t < 4; ++t) q[t] = bytes(src[4 * g + t]);
-          else
-            for (index_t t = 0; 4 * g + t < K; ++t) q[t] = bytes(src[4 * g + t]);
-          std::uint32_t word;
-          std::memcpy(&word, q, 4);
-          dst[g * 16] = word;
+        const std::uint8_t* src = x + n * ld;
+        for (index_t g = 0; g < whole; ++g) std::memcpy(dst + g * 16, src + 4 * g, 4);
+        if (whole < kg) {
+          std::uint8_t tail[4] = {0, 0, 0, 0};
+          std::memcpy(tail, src + 4 * whole, K - 4 * whole);
+          std::memcpy(dst + whole * 16, tail, 4);
         }
       }
+  });
+}
+
+#if PYDL_X86
+// quantize_one, 8 at a time: vroundps rounds half to even as quantize_one does,
+// and maxps returns its second operand (0) for NaN. Returns the elements done.
+PYDL_TARGET_AVX2 index_t quantize_avx2(std::uint8_t* q, const float* x, index_t K,
+                                       float inv_scale, float zero) {
+  const __m256 inv = _mm256_set1_ps(inv_scale), z = _mm256_set1_ps(zero);
+  const __m256 lo = _mm256_setzero_ps(), hi = _mm256_set1_ps(255.0f);
+  index_t k = 0;
+  for (; k + 8 <= K; k += 8) {
+    __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + k), inv);
+    v = _mm256_add_ps(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), z);
+    const __m256i i = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, lo), hi));
+    const __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(q + k), _mm_packus_epi16(w, w));
+  }
+  return k;
+}
+#endif
+
+// q (rows x K, row stride ld) = quantize_one of x (rows x K, contiguous).
+void quantize_rows(std::uint8_t* q, index_t ld, const float* x, index_t rows, index_t K,
+                   float inv_scale, float zero) {
+  parallel_for(rows, threads_for(double(rows) * K, 1 << 16), 1, [&](index_t r0, index_t r1) {
+    for (index_t r = r0; r < r1; ++r) {
+      index_t k = 0;
+#if PYDL_X86
+      if (use_avx2()) k = quantize_avx2(q + r * ld, x + r * K, K, inv_scale, zero);
+#endif
+      for (; k < K; ++k) q[r * ld + k] = quantize_one(x[r * K + k], inv_scale, zero);
+    }
   });
 }
 
@@ -306,7 +333,7 @@ void int8_gemm(std::int32_t* c, const std::uint32_t* w_rows, const std::uint8_t*
                               std::to_string(kInt8MaxK));
   const index_t kg = int8_groups(K);
   Workspace<std::uint32_t> panels(std::max<index_t>(1, ceil_div(N, 16) * kg * 16));
-  pack_rows(panels.get(), x, K, N, K, [](std::uint8_t v) { return v; });
+  pack_rows(panels.get(), x, K, N, K);
   dot_gemm(int8_kernel(), M, N, kg, w_rows, kg, panels.get(), c, N, false,
            gemm_threads(M, N, K), [](index_t, index_t, index_t, index_t) {});
 }
@@ -317,17 +344,26 @@ void int8_linear(float* y, const float* x, const std::uint32_t* w_rows, index_t 
                               std::to_string(kInt8MaxK));
   if (M == 0 || N == 0) return;
   const index_t kg = int8_groups(K);
+  Workspace<std::uint8_t> qx(std::max<index_t>(1, M * K));
+  quantize_rows(qx.get(), K, x, M, K, 1.0f / o.a_scale, float(o.a_zero));
   Workspace<std::uint32_t> panels(std::max<index_t>(1, ceil_div(M, 16) * kg * 16));
-  const float inv_scale = 1.0f / o.a_scale, zero = float(o.a_zero);
-  pack_rows(panels.get(), x, K, M, K, [&](float v) { return quantize_one(v, inv_scale, zero); });
-  // C (N out channels x M batch rows); the epilogue writes y (M x N) = C^T.
+  pack_rows(panels.get(), qx.get(), K, M, K);
+  // C (N out channels x M batch rows); the epilogue writes y (M x N) = C^T in
+  // 16 x 16 blocks, so both the reads of C and the writes of y run along rows.
   Workspace<std::int32_t> c(std::size_t(N) * M);
   const Requantize requantize(o, N);
   dot_gemm(int8_kernel(), N, M, kg, w_rows, kg, panels.get(), c.get(), M, false,
            gemm_threads(M, N, K), [&](index_t n0, index_t n1, index_t m0, index_t m1) {
-             for (index_t m = m0; m < m1; ++m)
-               for (index_t n = n0; n < n1; ++n)
-                 y[m * N + n] = requantize(n, c.get()[n * M + m]);
+             std::int32_t block[16][16];
+             for (index_t nb = n0; nb < n1; nb += 16)
+               for (index_t mb = m0; mb < m1; mb += 16) {
+                 const index_t nn = std::min<index_t>(16, n1 - nb), mm = std::min<index_t>(16, m1 - mb);
+                 for (index_t i = 0; i < nn; ++i)
+                   for (index_t j = 0; j < mm; ++j) block[j][i] = c.get()[(nb + i) * M + mb + j];
+                 for (index_t j = 0; j < mm; ++j)
+                   for (index_t i = 0; i < nn; ++i)
+                     y[(mb + j) * N + nb + i] = requantize(nb + i, block[j][i]);
+               }
            });
 }
 
@@ -343,11 +379,7 @@ void int8_conv2d(float* y, const float* x, const std::uint32_t* w_rows, const Co
 
   // The whole input, quantized once (each tap is then one byte).
   Workspace<std::uint8_t> qx(std::max<index_t>(1, s.N * plane_in));
-  const float inv_scale = 1.0f / o.a_scale, zero = float(o.a_zero);
-  parallel_for(s.N * plane_in, threads_for(double(s.N) * plane_in, 1 << 16), 64,
-               [&](index_t i0, index_t i1) {
-                 for (index_t i = i0; i < i1; ++i) qx.get()[i] = quantize_one(x[i], inv_scale, zero);
-               });
+  quantize_rows(qx.get(), plane_in, x, s.N, plane_in, 1.0f / o.a_scale, float(o.a_zero));
 
   const index_t images =
       std::clamp<index_t>(kConvChunkBytes / std::max<index_t>(1, (2 * K + 4 * s.C_out) * P), 1,
