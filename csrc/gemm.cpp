@@ -10,13 +10,18 @@
 // Packing reads any layout (both transposes, any leading dimension) and writes
 // one: panel[k * R + r], zero-padded to R, so the micro-kernel sees only that.
 // Two exceptions for small products: a row-major A used by at most a few B
-// micro-panels (N <= 64) is read in place instead of packed, and a column
-// edge of at most NR/2 runs a half-width (MR x NR/2) tile.
+// columns (N <= 64) is read in place instead of packed, and a column edge runs
+// a tile as many vectors wide as it needs.
+// The tile (MR x NR) is the instruction set's: YmmTile (6 x 16) for AVX2 and
+// portable, ZmmTile for AVX-512; everything below is a template over it, with
+// block sizes derived from the tile and the measured caches.
 // Threads (gemm_on_threads) each run this nest on their own rectangles of C.
 #include "gemm.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <type_traits>
 
 #include <unistd.h>
 #ifdef _OPENMP
@@ -30,20 +35,51 @@ namespace pydl {
 
 namespace {
 
-// Register tile: 6 x 16 floats = 12 ymm accumulators, plus 2 for the B row and
-// 1 for the broadcast A value: 15 of the 16 ymm registers. Per k step it does
+// Register tiles. A k step is a rank-1 update of the MR x NR tile of C held in
+// accumulators: NR/VW vector loads of B, MR broadcasts of A, MR * NR/VW FMAs.
+// It needs at least latency x pipes = 4 x 2 = 8 independent accumulators,
+// and as many more as the registers allow, since every accumulator divides
+// the loads per FMA.
+//
+// YmmTile: 6 x 16 floats = 12 ymm accumulators, plus 2 for the B row and 1
+// for the broadcast A value: 15 of the 16 ymm registers. Per k step it does
 // 12 FMAs for 2 loads + 6 broadcasts, enough to keep both FMA pipes busy.
-constexpr index_t MR = 6;
-constexpr index_t NR = 16;
+// The AVX2 and the portable kernels use it.
+// Its B micro-panel fills half of L1, leaving room for the A micro-panel and
+// the C tile; its A block half of L2.
+struct YmmTile {
+  static constexpr index_t MR = 6, NR = 16, VW = 8;  // VW: floats per vector
+  static constexpr index_t RS = MR;                   // kernels exist for RS, 2 RS, .. MR rows
+  static constexpr bool masked_edges = false;         // edges go through a local tile
+  static constexpr double kc_l1_share = 0.5, mc_l2_share = 0.5;
+};
+// ZmmTile: 12 x 32 floats = 24 zmm accumulators, plus 2 for the B row and 1
+// for the broadcast: 27 of the 32 zmm registers (the rest hold nothing the
+// loop needs). Per k step: 24 FMAs (12 cycles on 2 pipes) for 2 loads + 12
+// broadcasts, 7 cycles of 2 loads per cycle, so the FMAs set the pace. 14 x 32
+// (28 + 3 = 31 registers) would leave GCC no room to spill, 8 x 48 needs
+// 3-vector B rows that waste a third of the work at N = 64. Edges use mask
+// registers: a column edge runs ceil(n / 16) vectors and stores the last one
+// masked; a row edge runs 4 or 8 rows (M = 64 = 5 x 12 + 4) and stores its m.
+// Blocks: the B micro-panel fills all of L1 (kc = 384 on 48 KiB) and streams
+// from L2 past the A panels, the A block a quarter of L2. Measured at 2048^3
+// on one Sapphire Rapids core: kc = L1/2 124 GFLOP/s, kc = L1 133, with the
+// A block at a quarter of L2 138 (the C tile is loaded and stored K/kc times,
+// and each micro-kernel call's fixed cost is amortized over kc steps).
+struct ZmmTile {
+  static constexpr index_t MR = 12, NR = 32, VW = 16, RS = 4;
+  static constexpr bool masked_edges = true;
+  static constexpr double kc_l1_share = 1.0, mc_l2_share = 0.25;
+};
 // Packed panels hold a multiple of KU k steps (zero-padded), so on them the
-// AVX2 micro-kernel runs whole unrolled trips (A read in place has odd steps).
+// vector micro-kernels run whole unrolled trips (A read in place has odd steps).
 constexpr index_t KU = 4;
 
-// Row-major A is read in place, not packed, when at most this many B
-// micro-panels (NR columns each) reuse each A block: measured, packing A for
-// N <= 64 cost more than it saved (64x576x64: 76 -> 62 us; 64x512x10: 23 ->
-// 17 us), while at N = 512 the packed copy was ~8% faster.
-constexpr index_t kInPlaceAPanels = 4;
+// Row-major A is read in place, not packed, when at most this many columns of
+// B reuse each A block: measured, packing A for N <= 64 cost more than it
+// saved (64x576x64: 76 -> 62 us; 64x512x10: 23 -> 17 us), while at N = 512
+// the packed copy was ~8% faster.
+constexpr index_t kInPlaceACols = 64;
 
 // Below this many flops per thread a second thread costs more than it saves.
 constexpr double kFlopsPerThread = 2e6;
@@ -87,19 +123,22 @@ const CacheSizes& cache_sizes() {
   return sizes;
 }
 
-// Block sizes for one product. kc: a B micro-panel (kc x NR) fills half of
-// L1, leaving room for the A micro-panel and C tile. mc: the packed A block
-// (mc x kc) fills half of L2. nc: the packed B block (kc x nc) fills a quarter
-// of L3 (shared by the cores), capped so small-L3 reports stay sane.
+// Block sizes for one product on tile T. kc: a B micro-panel (kc x NR) fills
+// T::kc_l1_share of L1. mc: the packed A block (mc x kc) fills T::mc_l2_share
+// of L2. nc: the packed B block (kc x nc) fills a quarter of L3 (shared by
+// the cores), capped so small-L3 reports stay sane.
 struct Blocking {
   index_t kc, mc_cap, nc, nc_cap;
 };
 
+template <class T>
 Blocking blocking_for(index_t N, index_t K) {
+  constexpr index_t MR = T::MR, NR = T::NR;
   const CacheSizes& cs = cache_sizes();
-  const index_t kc_cap = std::clamp<index_t>(cs.l1 / 2 / (NR * 4), 64, 1024);
+  const index_t kc_cap = std::clamp<index_t>(index_t(T::kc_l1_share * cs.l1) / (NR * 4), 64, 1024);
   const index_t kc = balanced(K, kc_cap);
-  const index_t mc_cap = std::clamp<index_t>(cs.l2 / 2 / (kc * 4) / MR * MR, MR, 1020);
+  const index_t mc_cap =
+      std::clamp<index_t>(index_t(T::mc_l2_share * cs.l2) / (kc * 4) / MR * MR, MR, 1020);
   const index_t nc_cap = std::clamp<index_t>(cs.l3 / 4 / (kc * 4) / NR * NR, 16 * NR, 4096);
   return {kc, mc_cap, round_up(balanced(N, nc_cap), NR), nc_cap};
 }
@@ -180,55 +219,68 @@ PYDL_TARGET_AVX2 inline void transpose8(__m256 r[8]) {
 }
 
 // Panels whose source is contiguous along k (ks == 1): A not transposed, or B
-// transposed. Eight k at a time: load 8 floats from each of the `rows` source
-// rows (zeros past them), transpose in registers, store R floats per k. The k
-// tail goes the generic way.
+// transposed. Eight k at a time, eight rows at a time: load 8 floats from each
+// source row (zeros past `rows`), transpose in registers, store the group's
+// part of R floats per k (all 8, or the 4 or 6 left at the end of a row of
+// R). The k tail goes the generic way.
 PYDL_TARGET_AVX2 inline __m256 load_row_avx2(const float* src, index_t rs, index_t i,
                                              index_t rows) {
   return i < rows ? _mm256_loadu_ps(src + i * rs) : _mm256_setzero_ps();
 }
 
-PYDL_TARGET_AVX2 index_t pack_rows_avx2_a(const float* src, index_t rs, index_t rows, index_t kc,
-                                          float* dst) {
+template <index_t R>
+PYDL_TARGET_AVX2 index_t pack_rows_avx2(const float* src, index_t rs, index_t rows, index_t kc,
+                                        float* dst) {
+  static_assert(R % 8 == 0 || R % 8 == 4 || R % 8 == 6, "group widths 8, 6 or 4");
   index_t k = 0;
-  for (; k + 8 <= kc; k += 8) {
-    __m256 r[8];
-    for (int i = 0; i < 8; ++i) r[i] = load_row_avx2(src + k, rs, i, std::min<index_t>(rows, 6));
-    transpose8(r);
-    for (int j = 0; j < 8; ++j) {  // 6 floats: 4 + 2
-      float* d = dst + (k + j) * MR;
-      _mm_storeu_ps(d, _mm256_castps256_ps128(r[j]));
-      _mm_storel_pi(reinterpret_cast<__m64*>(d + 4), _mm256_extractf128_ps(r[j], 1));
+  for (; k + 8 <= kc; k += 8)
+    for (index_t g = 0; g < R; g += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) r[i] = load_row_avx2(src + k, rs, g + i, rows);
+      transpose8(r);
+      for (int j = 0; j < 8; ++j) {
+        float* d = dst + (k + j) * R + g;
+        if (g + 8 <= R) {
+          _mm256_storeu_ps(d, r[j]);
+        } else {
+          _mm_storeu_ps(d, _mm256_castps256_ps128(r[j]));
+          if (R - g == 6) _mm_storel_pi(reinterpret_cast<__m64*>(d + 4), _mm256_extractf128_ps(r[j], 1));
+        }
+      }
     }
-  }
   return k;
 }
 
-PYDL_TARGET_AVX2 index_t pack_rows_avx2_b(const float* src, index_t rs, index_t rows, index_t kc,
-                                          float* dst) {
-  index_t k = 0;
-  for (; k + 8 <= kc; k += 8)
-    for (int h = 0; h < 2; ++h) {
-      __m256 r[8];
-      for (int i = 0; i < 8; ++i) r[i] = load_row_avx2(src + k, rs, 8 * h + i, rows);
-      transpose8(r);
-      for (int j = 0; j < 8; ++j) _mm256_storeu_ps(dst + (k + j) * NR + 8 * h, r[j]);
-    }
-  return k;
+// Panels contiguous along the panel (rs == 1: A transposed, B not), R a
+// multiple of 16: per k, R/16 loads masked to the `rows` that exist, so an
+// edge panel's zero padding comes from the same instructions.
+template <index_t R>
+PYDL_TARGET_AVX512 void pack_cols_avx512(const float* src, index_t ks, index_t rows, index_t kc,
+                                         float* dst) {
+  __mmask16 mask[R / 16];
+  for (index_t v = 0; v < R / 16; ++v)
+    mask[v] = _cvtu32_mask16((1u << std::clamp<index_t>(rows - 16 * v, 0, 16)) - 1);
+  for (index_t k = 0; k < kc; ++k)
+    for (index_t v = 0; v < R / 16; ++v)
+      _mm512_storeu_ps(dst + k * R + 16 * v, _mm512_maskz_loadu_ps(mask[v], src + k * ks + 16 * v));
 }
 #endif
 
 template <index_t R>
 void pack_panel(const float* src, index_t rs, index_t ks, index_t rows, index_t kc, float* dst) {
   std::fill(dst + kc * R, dst + padded(kc) * R, 0.0f);
+#if PYDL_X86
+  if constexpr (R % 16 == 0) {
+    if (rs == 1 && use_avx512()) return pack_cols_avx512<R>(src, ks, rows, kc, dst);
+  }
+#endif
   if (rows == R && rs == 1) {  // contiguous along the panel: R floats per k
     for (index_t k = 0; k < kc; ++k) std::memcpy(dst + k * R, src + k * ks, R * sizeof(float));
     return;
   }
 #if PYDL_X86
   if (ks == 1 && use_avx2()) {
-    const index_t done = R == MR ? pack_rows_avx2_a(src, rs, rows, kc, dst)
-                                 : pack_rows_avx2_b(src, rs, rows, kc, dst);
+    const index_t done = pack_rows_avx2<R>(src, rs, rows, kc, dst);
     pack_panel_generic<R>(src + done, rs, ks, rows, kc - done, dst + done * R);
     return;
   }
@@ -237,7 +289,9 @@ void pack_panel(const float* src, index_t rs, index_t ks, index_t rows, index_t 
 }
 
 // op(A)[i0 : i0+mc, k0 : k0+kc] as MR-row panels.
+template <class T>
 void pack_a(const Operands& op, index_t i0, index_t mc, index_t k0, index_t kc, float* dst) {
+  constexpr index_t MR = T::MR;
   for (index_t p = 0; p < ceil_div(mc, MR); ++p) {
     const index_t i = i0 + p * MR;
     pack_panel<MR>(op.a + i * op.a_rs + k0 * op.a_ks, op.a_rs, op.a_ks,
@@ -246,7 +300,9 @@ void pack_a(const Operands& op, index_t i0, index_t mc, index_t k0, index_t kc, 
 }
 
 // op(B)[k0 : k0+kc, j0 : j0+nc] as NR-column panels.
+template <class T>
 void pack_b(const Operands& op, index_t k0, index_t kc, index_t j0, index_t nc, float* dst) {
+  constexpr index_t NR = T::NR;
   for (index_t p = 0; p < ceil_div(nc, NR); ++p) {
     const index_t j = j0 + p * NR;
     pack_panel<NR>(op.b + k0 * op.b_ks + j * op.b_cs, op.b_cs, op.b_ks,
@@ -257,19 +313,21 @@ void pack_b(const Operands& op, index_t k0, index_t kc, index_t j0, index_t nc, 
 // ---- micro-kernels ---------------------------------------------------------------
 // C[MR x W] = alpha * sum_k A(i, k) * b[k*NR + j] + beta * C (beta == 0: C is
 // only written), for kc k steps and the first W of the panel's NR columns:
-// W = NR, or W = NR / 2 for a column edge of at most 8, which then costs 6
-// FMAs per k step instead of 12. A(i, k) = a[i * a_rs + k * KS]: a packed
-// panel (KS = MR, a_rs = 1, kc a multiple of KU) or, unpacked, rows of a
-// row-major A (KS = 1, a_rs = lda). Rows i >= m (an edge tile of unpacked A)
-// read row m - 1 instead, so nothing past the matrix is touched; the caller
-// drops those rows.
+// W = NR, or fewer vectors for a column edge (on YmmTile, W = 8 for an edge of
+// at most 8, which then costs 6 FMAs per k step instead of 12). A(i, k) =
+// a[i * a_rs + k * KS]: a packed panel (KS = MR, a_rs = 1, kc a multiple of
+// KU) or, unpacked, rows of a row-major A (KS = 1, a_rs = lda). Rows i >= m
+// (an edge tile of unpacked A) read row m - 1 instead, so nothing past the
+// matrix is touched. A tile with masked_edges stores only the m x n corner
+// (n > W - VW); the others store all MR x W and the caller drops the rest.
 
-using MicroKernel = void (*)(index_t kc, const float* a, index_t a_rs, index_t m, const float* b,
-                             float* c, index_t ldc, float alpha, float beta);
+using MicroKernel = void (*)(index_t kc, const float* a, index_t a_rs, index_t m, index_t n,
+                             const float* b, float* c, index_t ldc, float alpha, float beta);
 
 template <index_t KS, index_t W>
-void micro_kernel_portable(index_t kc, const float* a, index_t a_rs, index_t m, const float* b,
-                           float* c, index_t ldc, float alpha, float beta) {
+void micro_kernel_portable(index_t kc, const float* a, index_t a_rs, index_t m, index_t /*n*/,
+                           const float* b, float* c, index_t ldc, float alpha, float beta) {
+  constexpr index_t MR = YmmTile::MR, NR = YmmTile::NR;
   float acc[MR][W] = {};
   for (index_t k = 0; k < kc; ++k, b += NR)
     for (index_t i = 0; i < MR; ++i) {
@@ -299,8 +357,9 @@ PYDL_TARGET_AVX2 inline void store_row_avx2(float* c, __m256 lo, __m256 hi, __m2
 // array of vectors in memory and would store it back every k step.
 template <index_t KS, index_t W>
 PYDL_TARGET_AVX2 void micro_kernel_avx2(index_t kc, const float* a, index_t a_rs, index_t m,
-                                        const float* b, float* c, index_t ldc, float alpha,
-                                        float beta) {
+                                        index_t /*n*/, const float* b, float* c, index_t ldc,
+                                        float alpha, float beta) {
+  constexpr index_t MR = YmmTile::MR, NR = YmmTile::NR;
   // C rows sit ldc apart, out of the prefetcher's sight: ask for them now so
   // they arrive while the k loop runs (a miss to L3 or DRAM at the end would
   // cost hundreds of cycles out of the ~6 kc cycles of arithmetic).
@@ -363,45 +422,117 @@ PYDL_TARGET_AVX2 void micro_kernel_avx2(index_t kc, const float* a, index_t a_rs
   store_row_avx2<W>(c + 4 * ldc, c40, c41, va, beta);
   store_row_avx2<W>(c + 5 * ldc, c50, c51, va, beta);
 }
+
+// The ZmmTile kernel, NV vectors (W = 16 NV columns) wide, for the first ROWS
+// rows of the panel (ROWS < MR: a row edge of at most ROWS). The accumulators
+// are an array indexed only by unrolled constants, which GCC keeps in
+// registers (checked in the disassembly: no stack access in the k loop).
+template <index_t KS, index_t NV, index_t ROWS>
+PYDL_TARGET_AVX512 void micro_kernel_avx512(index_t kc, const float* a, index_t a_rs, index_t m,
+                                            index_t n, const float* b, float* c, index_t ldc,
+                                            float alpha, float beta) {
+  constexpr index_t NR = ZmmTile::NR;
+  // C rows are prefetched as in the AVX2 kernel (they sit ldc apart).
+  for (index_t i = 0; i < ROWS; ++i) {
+    const float* row = c + std::min(i, m - 1) * ldc;
+    _mm_prefetch(reinterpret_cast<const char*>(row), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(row + 16 * NV - 1), _MM_HINT_T0);
+  }
+  // Packed: A(i, k) = a[k * KS + i], constant offsets from one pointer; in
+  // place: A(i, k) = rows[i][k].
+  constexpr bool packed = KS == ZmmTile::MR;
+  const float* rows[ROWS];
+  for (index_t i = 0; i < ROWS; ++i) rows[i] = a + std::min(i, m - 1) * a_rs;
+  __m512 acc[ROWS][NV];
+#pragma GCC unroll 12
+  for (index_t i = 0; i < ROWS; ++i)
+#pragma GCC unroll 3
+    for (index_t v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  // One k step per trip, unrolled by KU; a packed A panel (streaming from L2)
+  // is prefetched 8 steps ahead, a line every step.
+#pragma GCC unroll 4
+  for (index_t k = 0; k < kc; ++k) {
+    if constexpr (packed) _mm_prefetch(reinterpret_cast<const char*>(a + 8 * KS), _MM_HINT_T0);
+    __m512 bv[NV];
+#pragma GCC unroll 3
+    for (index_t v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b + 16 * v);
+#pragma GCC unroll 12
+    for (index_t i = 0; i < ROWS; ++i) {
+      const __m512 ai = _mm512_set1_ps(packed ? a[i] : rows[i][k]);
+#pragma GCC unroll 3
+      for (index_t v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+    }
+    if constexpr (packed) a += KS;
+    b += NR;
+  }
+  // Row i < m of C = alpha * acc + beta * C; the last vector masked to n.
+  const __mmask16 last_mask = _cvtu32_mask16((1u << (n - 16 * (NV - 1))) - 1);
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 12
+  for (index_t i = 0; i < ROWS; ++i) {
+    if (i >= m) break;
+#pragma GCC unroll 3
+    for (index_t v = 0; v < NV; ++v) {
+      const __mmask16 mask = v == NV - 1 ? last_mask : __mmask16(0xffff);
+      float* cv = c + i * ldc + 16 * v;
+      __m512 r = _mm512_mul_ps(va, acc[i][v]);
+      if (beta != 0.0f) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask, cv), r);
+      _mm512_mask_storeu_ps(cv, mask, r);
+    }
+  }
+}
 #endif
 
-template <index_t KS, index_t W>
-MicroKernel micro_kernel() {
+// The kernels of tile T for A steps of KS, by height and width: entry
+// [r - 1][w - 1] runs r * RS rows and w vectors.
+template <class T>
+using KernelSet = std::array<std::array<MicroKernel, T::NR / T::VW>, T::MR / T::RS>;
+
+template <class T, index_t KS>
+KernelSet<T> micro_kernels() {
 #if PYDL_X86
-  if (use_avx2()) return micro_kernel_avx2<KS, W>;
+  if constexpr (std::is_same_v<T, ZmmTile>) {
+    return {{{micro_kernel_avx512<KS, 1, 4>, micro_kernel_avx512<KS, 2, 4>},
+             {micro_kernel_avx512<KS, 1, 8>, micro_kernel_avx512<KS, 2, 8>},
+             {micro_kernel_avx512<KS, 1, 12>, micro_kernel_avx512<KS, 2, 12>}}};
+  } else {
+    if (use_avx2()) return {{{micro_kernel_avx2<KS, 8>, micro_kernel_avx2<KS, 16>}}};
+  }
 #endif
-  return micro_kernel_portable<KS, W>;
+  return {{{micro_kernel_portable<KS, 8>, micro_kernel_portable<KS, 16>}}};
 }
 
 // The A side of one macro-kernel call: rows i0 .. i0+mc of op(A) over one k
 // block, either packed (MR-row panels, padded to kp k steps) or read in place.
+template <class T>
 struct ABlock {
   const float* a;      // row 0 of the block
   index_t row_step;    // pointer step per row of op(A): kp packed, lda in place
   index_t kernel_rs;   // a_rs for the micro-kernel: 1 packed, lda in place
   index_t k_steps;     // kp packed (zero-padded), kc in place
-  MicroKernel wide, narrow;  // NR and NR / 2 columns
+  KernelSet<T> kernels;
 };
 
 // One A block (mc rows) times the packed B block (nc columns, padded to kp k
-// steps), into C at (i0, j0). Edge tiles go through a local tile; a column
-// edge of at most NR / 2 takes the narrow kernel.
-void macro_kernel(const ABlock& ab, const Operands& op, index_t i0, index_t mc, index_t j0,
+// steps), into C at (i0, j0). An edge takes the smallest kernel that covers
+// it; on a tile without masked edges, edge tiles go through a local tile.
+template <class T>
+void macro_kernel(const ABlock<T>& ab, const Operands& op, index_t i0, index_t mc, index_t j0,
                   index_t nc, index_t kp, const float* packed_b, float beta) {
+  constexpr index_t MR = T::MR, NR = T::NR;
   alignas(64) float tile[MR * NR];
   for (index_t j = 0; j < nc; j += NR) {
-    const index_t n = std::min(NR, nc - j);
+    const index_t n = std::min(NR, nc - j), vectors = ceil_div(n, T::VW);
     const float* bp = packed_b + j * kp;
     for (index_t i = 0; i < mc; i += MR) {
       const index_t m = std::min(MR, mc - i);
+      const MicroKernel kernel = ab.kernels[ceil_div(m, T::RS) - 1][vectors - 1];
       const float* ap = ab.a + i * ab.row_step;
       float* c = op.c + (i0 + i) * op.ldc + j0 + j;
-      const bool narrow = n <= NR / 2;
-      const MicroKernel kernel = narrow ? ab.narrow : ab.wide;
-      if (m == MR && n == (narrow ? NR / 2 : NR)) {
-        kernel(ab.k_steps, ap, ab.kernel_rs, m, bp, c, op.ldc, op.alpha, beta);
+      if (T::masked_edges || (m == MR && n == vectors * T::VW)) {
+        kernel(ab.k_steps, ap, ab.kernel_rs, m, n, bp, c, op.ldc, op.alpha, beta);
       } else {
-        kernel(ab.k_steps, ap, ab.kernel_rs, m, bp, tile, NR, 1.0f, 0.0f);
+        kernel(ab.k_steps, ap, ab.kernel_rs, m, n, bp, tile, NR, 1.0f, 0.0f);
         store_tile(m, n, tile, NR, c, op.ldc, op.alpha, beta);
       }
     }
@@ -417,34 +548,35 @@ void macro_kernel(const ABlock& ab, const Operands& op, index_t i0, index_t mc, 
 // in place), so only an A that fits in half of L2 is read in place, or one
 // with K < 16, where padding the packed panels to KU steps would waste up to
 // a quarter of the arithmetic (43264x9x32: 633 -> 445 us in place).
+template <class T>
 bool reads_a_in_place(const Operands& op, const Blocking& bl) {
   const bool a_cached = double(op.M) * op.K * sizeof(float) <= cache_sizes().l2 / 2;
-  return op.a_ks == 1 && ceil_div(std::min(op.N, bl.nc), NR) <= kInPlaceAPanels &&
+  return op.a_ks == 1 && round_up(std::min(op.N, bl.nc), T::NR) <= kInPlaceACols &&
          (a_cached || op.K < 4 * KU);
 }
 
 // The loop nest at the top of this file, on one thread, for the whole of `op`
 // (or the rectangle of C it was narrowed to). Buffers as PackBuffers gives.
+template <class T>
 void gemm_blocked(const Operands& op, float* packed_a, float* packed_b) {
-  const Blocking bl = blocking_for(op.N, op.K);
-  const index_t mc_step = round_up(balanced(op.M, bl.mc_cap), MR);
-  const bool a_in_place = reads_a_in_place(op, bl);
-  const MicroKernel packed_wide = micro_kernel<MR, NR>(), packed_narrow = micro_kernel<MR, NR / 2>();
-  const MicroKernel in_place_wide = micro_kernel<1, NR>(), in_place_narrow = micro_kernel<1, NR / 2>();
+  const Blocking bl = blocking_for<T>(op.N, op.K);
+  const index_t mc_step = round_up(balanced(op.M, bl.mc_cap), T::MR);
+  const bool a_in_place = reads_a_in_place<T>(op, bl);
+  const KernelSet<T> packed = micro_kernels<T, T::MR>(), in_place = micro_kernels<T, 1>();
   for (index_t jc = 0; jc < op.N; jc += bl.nc) {
     const index_t nc = std::min(bl.nc, op.N - jc);
     for (index_t pc = 0; pc < op.K; pc += bl.kc) {
       const index_t kc = std::min(bl.kc, op.K - pc), kp = padded(kc);
       const float beta = pc == 0 ? op.beta : 1.0f;  // later k blocks accumulate
-      pack_b(op, pc, kc, jc, nc, packed_b);
+      pack_b<T>(op, pc, kc, jc, nc, packed_b);
       for (index_t ic = 0; ic < op.M; ic += mc_step) {
         const index_t mc = std::min(mc_step, op.M - ic);
-        ABlock ab;
+        ABlock<T> ab;
         if (a_in_place) {
-          ab = {op.a + ic * op.a_rs + pc, op.a_rs, op.a_rs, kc, in_place_wide, in_place_narrow};
+          ab = {op.a + ic * op.a_rs + pc, op.a_rs, op.a_rs, kc, in_place};
         } else {
-          pack_a(op, ic, mc, pc, kc, packed_a);
-          ab = {packed_a, kp, 1, kp, packed_wide, packed_narrow};
+          pack_a<T>(op, ic, mc, pc, kc, packed_a);
+          ab = {packed_a, kp, 1, kp, packed};
         }
         macro_kernel(ab, op, ic, mc, jc, nc, kp, packed_b, beta);
       }
@@ -456,11 +588,12 @@ void gemm_blocked(const Operands& op, float* packed_a, float* packed_b) {
 // block each, at the largest sizes blocking_for gives for op or any rectangle
 // of it. Allocated before any parallel region, so running out of memory is an
 // exception, not a crash.
+template <class T>
 struct PackBuffers {
   PackBuffers(const Operands& op, int copies)
-      : bl(blocking_for(op.N, op.K)),
+      : bl(blocking_for<T>(op.N, op.K)),
         a_size(std::size_t(bl.mc_cap) * padded(bl.kc)),
-        b_size(std::size_t(padded(bl.kc)) * round_up(std::min(op.N, bl.nc_cap), NR)),
+        b_size(std::size_t(padded(bl.kc)) * round_up(std::min(op.N, bl.nc_cap), T::NR)),
         a(a_size * copies),
         b(b_size * copies) {}
   float* a_for(int copy) const { return a.get() + a_size * copy; }
@@ -480,22 +613,23 @@ struct PackBuffers {
 // parts on 2 threads would leave one thread a third idle), handed out
 // dynamically: a thread that loses its core to another process leaves its
 // share to the others instead of holding up the whole product.
+template <class T>
 void gemm_on_threads(const Operands& op, int nt) {
   if (op.M == 0 || op.N == 0) return;
   if (op.K == 0 || op.alpha == 0.0f) return scale_c(op);
-  const index_t row_tiles = ceil_div(op.M, MR), col_tiles = ceil_div(op.N, NR);
+  const index_t row_tiles = ceil_div(op.M, T::MR), col_tiles = ceil_div(op.N, T::NR);
   const double repack_rows = double(op.K) * op.N;
   const double repack_cols =
-      double(op.M) * op.K * (reads_a_in_place(op, blocking_for(op.N, op.K)) ? 0.25 : 1.0);
+      double(op.M) * op.K * (reads_a_in_place<T>(op, blocking_for<T>(op.N, op.K)) ? 0.25 : 1.0);
   bool by_rows = repack_rows <= repack_cols;
   if ((by_rows ? row_tiles : col_tiles) < nt) by_rows = row_tiles >= col_tiles;
-  const index_t unit = by_rows ? MR : NR;
+  const index_t unit = by_rows ? T::MR : T::NR;
   const index_t tiles = by_rows ? row_tiles : col_tiles;
   nt = static_cast<int>(std::min<index_t>(nt, tiles));
   const index_t parts =
       std::min<index_t>(tiles, nt * std::clamp<index_t>(tiles * unit / (256 * nt), 1, 4));
-  PackBuffers buf(op, nt);
-  if (nt == 1) return gemm_blocked(op, buf.a_for(0), buf.b_for(0));
+  PackBuffers<T> buf(op, nt);
+  if (nt == 1) return gemm_blocked<T>(op, buf.a_for(0), buf.b_for(0));
 
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
   for (index_t part = 0; part < parts; ++part) {
@@ -512,8 +646,17 @@ void gemm_on_threads(const Operands& op, int nt) {
       sub.c += lo;
     }
     const int t = thread_index();
-    if (hi > lo) gemm_blocked(sub, buf.a_for(t), buf.b_for(t));
+    if (hi > lo) gemm_blocked<T>(sub, buf.a_for(t), buf.b_for(t));
   }
+}
+
+// Runs fn(tile) on the active instruction set's tile.
+template <class Fn>
+void on_active_tile(const Fn& fn) {
+#if PYDL_X86
+  if (use_avx512()) return fn(ZmmTile{});
+#endif
+  fn(YmmTile{});
 }
 
 }  // namespace
@@ -522,7 +665,9 @@ void sgemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, float al
            const float* A, index_t lda, const float* B, index_t ldb, float beta, float* C,
            index_t ldc) {
   const Operands op = make_operands(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  gemm_on_threads(op, threads_for(2.0 * M * N * K, kFlopsPerThread));
+  on_active_tile([&](auto tile) {
+    gemm_on_threads<decltype(tile)>(op, threads_for(2.0 * M * N * K, kFlopsPerThread));
+  });
 }
 
 void sgemm_batched(index_t batch, bool trans_a, bool trans_b, index_t M, index_t N, index_t K,
@@ -541,7 +686,9 @@ void sgemm_batched(index_t batch, bool trans_a, bool trans_b, index_t M, index_t
   };
   const int nt_each = threads_for(flops, kFlopsPerThread);
   if (nt_each > 1 || batch == 1) {  // big products: thread inside each
-    for (index_t i = 0; i < batch; ++i) gemm_on_threads(product(i), nt_each);
+    on_active_tile([&](auto tile) {
+      for (index_t i = 0; i < batch; ++i) gemm_on_threads<decltype(tile)>(product(i), nt_each);
+    });
     return;
   }
   // Small products: whole products per thread, one set of packing buffers each.
@@ -550,12 +697,15 @@ void sgemm_batched(index_t batch, bool trans_a, bool trans_b, index_t M, index_t
     for (index_t i = 0; i < batch; ++i) scale_c(product(i));
     return;
   }
-  PackBuffers buf(product(0), nt);
+  on_active_tile([&](auto tile) {
+    using T = decltype(tile);
+    PackBuffers<T> buf(product(0), nt);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (index_t i = 0; i < batch; ++i) {
-    const int t = thread_index();
-    gemm_blocked(product(i), buf.a_for(t), buf.b_for(t));
-  }
+    for (index_t i = 0; i < batch; ++i) {
+      const int t = thread_index();
+      gemm_blocked<T>(product(i), buf.a_for(t), buf.b_for(t));
+    }
+  });
 }
 
 }  // namespace pydl
