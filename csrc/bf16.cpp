@@ -89,7 +89,8 @@ void pair_rows(std::uint32_t* dst, const float* x, index_t rs, index_t ks, index
   parallel_for(rows, threads_for(double(rows) * K, 1 << 16), 1, [&](index_t r0, index_t r1) {
     for (index_t r = r0; r < r1; ++r) {
       const float* src = x + r * rs;
-      for (index_t g = 0; g < K / 2; ++g) dst[r * kg + g] = bf16_pair(src[2 * g * ks], src[(2 * g + 1) * ks]);
+      for (index_t g = 0; g < K / 2; ++g)
+        dst[r * kg + g] = bf16_pair(src[2 * g * ks], src[(2 * g + 1) * ks]);
       if (K % 2) dst[r * kg + kg - 1] = bf16_pair(src[(K - 1) * ks], 0.0f);
     }
   });
@@ -150,7 +151,8 @@ void gemm_bf16(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, floa
     pair_panels(panels.get(), B, trans_b ? 1 : ldb, trans_b ? ldb : 1, K, N);
     static const DotKernelInfo<float> kernel{bf16_kernel, 6, 4};
     dot_gemm(kernel, M, N, kg, rows.get(), kg, panels.get(), C, ldc, beta == 1.0f,
-             threads_for(2.0 * M * N * K, kFlopsPerThread), [](index_t, index_t, index_t, index_t) {});
+             threads_for(2.0 * M * N * K, kFlopsPerThread),
+             [](index_t, index_t, index_t, index_t) {});
     return;
   }
 #endif

@@ -1211,7 +1211,8 @@ void bind_low_precision(py::module_& m) {
   m.def("int8_gemm", [](const py::handle& rows_obj, const py::handle& x_obj) {
         py::array rows = checked<std::int8_t>(rows_obj, "w_rows");
         py::array x = contiguous<std::uint8_t>(x_obj, "x");
-        if (x.ndim() != 2) throw py::value_error("int8_gemm: x must be 2-D (N, K), got " + shape_str(x));
+        if (x.ndim() != 2)
+          throw py::value_error("int8_gemm: x must be 2-D (N, K), got " + shape_str(x));
         const index_t N = x.shape(0), K = x.shape(1);
         index_t M;
         const std::uint32_t* wp = packed_rows(rows, K, "int8_gemm", M);
@@ -1229,7 +1230,8 @@ void bind_low_precision(py::module_& m) {
                           const py::handle& colsum, const py::handle& bias, float a_scale,
                           std::int64_t a_zero) {
         py::array x = contiguous<float>(x_obj, "x");
-        if (x.ndim() != 2) throw py::value_error("int8_linear: x must be 2-D (M, K), got " + shape_str(x));
+        if (x.ndim() != 2)
+          throw py::value_error("int8_linear: x must be 2-D (M, K), got " + shape_str(x));
         const index_t M = x.shape(0), K = x.shape(1);
         const Int8Weights w(rows, scale, colsum, bias, K, a_scale, a_zero, "int8_linear");
         py::array y = new_array<float>({M, w.N});

@@ -116,12 +116,14 @@ void im2col_rows(T* col, index_t ld, const T* x, const Conv2dShape& s, index_t o
             continue;
           }
           const T* src = x + (c * s.H + ih) * s.W + offset;
-          std::fill(dst, dst + lo, pad);
-          if (s.stride_w == 1)
+          // Rows are short (W_out bytes of uint8 for MNIST-sized planes): the
+          // empty fills and short copies stay out of memset/memcpy calls.
+          for (index_t ow = 0; ow < lo; ++ow) dst[ow] = pad;
+          if (s.stride_w == 1 && hi - lo >= 64)
             std::memcpy(dst + lo, src + lo, sizeof(T) * (hi - lo));
           else
             for (index_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * s.stride_w];
-          std::fill(dst + hi, dst + W_out, pad);
+          for (index_t ow = hi; ow < W_out; ++ow) dst[ow] = pad;
         }
       }
 }
@@ -264,7 +266,8 @@ void conv2d_forward(float* out, const float* in, const float* weight, const floa
 void conv2d_backward_input(float* grad_in, const float* grad_out, const float* weight,
                            const Conv2dShape& s) {
   check_conv2d(s);
-  if (!s.bf16 && winograd_suits(s, true)) return winograd_backward_input(grad_in, grad_out, weight, s);
+  if (!s.bf16 && winograd_suits(s, true))
+    return winograd_backward_input(grad_in, grad_out, weight, s);
   const Plan p = make_plan(s);
   const Scratch scratch(p);
   for_each_tile(p, [&](index_t n0, index_t n1, int t) {

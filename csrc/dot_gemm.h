@@ -72,7 +72,7 @@ void dot_gemm(const DotKernelInfo<Acc>& kernel, index_t M, index_t N, index_t kg
       const index_t ie = std::min(r1, ib + row_block);
       for (index_t p = p0; p < p1; p += np) {
         const index_t pn = std::min(np, p1 - p), cols = std::min(16 * pn, N - 16 * p);
-        for (index_t g0 = 0; g0 < kg; g0 += kGroupBlock) {
+        for (index_t g0 = 0; g0 == 0 || g0 < kg; g0 += kGroupBlock) {  // K = 0 stores zeros
           const index_t gn = std::min(kGroupBlock, kg - g0);
           const std::uint32_t* bp = b + (p * kg + g0) * 16;
           for (index_t i = ib; i < ie; i += mr)

@@ -138,7 +138,8 @@ PYDL_TARGET_AVX512_BF16 double vdpbf16ps_loop(double seconds, float* sink) {
 #endif
 
 void check_peak_arguments(const char* name, int threads, double seconds) {
-  require(threads >= 1, std::string(name) + ": threads must be >= 1, got " + std::to_string(threads));
+  require(threads >= 1,
+          std::string(name) + ": threads must be >= 1, got " + std::to_string(threads));
   require(seconds > 0 && seconds <= 60,
           std::string(name) + ": seconds must be in (0, 60], got " + std::to_string(seconds));
 }

@@ -260,7 +260,9 @@ void pack_col(std::uint32_t* panels, const std::uint8_t* col, index_t ld, index_
         const std::uint8_t* src = col + 4 * g * ld + 16 * p;
 #if PYDL_X86
         if (16 * p + 16 <= cols && 4 * g + 4 <= K) {
-          auto row = [&](int t) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + t * ld)); };
+          auto row = [&](int t) {
+            return _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + t * ld));
+          };
           const __m128i r0 = row(0), r1 = row(1), r2 = row(2), r3 = row(3);
           const __m128i lo01 = _mm_unpacklo_epi8(r0, r1), hi01 = _mm_unpackhi_epi8(r0, r1);
           const __m128i lo23 = _mm_unpacklo_epi8(r2, r3), hi23 = _mm_unpackhi_epi8(r2, r3);
@@ -295,9 +297,17 @@ struct Requantize {
       bias.get()[n] = o.bias ? o.bias[n] : 0.0f;
     }
   }
-  float operator()(index_t n, std::int32_t c) const {
-    const std::int32_t v = std::int32_t(std::uint32_t(c) - std::uint32_t(zero_sum.get()[n]));
-    return float(v) * scale.get()[n] + bias.get()[n];
+  // dst[r] = the value of src[r] for channels n0 + r * dn, r < count. Locals and
+  // __restrict let the compiler vectorize (dst could otherwise alias the constants).
+  void apply(float* __restrict dst, const std::int32_t* __restrict src, index_t count,
+             index_t n0, index_t dn) const {
+    const std::int32_t* __restrict zs = zero_sum.get() + n0;
+    const float* __restrict sc = scale.get() + n0;
+    const float* __restrict bi = bias.get() + n0;
+    for (index_t r = 0; r < count; ++r) {
+      const std::int32_t v = std::int32_t(std::uint32_t(src[r]) - std::uint32_t(zs[r * dn]));
+      dst[r] = float(v) * sc[r * dn] + bi[r * dn];
+    }
   }
   Workspace<float> scale;
   Workspace<std::int32_t> zero_sum;
@@ -357,12 +367,12 @@ void int8_linear(float* y, const float* x, const std::uint32_t* w_rows, index_t 
              std::int32_t block[16][16];
              for (index_t nb = n0; nb < n1; nb += 16)
                for (index_t mb = m0; mb < m1; mb += 16) {
-                 const index_t nn = std::min<index_t>(16, n1 - nb), mm = std::min<index_t>(16, m1 - mb);
+                 const index_t nn = std::min<index_t>(16, n1 - nb);
+                 const index_t mm = std::min<index_t>(16, m1 - mb);
                  for (index_t i = 0; i < nn; ++i)
                    for (index_t j = 0; j < mm; ++j) block[j][i] = c.get()[(nb + i) * M + mb + j];
                  for (index_t j = 0; j < mm; ++j)
-                   for (index_t i = 0; i < nn; ++i)
-                     y[(mb + j) * N + nb + i] = requantize(nb + i, block[j][i]);
+                   requantize.apply(y + (mb + j) * N + nb, block[j], nn, nb, 1);
                }
            });
 }
@@ -396,7 +406,8 @@ void int8_conv2d(float* y, const float* x, const std::uint32_t* w_rows, const Co
                  [&](index_t i0, index_t i1) {
                    for (index_t i = i0; i < i1; ++i)
                      im2col_rows<std::uint8_t>(col.get() + i * P, cols,
-                                               qx.get() + (n0 + i) * plane_in, s, 0, s.H_out(), pad);
+                                               qx.get() + (n0 + i) * plane_in, s, 0, s.H_out(),
+                                               pad);
                  });
     pack_col(panels.get(), col.get(), cols, K, cols);
     // C (C_out x cols); column j is pixel j % P of image n0 + j / P.
@@ -408,7 +419,7 @@ void int8_conv2d(float* y, const float* x, const std::uint32_t* w_rows, const Co
                    const index_t run = std::min(j1 - j, P - pixel);
                    float* dst = y + ((n0 + image) * s.C_out + co) * P + pixel;
                    const std::int32_t* src = c.get() + co * cols + j;
-                   for (index_t r = 0; r < run; ++r) dst[r] = requantize(co, src[r]);
+                   requantize.apply(dst, src, run, co, 0);
                    j += run;
                  }
              });

@@ -41,7 +41,7 @@ def test_each_path_runs_its_own_kernel(isa):
     assert _C.int8_kernel() == INT8_KERNEL[isa]
 
 
-@pytest.mark.parametrize("M,N,K", [(1, 1, 1), (1, 17, 3), (7, 33, 13), (6, 64, 4), (13, 17, 300),
+@pytest.mark.parametrize("M,N,K", [(3, 4, 0), (1, 1, 1), (1, 17, 3), (7, 33, 13), (6, 64, 4), (13, 17, 300),
                                    (64, 100, 1029), (130, 200, 9), (250, 65, 530)])
 def test_int8_gemm_is_exact(rng, isa, threads, M, N, K):
     w, x = operands(rng, M, N, K)
