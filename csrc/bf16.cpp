@@ -28,6 +28,8 @@ namespace pydl {
 namespace {
 
 constexpr double kFlopsPerThread = 2e6;
+// Elements per thread below which conversion and packing stay on one thread.
+constexpr double kCopyGrain = 1 << 20;
 
 index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
 
@@ -86,7 +88,7 @@ PYDL_TARGET_AVX512_BF16 void bf16_kernel(index_t kg, const std::uint32_t* a, ind
 void pair_rows(std::uint32_t* dst, const float* x, index_t rs, index_t ks, index_t rows,
                index_t K) {
   const index_t kg = ceil_div(K, 2);
-  parallel_for(rows, threads_for(double(rows) * K, 1 << 16), 1, [&](index_t r0, index_t r1) {
+  parallel_for(rows, threads_for(double(rows) * K, kCopyGrain), 1, [&](index_t r0, index_t r1) {
     for (index_t r = r0; r < r1; ++r) {
       const float* src = x + r * rs;
       for (index_t g = 0; g < K / 2; ++g)
@@ -102,7 +104,7 @@ void pair_panels(std::uint32_t* dst, const float* b, index_t ks, index_t cs, ind
                  index_t N) {
   const index_t kg = ceil_div(K, 2), count = ceil_div(N, 16);
   auto value = [&](index_t k, index_t j) { return k < K && j < N ? b[k * ks + j * cs] : 0.0f; };
-  parallel_for(count, threads_for(double(N) * K, 1 << 16), 1, [&](index_t p0, index_t p1) {
+  parallel_for(count, threads_for(double(N) * K, kCopyGrain), 1, [&](index_t p0, index_t p1) {
     for (index_t p = p0; p < p1; ++p) {
       std::uint32_t* panel = dst + p * kg * 16;
       if (cs == 1)
@@ -120,7 +122,7 @@ void pair_panels(std::uint32_t* dst, const float* b, index_t ks, index_t cs, ind
 
 // dst (rows x cols, contiguous) = x (rows x cols, row stride ld) rounded to bf16.
 void rounded_copy(float* dst, const float* x, index_t rows, index_t cols, index_t ld) {
-  parallel_for(rows, threads_for(double(rows) * cols, 1 << 16), 1, [&](index_t r0, index_t r1) {
+  parallel_for(rows, threads_for(double(rows) * cols, kCopyGrain), 1, [&](index_t r0, index_t r1) {
     for (index_t r = r0; r < r1; ++r)
       for (index_t j = 0; j < cols; ++j)
         dst[r * cols + j] = float_from_bf16(bf16_from_float(x[r * ld + j]));

@@ -30,6 +30,10 @@ namespace {
 
 // Below this many multiply-adds per thread a second thread costs more than it saves.
 constexpr double kMacsPerThread = 2e6;
+// Elements per thread below which the quantize, im2col and packing passes stay on
+// one thread: they take ~0.1 ns an element, less than waking a second thread
+// costs on a busy machine (a batch-256 MLP layer's 200K inputs stay on one).
+constexpr double kCopyGrain = 1 << 20;
 // Columns (pixels) of one convolution chunk: its col matrix, panels and int32
 // products take about (K + K + 4 C_out) bytes per column; 4 MiB of them stay in L3.
 constexpr index_t kConvChunkBytes = index_t(4) << 20;
@@ -176,10 +180,10 @@ const DotKernelInfo<std::int32_t>& int8_kernel() {
 // panels[(p * kg + g) * 16 + j] = column 16p + j's k group g (zero past K and
 // past the last column).
 
-// q = clamp(round_half_even(x * inv_scale) + zero, 0, 255). Rounding adds and
-// subtracts 1.5 * 2^23 (exact for |v| < 2^22, which the clamp before ensures),
-// so the loop needs no rounding instruction and vectorizes on any x86-64; NaN
-// fails both comparisons and becomes 0.
+// q = clamp(round_half_even(x * inv_scale) + zero, 0, 255), the portable form
+// (and the AVX2 path's tail). Rounding adds and subtracts 1.5 * 2^23 (exact for
+// |v| < 2^22, which the clamp before ensures), so no rounding-mode call is
+// needed; NaN fails both comparisons and becomes 0.
 inline std::uint8_t quantize_one(float x, float inv_scale, float zero) {
   float v = x * inv_scale;
   v = v > -512.0f ? v : -512.0f;
@@ -194,7 +198,7 @@ inline std::uint8_t quantize_one(float x, float inv_scale, float zero) {
 // is 4 consecutive bytes of one row, a plain 32-bit copy but for the k tail.
 void pack_rows(std::uint32_t* panels, const std::uint8_t* x, index_t ld, index_t N, index_t K) {
   const index_t kg = int8_groups(K), whole = K / 4, count = ceil_div(N, 16);
-  parallel_for(count, threads_for(double(N) * K, 1 << 16), 1, [&](index_t p0, index_t p1) {
+  parallel_for(count, threads_for(double(N) * K, kCopyGrain), 1, [&](index_t p0, index_t p1) {
     for (index_t p = p0; p < p1; ++p)
       for (index_t j = 0; j < 16; ++j) {
         const index_t n = 16 * p + j;
@@ -236,7 +240,7 @@ PYDL_TARGET_AVX2 index_t quantize_avx2(std::uint8_t* q, const float* x, index_t 
 // q (rows x K, row stride ld) = quantize_one of x (rows x K, contiguous).
 void quantize_rows(std::uint8_t* q, index_t ld, const float* x, index_t rows, index_t K,
                    float inv_scale, float zero) {
-  parallel_for(rows, threads_for(double(rows) * K, 1 << 16), 1, [&](index_t r0, index_t r1) {
+  parallel_for(rows, threads_for(double(rows) * K, kCopyGrain), 1, [&](index_t r0, index_t r1) {
     for (index_t r = r0; r < r1; ++r) {
       index_t k = 0;
 #if PYDL_X86
@@ -253,7 +257,7 @@ void quantize_rows(std::uint8_t* q, index_t ld, const float* x, index_t rows, in
 void pack_col(std::uint32_t* panels, const std::uint8_t* col, index_t ld, index_t K,
               index_t cols) {
   const index_t kg = int8_groups(K), count = ceil_div(cols, 16);
-  parallel_for(count, threads_for(double(cols) * K, 1 << 16), 1, [&](index_t p0, index_t p1) {
+  parallel_for(count, threads_for(double(cols) * K, kCopyGrain), 1, [&](index_t p0, index_t p1) {
     for (index_t p = p0; p < p1; ++p)
       for (index_t g = 0; g < kg; ++g) {
         std::uint32_t* dst = panels + (p * kg + g) * 16;
@@ -402,7 +406,7 @@ void int8_conv2d(float* y, const float* x, const std::uint32_t* w_rows, const Co
   const std::uint8_t pad = static_cast<std::uint8_t>(o.a_zero);
   for (index_t n0 = 0; n0 < s.N; n0 += images) {
     const index_t n1 = std::min(s.N, n0 + images), cols = (n1 - n0) * P;
-    parallel_for(n1 - n0, threads_for(double(n1 - n0) * K * P, 1 << 16), 1,
+    parallel_for(n1 - n0, threads_for(double(n1 - n0) * K * P, kCopyGrain), 1,
                  [&](index_t i0, index_t i1) {
                    for (index_t i = i0; i < i1; ++i)
                      im2col_rows<std::uint8_t>(col.get() + i * P, cols,

@@ -41,8 +41,8 @@ def test_each_path_runs_its_own_kernel(isa):
     assert _C.int8_kernel() == INT8_KERNEL[isa]
 
 
-@pytest.mark.parametrize("M,N,K", [(3, 4, 0), (1, 1, 1), (1, 17, 3), (7, 33, 13), (6, 64, 4), (13, 17, 300),
-                                   (64, 100, 1029), (130, 200, 9), (250, 65, 530)])
+@pytest.mark.parametrize("M,N,K", [(3, 4, 0), (1, 1, 1), (1, 17, 3), (7, 33, 13), (6, 64, 4),
+                                   (13, 17, 300), (64, 100, 1029), (130, 200, 9), (250, 65, 530)])
 def test_int8_gemm_is_exact(rng, isa, threads, M, N, K):
     w, x = operands(rng, M, N, K)
     rows, colsum = _C.int8_pack_weights(w)
@@ -228,6 +228,7 @@ def load_example(name):
     return module
 
 
+@pytest.mark.slow  # ~20 s: trains the CNN for one epoch on 3000 images
 def test_quantized_mnist_cnn_keeps_its_accuracy():
     # The network of examples/mnist_cnn.py on its data (Fashion-MNIST when Debian's
     # dataset-fashion-mnist is installed, else the digits), briefly trained, then
