@@ -1,14 +1,15 @@
 // The FMA peak: independent multiply-add chains, enough of them to hide the
 // FMA latency on every pipe (chains >= latency x pipes, e.g. 4 cycles x 2 = 8),
-// so the loop runs at the issue rate of the FMA units.
+// so the loop runs at the issue rate of the FMA units. The low-precision peaks
+// (vpdpbusd, vdpbf16ps) are the same loop over their dot-product instruction.
 #include "peak.h"
-
-#include "dot_insn.h"
 
 #include <algorithm>
 #include <chrono>
 #include <string>
 #include <vector>
+
+#include "dot_insn.h"
 
 #ifdef _OPENMP
 #include <omp.h>

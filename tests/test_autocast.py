@@ -42,6 +42,14 @@ def test_each_path_runs_its_own_kernel(isa):
     assert _C.bf16_kernel() == BF16_KERNEL[isa]
 
 
+def test_bf16_peak_needs_the_avx512_path(isa):
+    if _C.bf16_kernel() == "avx512_bf16":
+        assert _C.bf16_peak_gflops(1, 0.01) > 0
+    else:
+        with pytest.raises(ValueError, match="no AVX512_BF16"):
+            _C.bf16_peak_gflops(1, 0.01)
+
+
 def test_round_bf16_is_round_to_nearest_even(rng):
     x = (rng.standard_normal(10000) * 10.0 ** rng.integers(-30, 30, 10000)).astype(np.float32)
     ties = (np.arange(1, 9, dtype=np.uint32) << 16 | 0x8000).view(np.float32)  # exactly halfway

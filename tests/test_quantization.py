@@ -63,6 +63,14 @@ def test_int8_gemm_does_not_saturate_at_the_extremes(isa, w_value):
     np.testing.assert_array_equal(got, np.full((M, N), 255 * w_value * K))
 
 
+def test_vnni_peak_needs_the_avx512_path(isa):
+    if _C.int8_kernel() == "avx512_vnni":
+        assert _C.vnni_peak_gops(1, 0.01) > 0
+    else:
+        with pytest.raises(ValueError, match="no AVX512_VNNI"):
+            _C.vnni_peak_gops(1, 0.01)
+
+
 def test_int8_gemm_rejects_bad_arguments(rng):
     w, x = operands(rng, 4, 5, 8)
     rows, _ = _C.int8_pack_weights(w)
