@@ -32,7 +32,7 @@ from pydl import _C  # noqa: E402
 
 from harness import Bench, plot_rates  # noqa: E402
 
-SUITES = ["gemm", "loss", "conv", "rnn", "optim", "cuda"]
+SUITES = ["gemm", "loss", "conv", "rnn", "optim", "cuda", "lowp"]
 
 
 def _numpy_blas(bench):

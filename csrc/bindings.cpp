@@ -7,9 +7,11 @@
 
 #include <array>
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <vector>
 
+#include "bf16.h"
 #include "common.h"
 #include "conv.h"
 #include "dropout.h"
@@ -23,6 +25,7 @@
 #include "peak.h"
 #include "philox.h"
 #include "pool.h"
+#include "quant.h"
 #include "rnn.h"
 #include "shapes.h"
 
@@ -48,6 +51,9 @@ const char* dtype_name() {
   if (std::is_same_v<T, double>) return "float64";
   if (std::is_same_v<T, std::int64_t>) return "int64";
   if (std::is_same_v<T, std::uint8_t>) return "uint8";
+  if (std::is_same_v<T, std::int8_t>) return "int8";
+  if (std::is_same_v<T, std::int32_t>) return "int32";
+  if (std::is_same_v<T, std::uint32_t>) return "uint32";
   return "?";
 }
 
@@ -191,8 +197,9 @@ MatrixArg matrix_arg(py::array a, bool trans) {
   return {c, cptr<float>(c), std::max<index_t>(cols, 1), trans};
 }
 
+// bf16: the products take bfloat16-rounded operands (gemm_bf16: alpha 1, beta 0 or 1).
 py::array gemm(const py::handle& a_obj, const py::handle& b_obj, bool trans_a, bool trans_b,
-               float alpha, float beta, const py::object& out_obj) {
+               float alpha, float beta, const py::object& out_obj, bool bf16) {
   py::array a = checked<float>(a_obj, "a"), b = checked<float>(b_obj, "b");
   if (a.ndim() != b.ndim() || a.ndim() < 2 || a.ndim() > 3)
     throw py::value_error("gemm: a and b must both be 2-D, or both 3-D (batched); got a " +
@@ -237,20 +244,29 @@ py::array gemm(const py::handle& a_obj, const py::handle& b_obj, bool trans_a, b
     MatrixArg ma = batch_arg(a, trans_a, sa), mb = batch_arg(b, trans_b, sb);
     float* c = mptr<float>(out);
     py::gil_scoped_release release;
+    if (bf16) {
+      for (index_t i = 0; i < batch; ++i)
+        gemm_bf16(ma.trans, mb.trans, M, N, K, alpha, ma.ptr + i * sa, ma.ld, mb.ptr + i * sb,
+                  mb.ld, beta, c + i * M * N, std::max<index_t>(N, 1));
+      return out;
+    }
     sgemm_batched(batch, ma.trans, mb.trans, M, N, K, alpha, ma.ptr, ma.ld, sa, mb.ptr, mb.ld,
                   sb, beta, c, std::max<index_t>(N, 1), M * N);
   } else {
     MatrixArg ma = matrix_arg(a, trans_a), mb = matrix_arg(b, trans_b);
     float* c = mptr<float>(out);
     py::gil_scoped_release release;
-    sgemm(ma.trans, mb.trans, M, N, K, alpha, ma.ptr, ma.ld, mb.ptr, mb.ld, beta, c,
-          std::max<index_t>(N, 1));
+    (bf16 ? gemm_bf16 : sgemm)(ma.trans, mb.trans, M, N, K, alpha, ma.ptr, ma.ld, mb.ptr, mb.ld,
+                               beta, c, std::max<index_t>(N, 1));
   }
   return out;
 }
 
 void bind_gemm(py::module_& m) {
-  m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::kw_only(), py::arg("trans_a") = false,
+  m.def("gemm", [](const py::handle& a, const py::handle& b, bool trans_a, bool trans_b,
+                   float alpha, float beta, const py::object& out) {
+        return gemm(a, b, trans_a, trans_b, alpha, beta, out, false);
+      }, py::arg("a"), py::arg("b"), py::kw_only(), py::arg("trans_a") = false,
         py::arg("trans_b") = false, py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f,
         py::arg("out") = py::none(),
         "alpha * op(a) @ op(b) + beta * out for float32 matrices (2-D) or batches (3-D).\n"
@@ -930,10 +946,11 @@ Conv2dShape conv_shape(const py::array& input, const py::array& weight, Pair str
 
 py::array conv2d_forward_py(const py::handle& input_obj, const py::handle& weight_obj,
                             const py::handle& bias_obj, Pair stride, Pair padding, Pair dilation,
-                            index_t groups) {
+                            index_t groups, bool bf16) {
   py::array input = four_d(input_obj, "input", "(N, C_in, H, W)");
   py::array weight = four_d(weight_obj, "weight", "(C_out, C_in/groups, KH, KW)");
-  const Conv2dShape s = conv_shape(input, weight, stride, padding, dilation, groups);
+  Conv2dShape s = conv_shape(input, weight, stride, padding, dilation, groups);
+  s.bf16 = bf16;
   const float* bias = nullptr;
   py::array bias_array;
   if (!bias_obj.is_none()) {
@@ -959,10 +976,11 @@ py::array conv2d_forward_py(const py::handle& input_obj, const py::handle& weigh
 py::tuple conv2d_backward_py(const py::handle& grad_obj, const py::handle& input_obj,
                              const py::handle& weight_obj, Pair stride, Pair padding,
                              Pair dilation, index_t groups, bool input_grad, bool weight_grad,
-                             bool bias_grad) {
+                             bool bias_grad, bool bf16) {
   py::array input = four_d(input_obj, "input", "(N, C_in, H, W)");
   py::array weight = four_d(weight_obj, "weight", "(C_out, C_in/groups, KH, KW)");
-  const Conv2dShape s = conv_shape(input, weight, stride, padding, dilation, groups);
+  Conv2dShape s = conv_shape(input, weight, stride, padding, dilation, groups);
+  s.bf16 = bf16;
   py::array grad = four_d(grad_obj, "grad_output", "(N, C_out, H_out, W_out)");
   if (grad.shape(0) != s.N || grad.shape(1) != s.C_out || grad.shape(2) != s.H_out() ||
       grad.shape(3) != s.W_out())
@@ -1028,13 +1046,14 @@ void bind_conv_pool(py::module_& m) {
   m.def("conv2d_forward", &conv2d_forward_py, py::arg("input"), py::arg("weight"),
         py::arg("bias") = py::none(), py::kw_only(), py::arg("stride") = Pair{1, 1},
         py::arg("padding") = Pair{0, 0}, py::arg("dilation") = Pair{1, 1},
-        py::arg("groups") = 1,
-        "2-D convolution (cross-correlation), NCHW float32: (N, C_out, H_out, W_out).");
+        py::arg("groups") = 1, py::arg("bf16") = false,
+        "2-D convolution (cross-correlation), NCHW float32: (N, C_out, H_out, W_out).\n"
+        "bf16: the GEMMs take bfloat16-rounded operands (autocast).");
   m.def("conv2d_backward", &conv2d_backward_py, py::arg("grad_output"), py::arg("input"),
         py::arg("weight"), py::kw_only(), py::arg("stride") = Pair{1, 1},
         py::arg("padding") = Pair{0, 0}, py::arg("dilation") = Pair{1, 1},
         py::arg("groups") = 1, py::arg("input_grad") = true, py::arg("weight_grad") = true,
-        py::arg("bias_grad") = true,
+        py::arg("bias_grad") = true, py::arg("bf16") = false,
         "Gradients of conv2d: (grad_input, grad_weight, grad_bias), None where not asked.");
 
   m.def("max_pool2d_forward", [](const py::handle& input_obj, Pair kernel, Pair stride,
@@ -1114,6 +1133,174 @@ void bind_conv_pool(py::module_& m) {
       py::arg("count_include_pad") = true);
 }
 
+// ---- low precision: int8 and bfloat16 ----------------------------------------
+
+// A 1-D float32 (n,) array `name` (checked, kept alive by the caller's copy).
+const float* channel_vector(const py::array& a, const char* name, index_t n) {
+  if (a.ndim() != 1 || a.shape(0) != n)
+    throw py::value_error(std::string(name) + " must have shape (" + std::to_string(n) +
+                          ",), got " + shape_str(a));
+  return cptr<float>(a);
+}
+
+// Packed int8 weights as int8_pack_weights returns them: an int8 (N, K) view
+// whose rows are 4*ceil(K/4) bytes apart and 4-byte aligned (quant.h). Returns
+// its words and sets N.
+const std::uint32_t* packed_rows(const py::array& rows, index_t K, const char* fn, index_t& N) {
+  const bool packed = rows.ndim() == 2 && rows.strides(1) == 1 &&
+                      (rows.shape(0) <= 1 || rows.strides(0) == 4 * int8_groups(rows.shape(1))) &&
+                      reinterpret_cast<std::uintptr_t>(rows.data()) % 4 == 0;
+  if (!packed)
+    throw py::value_error(std::string(fn) + ": w_rows must come from int8_pack_weights (an "
+                          "int8 (N, K) array with rows padded to 4 bytes), got shape " +
+                          shape_str(rows));
+  if (rows.shape(1) != K)
+    throw py::value_error(std::string(fn) + ": w_rows " + shape_str(rows) + " has K = " +
+                          std::to_string(rows.shape(1)) + " but the input has K = " +
+                          std::to_string(K));
+  N = rows.shape(0);
+  return static_cast<const std::uint32_t*>(rows.data());
+}
+
+// Packed int8 weights with their per-channel scales, column sums and bias,
+// checked against the input's K.
+struct Int8Weights {
+  Int8Weights(const py::handle& rows_obj, const py::handle& scale_obj,
+              const py::handle& colsum_obj, const py::handle& bias_obj, index_t K, float a_scale,
+              std::int64_t a_zero, const char* fn)
+      : rows(checked<std::int8_t>(rows_obj, "w_rows")),
+        scale(contiguous<float>(scale_obj, "w_scale")),
+        colsum(contiguous<std::int32_t>(colsum_obj, "colsum")) {
+    words = packed_rows(rows, K, fn, N);
+    if (colsum.ndim() != 1 || colsum.shape(0) != N)
+      throw py::value_error(std::string(fn) + ": colsum must have shape (" + std::to_string(N) +
+                            ",), got " + shape_str(colsum));
+    if (!(a_scale > 0.0f) || !std::isfinite(a_scale))
+      throw py::value_error(std::string(fn) + ": a_scale must be positive and finite, got " +
+                            std::to_string(a_scale));
+    if (a_zero < 0 || a_zero > 255)
+      throw py::value_error(std::string(fn) + ": a_zero must be in [0, 255], got " +
+                            std::to_string(a_zero));
+    if (!bias_obj.is_none()) bias = contiguous<float>(bias_obj, "bias");
+    out = {channel_vector(scale, "w_scale", N), cptr<std::int32_t>(colsum),
+           bias_obj.is_none() ? nullptr : channel_vector(bias, "bias", N), a_scale,
+           static_cast<std::int32_t>(a_zero)};
+  }
+  py::array rows, scale, colsum, bias;
+  const std::uint32_t* words;
+  index_t N;
+  Int8Output out;
+};
+
+void bind_low_precision(py::module_& m) {
+  m.def("int8_pack_weights", [](const py::handle& qw_obj) {
+        py::array qw = contiguous<std::int8_t>(qw_obj, "qw");
+        if (qw.ndim() != 2)
+          throw py::value_error("int8_pack_weights: qw must be 2-D (N, K), got " + shape_str(qw));
+        const index_t N = qw.shape(0), K = qw.shape(1), row = 4 * int8_groups(K);
+        py::array words = new_array<std::uint32_t>({N, row / 4});
+        py::array colsum = new_array<std::int32_t>({N});
+        int8_pack_weights(mptr<std::uint32_t>(words), mptr<std::int32_t>(colsum),
+                          cptr<std::int8_t>(qw), N, K);
+        py::array rows(py::dtype::of<std::int8_t>(), {N, K}, {row, py::ssize_t(1)},
+                       words.data(), words);
+        return py::make_tuple(rows, colsum);
+      }, py::arg("qw"),
+      "int8 weights qw (N, K) as the int8 kernels read them: (w_rows, an int8 (N, K) view\n"
+      "of qw with rows padded to 4 bytes, colsum (N,) int32 = qw.sum(1)).");
+  m.def("int8_gemm", [](const py::handle& rows_obj, const py::handle& x_obj) {
+        py::array rows = checked<std::int8_t>(rows_obj, "w_rows");
+        py::array x = contiguous<std::uint8_t>(x_obj, "x");
+        if (x.ndim() != 2)
+          throw py::value_error("int8_gemm: x must be 2-D (N, K), got " + shape_str(x));
+        const index_t N = x.shape(0), K = x.shape(1);
+        index_t M;
+        const std::uint32_t* wp = packed_rows(rows, K, "int8_gemm", M);
+        py::array c = new_array<std::int32_t>({M, N});
+        std::int32_t* cp = mptr<std::int32_t>(c);
+        const std::uint8_t* xp = cptr<std::uint8_t>(x);
+        {
+          py::gil_scoped_release release;
+          int8_gemm(cp, wp, xp, M, N, K);
+        }
+        return c;
+      }, py::arg("w_rows"), py::arg("x"),
+      "Exact int32 c (M, N) = w (M, K) int8 @ x (N, K).T uint8, w packed by int8_pack_weights.");
+  m.def("int8_linear", [](const py::handle& x_obj, const py::handle& rows, const py::handle& scale,
+                          const py::handle& colsum, const py::handle& bias, float a_scale,
+                          std::int64_t a_zero) {
+        py::array x = contiguous<float>(x_obj, "x");
+        if (x.ndim() != 2)
+          throw py::value_error("int8_linear: x must be 2-D (M, K), got " + shape_str(x));
+        const index_t M = x.shape(0), K = x.shape(1);
+        const Int8Weights w(rows, scale, colsum, bias, K, a_scale, a_zero, "int8_linear");
+        py::array y = new_array<float>({M, w.N});
+        float* yp = mptr<float>(y);
+        const float* xp = cptr<float>(x);
+        {
+          py::gil_scoped_release release;
+          int8_linear(yp, xp, w.words, M, w.N, K, w.out);
+        }
+        return y;
+      }, py::arg("x"), py::arg("w_rows"), py::arg("w_scale"), py::arg("colsum"),
+      py::arg("bias") = py::none(), py::kw_only(), py::arg("a_scale"), py::arg("a_zero"),
+      "y (M, N) float32 = the int8 linear map of x (M, K) float32 (quant.h): x quantized\n"
+      "with a_scale and a_zero, weights packed by int8_pack_weights with scales w_scale.");
+  m.def("int8_conv2d", [](const py::handle& x_obj, const py::handle& rows, const py::handle& scale,
+                          const py::handle& colsum, const py::handle& bias, Pair kernel,
+                          Pair stride, Pair padding, Pair dilation, float a_scale,
+                          std::int64_t a_zero) {
+        py::array x = four_d(x_obj, "input", "(N, C_in, H, W)");
+        const index_t C_in = x.shape(1), K = C_in * kernel[0] * kernel[1];
+        const Int8Weights w(rows, scale, colsum, bias, K, a_scale, a_zero, "int8_conv2d");
+        const Conv2dShape s{x.shape(0), C_in, x.shape(2), x.shape(3), w.N, kernel[0], kernel[1],
+                            stride[0], stride[1], padding[0], padding[1], dilation[0],
+                            dilation[1], 1};
+        check_conv2d(s);
+        py::array y = new_array<float>({s.N, s.C_out, s.H_out(), s.W_out()});
+        float* yp = mptr<float>(y);
+        const float* xp = cptr<float>(x);
+        {
+          py::gil_scoped_release release;
+          int8_conv2d(yp, xp, w.words, s, w.out);
+        }
+        return y;
+      }, py::arg("input"), py::arg("w_rows"), py::arg("w_scale"), py::arg("colsum"),
+      py::arg("bias") = py::none(), py::kw_only(), py::arg("kernel_size"),
+      py::arg("stride") = Pair{1, 1}, py::arg("padding") = Pair{0, 0},
+      py::arg("dilation") = Pair{1, 1}, py::arg("a_scale"), py::arg("a_zero"),
+      "The int8 convolution (groups 1) of input (N, C_in, H, W) float32, weights packed by\n"
+      "int8_pack_weights from (C_out, C_in * KH * KW): (N, C_out, H_out, W_out) float32.");
+  m.def("int8_kernel", &int8_kernel_name,
+        "The int8 micro-kernel on the active path: 'avx512_vnni', 'avx2' or 'portable'.");
+
+  m.def("round_bf16", [](const py::handle& x_obj) {
+        py::array x = contiguous<float>(x_obj, "x");
+        py::array y = new_array<float>(shape_of(x));
+        round_to_bf16(mptr<float>(y), cptr<float>(x), x.size());
+        return y;
+      }, py::arg("x"), "x rounded to bfloat16 (nearest, ties to even), as float32.");
+  m.def("gemm_bf16", [](const py::handle& a, const py::handle& b, bool trans_a, bool trans_b,
+                        float beta, const py::object& out) {
+        return gemm(a, b, trans_a, trans_b, 1.0f, beta, out, true);
+      }, py::arg("a"), py::arg("b"), py::kw_only(), py::arg("trans_a") = false,
+      py::arg("trans_b") = false, py::arg("beta") = 0.0f, py::arg("out") = py::none(),
+      "gemm with bfloat16-rounded operands and float32 accumulation (autocast); beta 0 or 1.");
+  m.def("bf16_kernel", &bf16_kernel_name,
+        "The bf16 GEMM path: 'avx512_bf16' (vdpbf16ps), else 'avx2' or 'portable' (rounded\n"
+        "operands on the float32 kernels).");
+  m.def("vnni_peak_gops", [](int threads, double seconds) {
+        py::gil_scoped_release release;
+        return vnni_peak_gops(threads, seconds);
+      }, py::arg("threads"), py::arg("seconds") = 0.2,
+      "GOP/s of a register-only vpdpbusd loop (AVX512_VNNI), a multiply-add counting two.");
+  m.def("bf16_peak_gflops", [](int threads, double seconds) {
+        py::gil_scoped_release release;
+        return bf16_peak_gflops(threads, seconds);
+      }, py::arg("threads"), py::arg("seconds") = 0.2,
+      "GFLOP/s of a register-only vdpbf16ps loop (AVX512_BF16).");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -1126,4 +1313,5 @@ PYBIND11_MODULE(_C, m) {
   bind_layers(m);
   bind_rnn(m);
   bind_conv_pool(m);
+  bind_low_precision(m);
 }

@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "bf16.h"
 #include "gemm.h"
 #include "parallel.h"
 
@@ -32,6 +33,13 @@ namespace {
 // 512 KiB of col per tile: it stays in L2/L3 beside the GEMM's packed blocks,
 // while a tile of a few output rows still gives the GEMM a wide N.
 constexpr index_t kColTileFloats = index_t(1) << 17;
+// The GEMM of every product below: float32, or bfloat16 operands under autocast.
+void conv_gemm(const Conv2dShape& s, bool trans_a, bool trans_b, index_t M, index_t N, index_t K,
+               const float* A, index_t lda, const float* B, index_t ldb, float beta, float* C,
+               index_t ldc) {
+  (s.bf16 ? gemm_bf16 : sgemm)(trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+}
+
 // Below this many flops per thread another thread costs more than it saves.
 constexpr double kFlopsPerThread = 2e6;
 
@@ -87,33 +95,44 @@ void valid_columns(index_t offset, index_t stride, index_t W, index_t W_out, ind
   lo = std::min(lo, hi);
 }
 
-// col (K x (oh1-oh0)*W_out, row stride ld) for output rows [oh0, oh1) of one
-// group's planes x.
-void im2col_rows(float* col, index_t ld, const float* x, const Conv2dShape& s, const Plan& p,
-                 index_t oh0, index_t oh1) {
-  for (index_t c = 0; c < p.Cg_in; ++c)
+}  // namespace
+
+// im2col_rows (conv.h), for float and for quantized (uint8) planes.
+template <class T>
+void im2col_rows(T* col, index_t ld, const T* x, const Conv2dShape& s, index_t oh0, index_t oh1,
+                 T pad) {
+  const index_t Cg_in = s.C_in / s.groups, W_out = s.W_out();
+  for (index_t c = 0; c < Cg_in; ++c)
     for (index_t i = 0; i < s.KH; ++i)
       for (index_t j = 0; j < s.KW; ++j) {
-        float* dst = col + ((c * s.KH + i) * s.KW + j) * ld;
+        T* dst = col + ((c * s.KH + i) * s.KW + j) * ld;
         const index_t offset = j * s.dilation_w - s.pad_w;
         index_t lo, hi;
-        valid_columns(offset, s.stride_w, s.W, p.W_out, lo, hi);
-        for (index_t oh = oh0; oh < oh1; ++oh, dst += p.W_out) {
+        valid_columns(offset, s.stride_w, s.W, W_out, lo, hi);
+        for (index_t oh = oh0; oh < oh1; ++oh, dst += W_out) {
           const index_t ih = oh * s.stride_h - s.pad_h + i * s.dilation_h;
           if (ih < 0 || ih >= s.H) {
-            std::fill(dst, dst + p.W_out, 0.0f);
+            std::fill(dst, dst + W_out, pad);
             continue;
           }
-          const float* src = x + (c * s.H + ih) * s.W + offset;
-          std::fill(dst, dst + lo, 0.0f);
-          if (s.stride_w == 1)
-            std::memcpy(dst + lo, src + lo, sizeof(float) * (hi - lo));
+          const T* src = x + (c * s.H + ih) * s.W + offset;
+          // Rows are short (W_out bytes of uint8 for MNIST-sized planes): the
+          // empty fills and short copies stay out of memset/memcpy calls.
+          for (index_t ow = 0; ow < lo; ++ow) dst[ow] = pad;
+          if (s.stride_w == 1 && hi - lo >= 64)
+            std::memcpy(dst + lo, src + lo, sizeof(T) * (hi - lo));
           else
             for (index_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * s.stride_w];
-          std::fill(dst + hi, dst + p.W_out, 0.0f);
+          for (index_t ow = hi; ow < W_out; ++ow) dst[ow] = pad;
         }
       }
 }
+template void im2col_rows<float>(float*, index_t, const float*, const Conv2dShape&, index_t,
+                                 index_t, float);
+template void im2col_rows<std::uint8_t>(std::uint8_t*, index_t, const std::uint8_t*,
+                                        const Conv2dShape&, index_t, index_t, std::uint8_t);
+
+namespace {
 
 // The adjoint of im2col_rows: dx[...] += col[...] for every element it copied.
 void col2im_rows(float* dx, const float* col, index_t ld, const Conv2dShape& s, const Plan& p,
@@ -156,7 +175,7 @@ const float* col_tile(float* col, const float* x, const Conv2dShape& s, const Pl
     return x + oh0 * p.W_out;
   }
   ld = (oh1 - oh0) * p.W_out;
-  im2col_rows(col, ld, x, s, p, oh0, oh1);
+  im2col_rows(col, ld, x, s, oh0, oh1, 0.0f);
   return col;
 }
 
@@ -165,7 +184,7 @@ void im2col_images(float* col, const float* in, const Conv2dShape& s, const Plan
                    index_t n1, index_t g) {
   for (index_t n = n0; n < n1; ++n)
     im2col_rows(col + (n - n0) * p.P, (n1 - n0) * p.P, in + (n * s.C_in + g * p.Cg_in) * p.HW,
-                s, p, 0, p.H_out);
+                s, 0, p.H_out, 0.0f);
 }
 
 // dY of images [n0, n1), group g, as one (C_out/g x (n1-n0)*P) matrix.
@@ -204,7 +223,7 @@ void for_each_tile(const Plan& p, const Body& body) {
 void conv2d_forward(float* out, const float* in, const float* weight, const float* bias,
                     const Conv2dShape& s) {
   check_conv2d(s);
-  if (winograd_suits(s, false)) return winograd_forward(out, in, weight, bias, s);
+  if (!s.bf16 && winograd_suits(s, false)) return winograd_forward(out, in, weight, bias, s);
   const Plan p = make_plan(s);
   const Scratch scratch(p);
   for_each_tile(p, [&](index_t n0, index_t n1, int t) {
@@ -216,7 +235,7 @@ void conv2d_forward(float* out, const float* in, const float* weight, const floa
         const index_t ld = (n1 - n0) * p.P;
         float* y_all = scratch.gathered(t);
         im2col_images(col, in, s, p, n0, n1, g);
-        sgemm(false, false, p.Cg_out, ld, p.K, 1.0f, w, p.K, col, ld, 0.0f, y_all, ld);
+        conv_gemm(s, false, false, p.Cg_out, ld, p.K, w, p.K, col, ld, 0.0f, y_all, ld);
         for (index_t n = n0; n < n1; ++n)
           for (index_t co = 0; co < p.Cg_out; ++co) {
             const float* src = y_all + co * ld + (n - n0) * p.P;
@@ -237,7 +256,7 @@ void conv2d_forward(float* out, const float* in, const float* weight, const floa
             std::fill(y_tile + co * p.P, y_tile + co * p.P + width, b[co]);
         index_t ld;
         const float* cols = col_tile(col, x, s, p, oh0, oh1, ld);
-        sgemm(false, false, p.Cg_out, width, p.K, 1.0f, w, p.K, cols, ld, b ? 1.0f : 0.0f,
+        conv_gemm(s, false, false, p.Cg_out, width, p.K, w, p.K, cols, ld, b ? 1.0f : 0.0f,
               y_tile, p.P);
       }
     }
@@ -247,7 +266,8 @@ void conv2d_forward(float* out, const float* in, const float* weight, const floa
 void conv2d_backward_input(float* grad_in, const float* grad_out, const float* weight,
                            const Conv2dShape& s) {
   check_conv2d(s);
-  if (winograd_suits(s, true)) return winograd_backward_input(grad_in, grad_out, weight, s);
+  if (!s.bf16 && winograd_suits(s, true))
+    return winograd_backward_input(grad_in, grad_out, weight, s);
   const Plan p = make_plan(s);
   const Scratch scratch(p);
   for_each_tile(p, [&](index_t n0, index_t n1, int t) {
@@ -258,7 +278,7 @@ void conv2d_backward_input(float* grad_in, const float* grad_out, const float* w
         const index_t ld = (n1 - n0) * p.P;
         float* dy_all = scratch.gathered(t);
         gather_grad(dy_all, grad_out, s, p, n0, n1, g);
-        sgemm(true, false, p.K, ld, p.Cg_out, 1.0f, w, p.K, dy_all, ld, 0.0f, col, ld);
+        conv_gemm(s, true, false, p.K, ld, p.Cg_out, w, p.K, dy_all, ld, 0.0f, col, ld);
         for (index_t n = n0; n < n1; ++n) {
           float* dx = grad_in + (n * s.C_in + g * p.Cg_in) * p.HW;
           std::fill(dx, dx + p.Cg_in * p.HW, 0.0f);
@@ -269,14 +289,14 @@ void conv2d_backward_input(float* grad_in, const float* grad_out, const float* w
       float* dx = grad_in + (n0 * s.C_in + g * p.Cg_in) * p.HW;
       const float* dy = grad_out + (n0 * s.C_out + g * p.Cg_out) * p.P;
       if (p.col_is_input) {  // dX_g = W_g^T dY_g, written straight into grad_in
-        sgemm(true, false, p.Cg_in, p.P, p.Cg_out, 1.0f, w, p.K, dy, p.P, 0.0f, dx, p.HW);
+        conv_gemm(s, true, false, p.Cg_in, p.P, p.Cg_out, w, p.K, dy, p.P, 0.0f, dx, p.HW);
         continue;
       }
       std::fill(dx, dx + p.Cg_in * p.HW, 0.0f);
       for (index_t oh0 = 0; oh0 < p.H_out; oh0 += p.tile_rows) {
         const index_t oh1 = std::min(p.H_out, oh0 + p.tile_rows);
         const index_t width = (oh1 - oh0) * p.W_out;
-        sgemm(true, false, p.K, width, p.Cg_out, 1.0f, w, p.K, dy + oh0 * p.W_out, p.P, 0.0f,
+        conv_gemm(s, true, false, p.K, width, p.Cg_out, w, p.K, dy + oh0 * p.W_out, p.P, 0.0f,
               col, width);
         col2im_rows(dx, col, width, s, p, oh0, oh1);
       }
@@ -304,7 +324,7 @@ void conv2d_backward_weight(float* grad_weight, const float* grad_out, const flo
         float* dy_all = scratch.gathered(t);
         gather_grad(dy_all, grad_out, s, p, n0, n1, g);
         im2col_images(col, in, s, p, n0, n1, g);
-        sgemm(false, true, p.Cg_out, p.K, ld, 1.0f, dy_all, ld, col, ld, 1.0f, dw, p.K);
+        conv_gemm(s, false, true, p.Cg_out, p.K, ld, dy_all, ld, col, ld, 1.0f, dw, p.K);
         continue;
       }
       const float* x = in + (n0 * s.C_in + g * p.Cg_in) * p.HW;
@@ -313,7 +333,7 @@ void conv2d_backward_weight(float* grad_weight, const float* grad_out, const flo
         const index_t oh1 = std::min(p.H_out, oh0 + p.tile_rows);
         index_t ld;
         const float* cols = col_tile(col, x, s, p, oh0, oh1, ld);
-        sgemm(false, true, p.Cg_out, p.K, (oh1 - oh0) * p.W_out, 1.0f, dy + oh0 * p.W_out, p.P,
+        conv_gemm(s, false, true, p.Cg_out, p.K, (oh1 - oh0) * p.W_out, dy + oh0 * p.W_out, p.P,
               cols, ld, 1.0f, dw, p.K);
       }
     }

@@ -13,6 +13,7 @@ struct Conv2dShape {
   index_t N, C_in, H, W;
   index_t C_out, KH, KW;
   index_t stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups;
+  bool bf16 = false;  // autocast: the GEMMs take bfloat16-rounded operands (bf16.h)
 
   index_t H_out() const { return (H + 2 * pad_h - dilation_h * (KH - 1) - 1) / stride_h + 1; }
   index_t W_out() const { return (W + 2 * pad_w - dilation_w * (KW - 1) - 1) / stride_w + 1; }
@@ -38,6 +39,15 @@ void conv2d_backward_weight(float* grad_weight, const float* grad_out, const flo
 
 // grad_bias (overwritten) = grad_out summed over N, H_out and W_out.
 void conv2d_backward_bias(float* grad_bias, const float* grad_out, const Conv2dShape& s);
+
+// col (K x (oh1-oh0)*W_out, row stride ld), K = C_in/groups * KH * KW, for
+// output rows [oh0, oh1) of one image's group of planes x:
+//   col[(c*KH + i)*KW + j][(oh-oh0)*W_out + ow] = x[c][oh*sh - ph + i*dh][ow*sw - pw + j*dw]
+// and `pad` where that lies outside x (0 for float; the zero point for
+// quantized planes, quant.cpp). Instantiated for float and uint8_t.
+template <class T>
+void im2col_rows(T* col, index_t ld, const T* x, const Conv2dShape& s, index_t oh0, index_t oh1,
+                 T pad);
 
 // The Winograd F(2x2, 3x3) path (winograd.cpp) for 3x3, stride-1, dilation-1,
 // single-group convolutions where it is faster than im2col + GEMM;

@@ -1,11 +1,15 @@
 // The FMA peak: independent multiply-add chains, enough of them to hide the
 // FMA latency on every pipe (chains >= latency x pipes, e.g. 4 cycles x 2 = 8),
-// so the loop runs at the issue rate of the FMA units.
+// so the loop runs at the issue rate of the FMA units. The low-precision peaks
+// (vpdpbusd, vdpbf16ps) are the same loop over their dot-product instruction.
 #include "peak.h"
 
 #include <algorithm>
 #include <chrono>
+#include <string>
 #include <vector>
+
+#include "dot_insn.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -93,17 +97,64 @@ double fma_loop_portable(double seconds, float* sink) {
   return double(rounds) * kChains * 2;
 }
 
-}  // namespace
+#if PYDL_X86
+// The low-precision dot-product loops: kChains accumulators, each updated by
+// one instruction per round from two constant registers (int32 lanes just
+// wrap; the float sums grow but stay normal). Return the operations done,
+// counting a multiply-add as two.
+PYDL_TARGET_AVX512_VNNI double vpdpbusd_loop(double seconds, float* sink) {
+  __m512i x[kChains];
+  for (int i = 0; i < kChains; ++i) x[i] = _mm512_set1_epi32(i);
+  const __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-5);
+  long rounds = 0;
+  const auto t0 = Clock::now();
+  do {
+    for (long r = 0; r < kRoundsPerCheck; ++r)
+      for (int i = 0; i < kChains; ++i) x[i] = dpbusd(x[i], a, b);
+    rounds += kRoundsPerCheck;
+  } while (seconds_since(t0) < seconds);
+  __m512i s = x[0];
+  for (int i = 1; i < kChains; ++i) s = _mm512_add_epi32(s, x[i]);
+  sink[0] = float(_mm512_reduce_add_epi32(s));
+  return double(rounds) * kChains * 64 * 2;  // 16 lanes x 4 u8*s8 products
+}
 
-double fma_peak_gflops(int threads, double seconds) {
-  require(threads >= 1, "fma_peak_gflops: threads must be >= 1, got " + std::to_string(threads));
+PYDL_TARGET_AVX512_BF16 double vdpbf16ps_loop(double seconds, float* sink) {
+  __m512 x[kChains];
+  for (int i = 0; i < kChains; ++i) x[i] = _mm512_set1_ps(1.0f + 0.01f * i);
+  const __m512i a = _mm512_set1_epi32(0x3a833b03);  // bf16 pairs (0.002, 0.001)
+  const __m512i b = _mm512_set1_epi32(0x3e803f00);  // and (0.5, 0.25)
+  long rounds = 0;
+  const auto t0 = Clock::now();
+  do {
+    for (long r = 0; r < kRoundsPerCheck; ++r)
+      for (int i = 0; i < kChains; ++i) x[i] = dpbf16(x[i], a, b);
+    rounds += kRoundsPerCheck;
+  } while (seconds_since(t0) < seconds);
+  __m512 s = x[0];
+  for (int i = 1; i < kChains; ++i) s = _mm512_add_ps(s, x[i]);
+  sink[0] = _mm512_reduce_add_ps(s);
+  return double(rounds) * kChains * 32 * 2;  // 16 lanes x 2 bf16 products
+}
+#endif
+
+void check_peak_arguments(const char* name, int threads, double seconds) {
+  require(threads >= 1,
+          std::string(name) + ": threads must be >= 1, got " + std::to_string(threads));
   require(seconds > 0 && seconds <= 60,
-          "fma_peak_gflops: seconds must be in (0, 60], got " + std::to_string(seconds));
+          std::string(name) + ": seconds must be in (0, 60], got " + std::to_string(seconds));
+}
+
+// Operations per second (in units of 1e9) of loop(seconds, sink) run by a
+// team of `threads`, over the wall time of the whole team: a thread that did
+// not get a CPU counts.
+template <class Loop>
+double team_rate(int threads, double seconds, const Loop& loop) {
 #ifndef _OPENMP
   threads = 1;
 #endif
   std::vector<float> sinks(std::size_t(threads) * 16);
-  std::vector<double> flops(threads, 0.0);
+  std::vector<double> ops(threads, 0.0);
   const auto t0 = Clock::now();
 #pragma omp parallel num_threads(threads)
   {
@@ -112,20 +163,47 @@ double fma_peak_gflops(int threads, double seconds) {
 #else
     const int t = 0;
 #endif
-    float* sink = &sinks[std::size_t(t) * 16];
-#if PYDL_X86
-    flops[t] = use_avx512() ? fma_loop_avx512(seconds, sink)
-               : use_avx2() ? fma_loop_avx2(seconds, sink)
-                            : fma_loop_portable(seconds, sink);
-#else
-    flops[t] = fma_loop_portable(seconds, sink);
-#endif
+    ops[t] = loop(seconds, &sinks[std::size_t(t) * 16]);
   }
-  // Wall time of the whole team: a thread that did not get a CPU counts.
   const double elapsed = seconds_since(t0);
   double total = 0;
-  for (double f : flops) total += f;
+  for (double f : ops) total += f;
   return total / elapsed / 1e9;
+}
+
+}  // namespace
+
+double fma_peak_gflops(int threads, double seconds) {
+  check_peak_arguments("fma_peak_gflops", threads, seconds);
+  return team_rate(threads, seconds, [](double s, float* sink) {
+#if PYDL_X86
+    return use_avx512() ? fma_loop_avx512(s, sink)
+           : use_avx2() ? fma_loop_avx2(s, sink)
+                        : fma_loop_portable(s, sink);
+#else
+    return fma_loop_portable(s, sink);
+#endif
+  });
+}
+
+double vnni_peak_gops(int threads, double seconds) {
+  check_peak_arguments("vnni_peak_gops", threads, seconds);
+  require(has_avx512_vnni(), "vnni_peak_gops: the active ISA path has no AVX512_VNNI");
+#if PYDL_X86
+  return team_rate(threads, seconds, vpdpbusd_loop);
+#else
+  return 0.0;
+#endif
+}
+
+double bf16_peak_gflops(int threads, double seconds) {
+  check_peak_arguments("bf16_peak_gflops", threads, seconds);
+  require(has_avx512_bf16(), "bf16_peak_gflops: the active ISA path has no AVX512_BF16");
+#if PYDL_X86
+  return team_rate(threads, seconds, vdpbf16ps_loop);
+#else
+  return 0.0;
+#endif
 }
 
 }  // namespace pydl

@@ -11,4 +11,11 @@ namespace pydl {
 // arithmetic ceiling of any kernel on that path.
 double fma_peak_gflops(int threads, double seconds);
 
+// The same for the low-precision dot products, on zmm: GOP/s of a vpdpbusd
+// loop (AVX512_VNNI: 64 u8*s8 multiply-adds per instruction) and GFLOP/s of a
+// vdpbf16ps loop (AVX512_BF16: 32 bf16 multiply-adds), a multiply-add
+// counting two. Each throws when the active path lacks its extension.
+double vnni_peak_gops(int threads, double seconds);
+double bf16_peak_gflops(int threads, double seconds);
+
 }  // namespace pydl

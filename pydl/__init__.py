@@ -29,6 +29,9 @@ from pydl import data, datasets  # noqa: E402
 from pydl import onnx  # noqa: E402
 from pydl.serialization import load, save  # noqa: E402
 from pydl.serialization import load_safetensors, save_safetensors  # noqa: E402
+# Low precision: bfloat16 autocast and post-training int8 quantization.
+from pydl import quantization  # noqa: E402
+from pydl.amp import autocast  # noqa: E402
 from pydl.tensor import (  # noqa: E402
     FUNCTION_FORMS, Tensor, arange, bool_, cat, concatenate, empty, eye, float32, float64,
     from_dlpack, from_numpy, full, function_form, int64, matmul, ones, ones_like, rand, randint,
@@ -56,6 +59,7 @@ __all__ = [
     "get_rng_state", "set_rng_state", "data", "datasets", "save", "load",
     "save_safetensors", "load_safetensors", "onnx",
     "enable_grad", "is_grad_enabled", "set_num_threads", "get_num_threads", "float32",
+    "autocast", "quantization",
     "set_isa", "get_isa",
     "float64", "int64", "bool", "float", "double", "long", *FUNCTION_FORMS]
 __all__ += ["einsum", "empty_like", "full_like", "linspace", "rand_like", "randint_like",

@@ -25,6 +25,7 @@ KERNEL_NAMES = tuple(
     + ["dropout_mask", "dropout_forward", "dropout_backward", "embedding_forward",
        "embedding_backward", "batch_norm_forward", "batch_norm_backward", "layer_norm_forward",
        "layer_norm_backward", "rnn_forward", "rnn_backward"]
+    + ["gemm_bf16", "int8_linear", "int8_conv2d"]
     + [f"{op}_{pass_}" for op in ("conv2d", "max_pool2d", "avg_pool2d")
        for pass_ in ("forward", "backward")]
     + [f"{op}_{pass_}" for op in ("relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax")
@@ -53,7 +54,7 @@ def _bytes_moved(args, result):
 def _rate(name, args, kwargs, result):
     """(flops, bytes) of one call: gemm counts 2*M*N*K per matrix, the others the bytes
     read plus written."""
-    if name == "gemm":
+    if name in ("gemm", "gemm_bf16"):
         return _gemm_flops(args, kwargs), None
     return None, _bytes_moved(args, result)
 

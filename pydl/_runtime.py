@@ -30,14 +30,25 @@ def get_num_threads():
 def set_isa(name):
     """The instruction set the CPU kernels run: 'avx512', 'avx2' or 'portable', at or
     below the best this CPU supports (pydl.get_isa() after import without PYDL_ISA).
-    A higher one is a ValueError naming the CPU's best."""
+    A higher one is a ValueError naming the CPU's best.
+
+    >>> best = pydl.get_isa()
+    >>> pydl.set_isa("portable")
+    >>> pydl.get_isa()
+    'portable'
+    >>> pydl.set_isa(best)
+    """
     if not isinstance(name, str):
         raise ValueError(f"set_isa: name must be a str, got {name!r}")
     _C.set_isa(name)
 
 
 def get_isa():
-    """The instruction set the CPU kernels run now."""
+    """The instruction set the CPU kernels run now.
+
+    >>> pydl.get_isa() in ("avx512", "avx2", "portable")
+    True
+    """
     return _C.isa()
 
 

@@ -25,7 +25,7 @@ __all__ = ["profile", "record_function", "kernel_family"]
 
 # The kernel families: the csrc/ and cuda/ file that implements each kernel.
 _FAMILY_PREFIXES = (
-    ("gemm", "gemm"), ("conv2d", "conv"), ("max_pool2d", "pool"), ("avg_pool2d", "pool"),
+    ("gemm_bf16", "bf16"), ("int8", "quant"), ("gemm", "gemm"), ("conv2d", "conv"), ("max_pool2d", "pool"), ("avg_pool2d", "pool"),
     ("softmax_cross_entropy", "loss"), ("dropout", "dropout"), ("embedding", "embedding"),
     ("batch_norm", "norm"), ("layer_norm", "norm"), ("rnn", "rnn"))
 

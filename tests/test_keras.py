@@ -253,7 +253,7 @@ def test_summary_parameter_counts_match_torch(capsys):
     total = sum(layer.count_params() for layer in model.layers)
     assert f"Total params: {total:,}" in out
     assert f"Non-trainable params: {2 * 20:,}" in out
-    assert "(None, 12, 24)" in out and "lstm (LSTM)" in out
+    assert "(None, 12, 24)" in out and f"{lstm.name} (LSTM)" in out
 
 
 @needs_conv

@@ -145,11 +145,13 @@ def test_kernel_families_name_the_csrc_files():
                                                     "softmax_cross_entropy", "sgd_step",
                                                     "dropout_mask", "embedding_backward",
                                                     "layer_norm_forward", "rnn_backward",
-                                                    "gelu_forward")} == {
+                                                    "gelu_forward", "gemm_bf16",
+                                                    "int8_linear")} == {
         "gemm": "gemm", "conv2d_forward": "conv", "avg_pool2d_backward": "pool",
         "softmax_cross_entropy": "loss", "sgd_step": "optim", "dropout_mask": "dropout",
         "embedding_backward": "embedding", "layer_norm_forward": "norm",
-        "rnn_backward": "rnn", "gelu_forward": "elementwise"}
+        "rnn_backward": "rnn", "gelu_forward": "elementwise", "gemm_bf16": "bf16",
+        "int8_linear": "quant"}
     for name in _kernels.KERNEL_NAMES:  # every kernel has a family with a source file
         assert kernel_family(name) in {"gemm", "conv", "pool", "loss", "optim", "dropout",
-                                       "embedding", "norm", "rnn", "elementwise"}
+                                       "embedding", "norm", "rnn", "elementwise", "bf16", "quant"}

@@ -585,14 +585,18 @@ def _functional():
     return F
 
 
-def _convolve(x, weight, bias, strides, pads, dilation, groups):
-    """conv2d of x (N, C, H, W) padded by pads ((top, bottom), (left, right)): in the
-    kernel when the padding is symmetric, else by zero rows/columns first."""
-    padding = (0, 0)
+def _kernel_padding(x, pads):
+    """(x, padding) for conv2d of x (N, C, H, W) padded by pads ((top, bottom), (left,
+    right)): the kernel pads when the padding is symmetric, else x gets zero
+    rows/columns first."""
     if all(before == after for before, after in pads):
-        padding = (pads[0][0], pads[1][0])
-    else:
-        x = _pad_nchw(x, pads, 0.0)
+        return x, (pads[0][0], pads[1][0])
+    return _pad_nchw(x, pads, 0.0), (0, 0)
+
+
+def _convolve(x, weight, bias, strides, pads, dilation, groups):
+    """conv2d of x (N, C, H, W) padded by pads ((top, bottom), (left, right))."""
+    x, padding = _kernel_padding(x, pads)
     return _functional().conv2d(x, weight, bias, stride=strides, padding=padding,
                                 dilation=dilation, groups=groups)
 
@@ -638,12 +642,19 @@ class Conv2D(_Spatial2D, _ActivationConfig, _Regularized):
     def compute_output_shape(self, input_shape):
         return self._output_shape(input_shape, self.filters)
 
-    def call(self, inputs, training=False):
+    def nchw_input(self, inputs):
+        """(x, padding): the input as NCHW, zero-padded here where 'same' needs more on
+        one side, and the padding left for the convolution kernel."""
         x = self._to_nchw(inputs)
-        pads = self._same_pads(x) if self.padding == "same" else ((0, 0), (0, 0))
+        return _kernel_padding(x, self._same_pads(x) if self.padding == "same"
+                               else ((0, 0), (0, 0)))
+
+    def call(self, inputs, training=False):
+        x, padding = self.nchw_input(inputs)
         weight = self.kernel.permute(3, 2, 0, 1)  # (kh, kw, in, out) -> (out, in, kh, kw)
-        return self._from_nchw(_convolve(x, weight, self.bias, self.strides, pads,
-                                         self.dilation_rate, self.groups))
+        return self._from_nchw(_functional().conv2d(
+            x, weight, self.bias, stride=self.strides, padding=padding,
+            dilation=self.dilation_rate, groups=self.groups))
 
     def get_config(self):
         return {**super().get_config(), **self._activation_config(), "filters": self.filters,

@@ -529,6 +529,26 @@ def _require_4d(name, input):
         raise ValueError(f"{name}: input must be 4-D (N, C, H, W), got shape {input.shape}")
 
 
+def conv2d_padding(padding, stride, dilation, kernel_size):
+    """(padding pair, crop pair) for conv2d's padding argument: an int, a pair, 'valid',
+    or 'same' (stride 1: pad ceil(total/2) on both sides, then crop the extra first
+    row/column of the output)."""
+    crop = (0, 0)
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = (0, 0)
+        elif padding == "same":
+            if stride != (1, 1):
+                raise ValueError(f"conv2d: padding='same' needs stride 1, got stride {stride}")
+            totals = [d * (k - 1) for d, k in zip(dilation, kernel_size)]
+            padding = tuple((t + 1) // 2 for t in totals)
+            crop = tuple(t % 2 for t in totals)
+        else:
+            raise ValueError(f"conv2d: padding must be an int, a pair, 'valid' or 'same', "
+                             f"got {padding!r}")
+    return _pair(padding, "padding"), crop
+
+
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D cross-correlation of input (N, C_in, H, W) with weight (C_out, C_in/groups, KH, KW).
     padding: int, pair, 'valid' (none) or 'same' (stride 1; odd totals pad one more
@@ -546,21 +566,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                          f"got shape {weight.shape}")
     _same_dtype("conv2d", input, weight, bias)
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
-    crop = (0, 0)
-    if isinstance(padding, str):
-        if padding == "valid":
-            padding = (0, 0)
-        elif padding == "same":
-            if stride != (1, 1):
-                raise ValueError(f"conv2d: padding='same' needs stride 1, got stride {stride}")
-            totals = [d * (k - 1) for d, k in zip(dilation, weight.shape[2:])]
-            # Pad ceil(total/2) on both sides, then drop the extra first row/column.
-            padding = tuple((t + 1) // 2 for t in totals)
-            crop = tuple(t % 2 for t in totals)
-        else:
-            raise ValueError(f"conv2d: padding must be an int, a pair, 'valid' or 'same', "
-                             f"got {padding!r}")
-    padding = _pair(padding, "padding")
+    padding, crop = conv2d_padding(padding, stride, dilation, weight.shape[2:])
     if not isinstance(groups, (int, np.integer)) or groups < 1:
         raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
     inputs = (input, weight) if bias is None else (input, weight, _as_tensor(bias))

@@ -5,10 +5,12 @@ float64 runs the NumPy form below, which states the math:
 
 with g = o // (C_out / groups), Cg = C_in / groups and xpad the input zero-padded
 by (ph, pw) on each side. Backward: dw = dy (x) windows, dx = the adjoint of the
-window gather (col2im), db = dy summed over n, i, j.
+window gather (col2im), db = dy summed over n, i, j. Under pydl.autocast the
+float32 CPU kernels run their GEMMs with bfloat16 operands (bf16=True).
 """
 import numpy as np
 
+from pydl import amp
 from pydl._device import kernels_for
 from pydl.autograd import Function
 from pydl.ops.common import contiguous, require_host, xp_of
@@ -74,11 +76,13 @@ class Conv2d(Function):
     dilation (pairs of ints) and groups."""
 
     def _geometry(self):
-        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
-                    groups=self.groups)
+        geometry = dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
+                        groups=self.groups)
+        return dict(geometry, bf16=True) if self.bf16 else geometry
 
     def forward(self, x, w, b=None):
         self.has_bias = b is not None
+        self.bf16 = amp.bf16_for(x)
         self.save(x, w)
         if x.dtype == np.float32:
             return kernels_for(x).conv2d_forward(

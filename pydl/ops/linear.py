@@ -2,8 +2,10 @@
 
 Every product goes to the GEMM with transpose flags, so W is never copied
 transposed:  y = x op(W) with op = transpose,  dx = dy W,  dW = dy^T x,
-db = sum over rows of dy. Leading axes of x are folded into the rows.
+db = sum over rows of dy. Leading axes of x are folded into the rows. Under
+pydl.autocast the three products take bfloat16 operands (see pydl.ops.gemm).
 """
+from pydl import amp
 from pydl.autograd import Function
 from pydl.ops.gemm import matmul_arrays
 
@@ -11,7 +13,8 @@ from pydl.ops.gemm import matmul_arrays
 class Linear(Function):
     def forward(self, x, weight, bias=None):
         x_rows = x.reshape(-1, x.shape[-1])
-        y = matmul_arrays(x_rows, weight, trans_b=True)
+        self.bf16 = amp.bf16_for(x)
+        y = matmul_arrays(x_rows, weight, trans_b=True, bf16=self.bf16)
         if bias is not None:
             y += bias
         self.save(x_rows, weight)
@@ -22,8 +25,8 @@ class Linear(Function):
         x_rows, weight = self.saved
         g_rows = g.reshape(-1, g.shape[-1])
         need_x, need_w = self.needs_input_grad[:2]
-        dx = matmul_arrays(g_rows, weight).reshape(self.x_shape) if need_x else None
-        dw = matmul_arrays(g_rows, x_rows, trans_a=True) if need_w else None
+        dx = matmul_arrays(g_rows, weight, bf16=self.bf16).reshape(self.x_shape) if need_x else None
+        dw = matmul_arrays(g_rows, x_rows, trans_a=True, bf16=self.bf16) if need_w else None
         grads = (dx, dw)
         if len(self.needs_input_grad) == 3:
             grads += (g_rows.sum(axis=0) if self.needs_input_grad[2] else None,)
