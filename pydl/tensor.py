@@ -559,7 +559,8 @@ class Tensor:
         return reduce.Var.apply(self, axes=axes, keepdim=keepdim, correction=correction)
 
     def std(self, dim=None, unbiased=True, keepdim=False, *, correction=None, axis=None):
-        return self.var(dim, unbiased, keepdim, correction=correction, axis=axis).sqrt()
+        variance = self.var(dim, unbiased, keepdim, correction=correction, axis=axis)
+        return reduce.SqrtOfVariance.apply(variance)
 
     def argmax(self, dim=None, keepdim=False, *, axis=None):
         return self._arg_extreme("argmax", _dim_or_axis(dim, axis), keepdim)

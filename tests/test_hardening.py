@@ -227,3 +227,101 @@ def test_emulated_outputs_sharing_inputs_are_refused(rng):
         logits = rand(rng, 4, 5)
         emu.softmax_cross_entropy(logits, np.zeros(4, np.int64), loss=np.empty(1, np.float32),
                                   losses=np.empty(4, np.float32), grad=logits)
+
+
+# ---- the public surface ------------------------------------------------------------
+
+def test_bce_refuses_values_outside_0_1_and_has_pytorch_gradient_at_0_and_1(rng):
+    torch = pytest.importorskip("torch")
+    import pydl
+    import pydl.nn.functional as F
+    for bad in ([1.5, 0.5], [-0.1, 0.5], [float("nan"), 0.5]):
+        with pytest.raises(ValueError, match="input should be between 0 and 1"):
+            F.binary_cross_entropy(pydl.tensor(np.array(bad)), pydl.tensor(np.array([1.0, 0.0])))
+    with pytest.raises(ValueError, match="target should be between 0 and 1"):
+        F.binary_cross_entropy(pydl.tensor(np.array([0.5])), pydl.tensor(np.array([1.5])))
+    x = np.concatenate([[0.0, 1.0, 0.0, 1.0], rng.uniform(0.01, 0.99, 6)])
+    t = np.concatenate([[0.0, 1.0, 1.0, 0.0], rng.uniform(0, 1, 6)])
+    for reduction in ("mean", "sum"):
+        px, pt = pydl.tensor(x, requires_grad=True), pydl.tensor(t, requires_grad=True)
+        loss = F.binary_cross_entropy(px, pt, reduction=reduction)
+        loss.backward()
+        tx = torch.tensor(x, requires_grad=True)
+        tt = torch.tensor(t, requires_grad=True)
+        expected = torch.nn.functional.binary_cross_entropy(tx, tt, reduction=reduction)
+        expected.backward()
+        assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
+        np.testing.assert_allclose(px.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(pt.grad.numpy(), tt.grad.numpy(), rtol=1e-12)
+
+
+def test_std_of_a_constant_has_a_zero_gradient():
+    torch = pytest.importorskip("torch")
+    import pydl
+    for shape, dim in [((5,), None), ((3, 4), 1), ((3, 4), 0)]:
+        data = np.full(shape, 2.5)
+        data[0] += 1.0  # one varying slice beside constant ones along dim 1
+        x = pydl.tensor(data, requires_grad=True)
+        x.std(dim).sum().backward()
+        tx = torch.tensor(data, requires_grad=True)
+        tx.std(dim).sum().backward()
+        assert np.all(np.isfinite(x.grad.numpy()))
+        np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_cross_entropy_with_every_target_ignored_is_nan_like_pytorch(rng):
+    torch = pytest.importorskip("torch")
+    import pydl
+    import pydl.nn.functional as F
+    logits = rand(rng, 4, 3)
+    target = np.full(4, -100)
+    x = pydl.tensor(logits, requires_grad=True)
+    loss = F.cross_entropy(x, target)
+    loss.backward()
+    expected = torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(target))
+    assert np.isnan(loss.item()) and torch.isnan(expected)
+    assert not np.any(x.grad.numpy())  # PyTorch's gradient there is 0 too
+
+
+def test_layers_with_no_inputs_build_as_in_pytorch():
+    import pydl
+    import pydl.nn as nn
+    with pytest.warns(UserWarning, match="zero-element"):
+        linear = nn.Linear(0, 8)
+    assert linear(pydl.zeros(2, 0)).shape == (2, 8)
+    with pytest.warns(UserWarning, match="zero-element"):
+        nn.init.kaiming_normal_(pydl.zeros(4, 0))
+    assert nn.Conv2d(0, 8, 3).weight.shape == (8, 0, 3, 3)
+
+
+def test_batch_norm_channel_mismatch_names_the_channels():
+    import pydl
+    import pydl.nn as nn
+    with pytest.raises(ValueError, match=r"BatchNorm2d\(3\): expected input with 3 channels"):
+        nn.BatchNorm2d(3)(pydl.randn(2, 4, 3, 3))
+
+
+def test_keras_fit_refuses_what_would_train_nothing():
+    from pydl import keras
+    model = keras.Sequential([keras.layers.Dense(2)])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x, y = np.ones((4, 3), np.float32), np.zeros(4)
+    for batch_size in (-1, 0, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            model.fit(x, y, batch_size=batch_size, verbose=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        model.predict(x, batch_size=0, verbose=0)
+    with pytest.raises(ValueError, match="no samples"):
+        model.fit(x[:0], y[:0], verbose=0)
+    with pytest.raises(ValueError, match="sparse target holds 0.5"):
+        model.fit(x, np.array([0.5, 1, 0, 1]), verbose=0)
+    model.fit(x, np.array([0.0, 1, 0, 1]), verbose=0)  # whole numbers as floats are labels
+
+
+def test_max_pool_layer_refuses_padding_only_windows_in_float64_too():
+    import pydl
+    import pydl.nn.functional as F
+    x = np.random.default_rng(0).standard_normal((2, 1, 7, 1))
+    for dtype in ("float32", "float64"):
+        with pytest.raises(ValueError, match="wholly in the padding"):
+            F.max_pool2d(pydl.tensor(x, dtype=dtype), 2, 2, 1, 2)

@@ -32,6 +32,16 @@ def _as_array(data, name):
     return array
 
 
+def _batch_size(batch_size, method):
+    """Keras's default of 32 for None; anything else must be a positive integer."""
+    if batch_size is None:
+        return 32
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size <= 0:
+        raise ValueError(f"{method}: batch_size must be a positive integer, got {batch_size!r}")
+    return int(batch_size)
+
+
 class Model:
     """A functional model, Model(inputs, outputs), from keras.Input tensors through layer
     calls to the output tensor (one input and one output, any DAG between)."""
@@ -232,7 +242,9 @@ class Model:
             raise ValueError("fit needs arrays x and y")
         if len(x) != len(y):
             raise ValueError(f"fit: x has {len(x)} samples but y has {len(y)}")
-        batch_size = batch_size or 32
+        if len(x) == 0:
+            raise ValueError("fit: x holds no samples; there is nothing to train on")
+        batch_size = _batch_size(batch_size, "fit")
         verbose = 1 if verbose == "auto" else verbose
         if validation_data is None and validation_split:
             if not 0 < validation_split < 1:
@@ -304,7 +316,7 @@ class Model:
         x, y = _as_array(x, "x"), _as_array(y, "y")
         if len(x) != len(y):
             raise ValueError(f"evaluate: x has {len(x)} samples but y has {len(y)}")
-        logs = self._evaluate_logs(x, y, batch_size or 32,
+        logs = self._evaluate_logs(x, y, _batch_size(batch_size, "evaluate"),
                                    verbose=1 if verbose == "auto" else verbose)
         if return_dict:
             return logs
@@ -314,7 +326,7 @@ class Model:
     def predict(self, x, batch_size=None, verbose="auto"):
         """The model's outputs for x as one NumPy array (inference mode, in batches)."""
         x = _as_array(x, "x")
-        batch_size = batch_size or 32
+        batch_size = _batch_size(batch_size, "predict")
         steps = math.ceil(len(x) / batch_size)
         bar = Progbar(steps, verbose=1 if verbose == "auto" else verbose)
         outputs = []
