@@ -20,7 +20,9 @@ class Outcome(NamedTuple):
     value: Any
 
 
-def run(fn, *args, timeout=60.0, threads=1, **kwargs):
+def run(fn, *args, timeout=60.0, threads=1, memory_limit=None, **kwargs):
+    """memory_limit: bytes of address space the child may add to what it has (a reader
+    that allocates past it raises MemoryError there)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: never returns into the test runner
@@ -28,6 +30,11 @@ def run(fn, *args, timeout=60.0, threads=1, **kwargs):
         try:
             from pydl import _C
             _C.set_num_threads(threads)
+            if memory_limit is not None:
+                import resource
+                with open("/proc/self/statm") as statm:
+                    size = int(statm.read().split()[0]) * resource.getpagesize()
+                resource.setrlimit(resource.RLIMIT_AS, (size + memory_limit, size + memory_limit))
             try:
                 result = ("ok", fn(*args, **kwargs))
             except BaseException as e:  # noqa: BLE001 - the outcome is the test's to judge

@@ -581,3 +581,82 @@ def test_public_layers(data):
 def test_fuzz_with_a_larger_budget(test):
     """The same properties with 20 times the examples, not derandomized."""
     SLOW(given(data=st.data())(test.hypothesis.inner_test))()
+
+
+# ---- file readers -------------------------------------------------------------------
+
+def _reader_seeds(tmp):
+    """(reader, bytes of a valid file) for the checkpoint, IDX (raw and gzipped) and
+    CIFAR-10 batch readers."""
+    import gzip
+    import pickle
+    import struct
+    import pydl
+    from pydl.datasets import cifar10
+    from pydl.datasets._idx import load_idx
+    checkpoint = os.path.join(tmp, "seed.pydl")
+    pydl.save({"w": np.arange(12, dtype=np.float32).reshape(3, 4), "step": 3, "name": "x"},
+              checkpoint)
+    idx = bytes([0, 0, 0x08, 2]) + struct.pack(">2I", 3, 5) + bytes(range(15))
+    batch = pickle.dumps({b"data": np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072),
+                          b"labels": [1, 7]}, protocol=2)
+
+    def read_path(loader, suffix):
+        def read(data):
+            path = os.path.join(tmp, f"case{suffix}")
+            with open(path, "wb") as f:
+                f.write(data)
+            loader(path)
+        return read
+    with open(checkpoint, "rb") as f:
+        yield "checkpoint", read_path(pydl.load, ".pydl"), f.read()
+    yield "idx", read_path(load_idx, ".idx"), idx
+    yield "idx.gz", read_path(load_idx, ".idx.gz"), gzip.compress(idx)
+    yield "cifar", lambda data: cifar10.read_batch(data, "case"), batch
+
+
+MUTATIONS = st.lists(st.tuples(st.sampled_from(["flip", "set", "cut", "insert", "repeat"]),
+                               st.integers(0, 10 ** 6), st.integers(0, 255)),
+                     min_size=1, max_size=4)
+
+
+def mutate(data, mutations):
+    data = bytearray(data)
+    for kind, at, value in mutations:
+        if not data:
+            break
+        i = at % len(data)
+        if kind == "flip":
+            data[i] ^= 1 << (value % 8)
+        elif kind == "set":
+            data[i] = value
+        elif kind == "cut":
+            del data[i:]
+        elif kind == "insert":
+            data[i:i] = bytes([value]) * (1 + value % 7)
+        else:  # repeat a span: memo references, repeated members
+            data[i:i] = data[i:i + value]
+    return bytes(data)
+
+
+@pytest.mark.parametrize("which", ["checkpoint", "idx", "idx.gz", "cifar"])
+def test_readers_on_damaged_files(which, tmp_path):
+    """Damaged files give ValueError (or, when the damage is harmless, a load), within
+    64 MiB of memory and 20 s: never a crash, a hang, a MemoryError or another error."""
+    reader, seed = next((r, s) for name, r, s in _reader_seeds(str(tmp_path)) if name == which)
+
+    @given(mutations=MUTATIONS)
+    @settings(FAST, max_examples=int(os.environ.get("PYDL_FUZZ_EXAMPLES", 100)) // 2)
+    def check(mutations):
+        data = mutate(seed, mutations)
+        COUNTS["cases"] += 1
+        outcome = isolated.run(reader, data, timeout=20, memory_limit=64 << 20)
+        if outcome.kind in ("crashed", "hung"):
+            COUNTS["crash"] += 1
+        assert outcome.kind in ("ok", "raised"), outcome
+        if outcome.kind == "raised":
+            assert outcome.value[0] == "ValueError", outcome
+            COUNTS["exception"] += 1
+        else:
+            COUNTS["equal"] += 1  # read without complaint (the damage hit no checked field)
+    check()

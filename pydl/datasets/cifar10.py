@@ -10,6 +10,7 @@ import functools
 import io
 import os
 import pickle
+import pickletools
 import tarfile
 
 import numpy as np
@@ -144,9 +145,20 @@ class _Resolver:
         return self.done[id(value)][1] if id(value) in self.done else 1
 
 
+def _check_memo_indices(data):
+    """Refuses PUT opcodes whose memo index exceeds the pickle's length: the C unpickler
+    sizes its memo table by the largest index, so one LONG_BINPUT 2**32-1 in a few
+    hundred bytes would make it allocate 32 GiB. pickle numbers entries from 0 up, one
+    per opcode at most, so a real batch's indices stay below its byte count."""
+    for opcode, arg, _ in pickletools.genops(data):
+        if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT") and not 0 <= int(arg) < len(data):
+            raise pickle.UnpicklingError(f"memo index {arg} in a pickle of {len(data)} bytes")
+
+
 def read_batch(data, name):
     """(images (N, 32, 32, 3) uint8, labels (N,) uint8) from one batch file's bytes."""
     try:
+        _check_memo_indices(data)
         # Each object of the tree takes at least one byte of pickle unless memoized.
         batch = _Resolver(budget=len(data) + 64)(_BatchUnpickler(io.BytesIO(data)).load())
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
