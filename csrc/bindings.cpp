@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <string>
@@ -772,7 +773,10 @@ void bind_layers(py::module_& m) {
         const float* dyp = cptr<float>(dy);
         float* dwp = mptr<float>(dweight);
         py::gil_scoped_release release;
-        embedding_backward(dwp, dyp, ip, n, num_embeddings, D, padding_idx);
+        // With nothing to sum, no counting sort: its workspace is O(num_embeddings),
+        // which a table of zero-width rows could make huge for an empty output.
+        if (n == 0 || D == 0) std::fill(dwp, dwp + num_embeddings * D, 0.0f);
+        else embedding_backward(dwp, dyp, ip, n, num_embeddings, D, padding_idx);
         return dweight;
       }, py::arg("dy"), py::arg("indices"), py::arg("num_embeddings"),
       py::arg("padding_idx") = -1,
