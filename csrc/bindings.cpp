@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -96,6 +97,20 @@ void require_same_shape(const py::array& a, const char* a_name, const py::array&
                           b_name + " has shape " + shape_str(b) + "; they must match");
 }
 
+ByteRange bytes_of(const py::array& a) {
+  return byte_range(a.data(), std::vector<index_t>(a.shape(), a.shape() + a.ndim()),
+                    std::vector<index_t>(a.strides(), a.strides() + a.ndim()), a.itemsize());
+}
+
+// Kernels read their inputs while they write their outputs, so an output that
+// shares memory with an input would read values already overwritten.
+void refuse_overlap(const char* fn, const py::array& out, const char* out_name,
+                    const py::array& in, const char* in_name) {
+  if (bytes_of(out).overlaps(bytes_of(in)))
+    throw py::value_error(std::string(fn) + ": " + out_name + " shares memory with " + in_name +
+                          "; pass a separate output array");
+}
+
 std::vector<py::ssize_t> shape_of(const py::array& a) {
   return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
 }
@@ -104,9 +119,9 @@ std::vector<py::ssize_t> shape_of(const py::array& a) {
 // goes back to it when NumPy frees the array.
 template <class T>
 py::array_t<T> new_array(const std::vector<py::ssize_t>& shape) {
-  std::size_t count = 1;
-  for (auto d : shape) count *= static_cast<std::size_t>(d);
-  void* ptr = cached_alloc(std::max<std::size_t>(count, 1) * sizeof(T));
+  const index_t count = size_product(std::vector<index_t>(shape.begin(), shape.end()),
+                                     sizeof(T), "output array");
+  void* ptr = cached_alloc(std::max<index_t>(count, 1) * sizeof(T));
   py::capsule owner(ptr, [](void* p) { cached_free(p); });
   return py::array_t<T>(shape, static_cast<T*>(ptr), owner);
 }
@@ -232,6 +247,8 @@ py::array gemm(const py::handle& a_obj, const py::handle& b_obj, bool trans_a, b
                                    (batched ? std::to_string(batch) + ", " : std::string()) +
                                    std::to_string(M) + ", " + std::to_string(N) + ")");
   }
+  refuse_overlap("gemm", out, "out", a, "a");
+  refuse_overlap("gemm", out, "out", b, "b");
   if (batched) {
     // Each operand's batch stride must be expressible as one element stride.
     auto batch_arg = [&](py::array x, bool t, index_t& stride) {
@@ -546,7 +563,8 @@ class UpdateArrays {
         param_(writable_contiguous<float>(param, "param")),
         grad_(contiguous<float>(grad, "grad")) {
     require_same_shape(grad_, "grad", param_, "param");
-    claim(param_, "param");
+    if (bytes_of(param_).overlaps(bytes_of(grad_)))
+      throw py::value_error(std::string(kernel_) + ": param shares memory with grad");
   }
 
   // A state array, or nullptr for None when `needed` is false.
@@ -568,14 +586,12 @@ class UpdateArrays {
   index_t size() const { return param_.size(); }
 
  private:
+  // A state array is written beside the param: it may share memory with
+  // nothing else of the call (not even be the param itself).
   void claim(const py::array& a, const char* name) {
-    const char* begin = static_cast<const char*>(a.data());
-    const char* end = begin + a.nbytes();
-    auto overlaps = [&](const py::array& b) {
-      const char* b0 = static_cast<const char*>(b.data());
-      return a.nbytes() > 0 && b.nbytes() > 0 && begin < b0 + b.nbytes() && b0 < end;
-    };
-    if (a.ptr() != param_.ptr() && overlaps(param_))
+    const ByteRange mine = bytes_of(a);
+    auto overlaps = [&](const py::array& b) { return mine.overlaps(bytes_of(b)); };
+    if (overlaps(param_))
       throw py::value_error(std::string(kernel_) + ": " + name + " shares memory with param");
     if (overlaps(grad_))
       throw py::value_error(std::string(kernel_) + ": " + name + " shares memory with grad");
@@ -767,6 +783,10 @@ void bind_layers(py::module_& m) {
         py::array dy = contiguous<float>(dy_obj, "dy");
         py::array indices = contiguous<std::int64_t>(indices_obj, "indices");
         if (num_embeddings < 0) throw py::value_error("num_embeddings must be >= 0");
+        if (padding_idx < -1 || padding_idx >= num_embeddings)
+          throw py::value_error("embedding_backward: padding_idx must be -1 (none) or in [0, " +
+                                std::to_string(num_embeddings) + "), got " +
+                                std::to_string(padding_idx));
         const index_t n = indices.size();
         const index_t D = dy.ndim() ? dy.shape(dy.ndim() - 1) : 0;
         if (dy.ndim() != indices.ndim() + 1 || dy.size() != n * D)
@@ -779,7 +799,10 @@ void bind_layers(py::module_& m) {
         const float* dyp = cptr<float>(dy);
         float* dwp = mptr<float>(dweight);
         py::gil_scoped_release release;
-        embedding_backward(dwp, dyp, ip, n, num_embeddings, D, padding_idx);
+        // With nothing to sum, no counting sort: its workspace is O(num_embeddings),
+        // which a table of zero-width rows could make huge for an empty output.
+        if (n == 0 || D == 0) std::fill(dwp, dwp + num_embeddings * D, 0.0f);
+        else embedding_backward(dwp, dyp, ip, n, num_embeddings, D, padding_idx);
         return dweight;
       }, py::arg("dy"), py::arg("indices"), py::arg("num_embeddings"),
       py::arg("padding_idx") = -1,
@@ -803,7 +826,12 @@ void bind_layers(py::module_& m) {
         if (training && N * S <= 1)
           throw py::value_error("batch_norm: expected more than 1 value per channel when "
                                 "training, got input of shape " + shape_str(x));
-        if (!(eps > 0)) throw py::value_error("batch_norm: eps must be > 0");
+        if (!(eps > 0) || std::isinf(eps))
+          throw py::value_error("batch_norm: eps must be finite and > 0, got " +
+                                std::to_string(eps));
+        if (!std::isfinite(momentum))
+          throw py::value_error("batch_norm: momentum must be finite, got " +
+                                std::to_string(momentum));
         py::array keep_w, keep_b, keep_rm, keep_rv;
         const float* wp = optional_vector(weight_obj, "weight", C, keep_w);
         const float* bp = optional_vector(bias_obj, "bias", C, keep_b);
@@ -817,6 +845,14 @@ void bind_layers(py::module_& m) {
             if (a->ndim() != 1 || a->shape(0) != C)
               throw py::value_error("batch_norm: running statistics must have shape (" +
                                     std::to_string(C) + ",), got " + shape_str(*a));
+          // The running statistics are written while x, weight and bias are read.
+          refuse_overlap("batch_norm", keep_rm, "running_mean", keep_rv, "running_var");
+          for (auto* stats : {&keep_rm, &keep_rv}) {
+            const char* stats_name = stats == &keep_rm ? "running_mean" : "running_var";
+            refuse_overlap("batch_norm", *stats, stats_name, x, "input");
+            if (wp) refuse_overlap("batch_norm", *stats, stats_name, keep_w, "weight");
+            if (bp) refuse_overlap("batch_norm", *stats, stats_name, keep_b, "bias");
+          }
           rmp = mptr<float>(keep_rm);
           rvp = mptr<float>(keep_rv);
         } else if (!training) {
@@ -875,7 +911,9 @@ void bind_layers(py::module_& m) {
         if (x.ndim() != 2)
           throw py::value_error("layer_norm_forward: input must be 2-D (rows, normalized size), "
                                 "got " + shape_str(x));
-        if (!(eps > 0)) throw py::value_error("layer_norm: eps must be > 0");
+        if (!(eps > 0) || std::isinf(eps))
+          throw py::value_error("layer_norm: eps must be finite and > 0, got " +
+                                std::to_string(eps));
         const index_t M = x.shape(0), D = x.shape(1);
         py::array keep_w, keep_b;
         const float* wp = optional_vector(weight_obj, "weight", D, keep_w);

@@ -84,6 +84,10 @@ inline void require(bool ok, const std::string& message) {
   if (!ok) fail(message);
 }
 
+// An allocation that failed (or whose size does not fit in memory at all):
+// std::bad_alloc, a Python MemoryError, whose message names the size.
+[[noreturn]] void fail_allocation(double bytes);
+
 // ---- buffers ---------------------------------------------------------------
 // A caching allocator for kernel outputs and workspaces: freed blocks are kept
 // by size and handed out again, so a training loop that allocates the same
@@ -104,8 +108,10 @@ void allocator_release_cache();
 template <class T>
 class Workspace {
  public:
-  explicit Workspace(std::size_t count)
-      : ptr_(static_cast<T*>(cached_alloc(count * sizeof(T)))) {}
+  explicit Workspace(std::size_t count) : ptr_(nullptr) {
+    if (count > SIZE_MAX / sizeof(T)) fail_allocation(double(count) * sizeof(T));
+    ptr_ = static_cast<T*>(cached_alloc(count * sizeof(T)));
+  }
   ~Workspace() { cached_free(ptr_); }
   Workspace(const Workspace&) = delete;
   Workspace& operator=(const Workspace&) = delete;

@@ -17,6 +17,8 @@
 // Threads: with at least as many tiles as threads, each thread takes whole
 // tiles and runs its GEMMs alone (the GEMM's own parallel region is nested,
 // hence inactive); otherwise tiles run in order and each GEMM uses the threads.
+// The weight gradient sums over tiles in an order fixed by the shape alone
+// (kWeightGradSlots), so it is the same bits on any number of threads.
 #include "conv.h"
 
 #include <algorithm>
@@ -47,6 +49,12 @@ constexpr double kFlopsPerThread = 2e6;
 // matrices side by side), so the GEMM's N is not a handful of columns.
 constexpr index_t kSmallPlane = 256;
 
+// The weight gradient's tiles are sized as for this many threads and split
+// into at most this many slots of consecutive tiles; each slot sums its tiles
+// in order, and the slots' sums are added in slot order. Threads take whole
+// slots, so the order of every addition is independent of the thread count.
+constexpr int kWeightGradSlots = 8;
+
 struct Plan {
   index_t Cg_in, Cg_out;  // channels per group
   index_t H_out, W_out, P, HW;
@@ -59,7 +67,9 @@ struct Plan {
   index_t tiles() const { return (N_total + images - 1) / images; }
 };
 
-Plan make_plan(const Conv2dShape& s) {
+// split > 0 (the weight gradient): tiles sized as for `split` threads and at
+// most `split` threads taking them, so the tiling does not depend on the threads.
+Plan make_plan(const Conv2dShape& s, int split = 0) {
   Plan p;
   p.Cg_in = s.C_in / s.groups;
   p.Cg_out = s.C_out / s.groups;
@@ -74,14 +84,16 @@ Plan make_plan(const Conv2dShape& s) {
   // Small planes: as many images per tile as fit the col budget, but no fewer
   // tiles than threads.
   const index_t fit = std::max<index_t>(1, kColTileFloats / std::max<index_t>(1, p.K * p.P));
-  p.images = p.P < kSmallPlane ? std::clamp<index_t>((s.N + nt - 1) / nt, 1, fit) : 1;
+  const index_t per = split > 0 ? split : nt;
+  p.images = p.P < kSmallPlane ? std::clamp<index_t>((s.N + per - 1) / per, 1, fit) : 1;
   p.col_is_input = p.images == 1 && s.KH == 1 && s.KW == 1 && s.stride_h == 1 &&
                    s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0;
   p.tile_rows = p.col_is_input || p.images > 1
                     ? p.H_out
                     : std::clamp<index_t>(kColTileFloats / std::max<index_t>(1, p.K * p.W_out), 1,
                                           std::max<index_t>(1, p.H_out));
-  p.threads = nt <= p.tiles() ? nt : 1;
+  p.threads = split > 0 ? static_cast<int>(std::min<index_t>(nt, std::min<index_t>(split, p.tiles())))
+                        : (nt <= p.tiles() ? nt : 1);
   return p;
 }
 
@@ -307,18 +319,19 @@ void conv2d_backward_input(float* grad_in, const float* grad_out, const float* w
 void conv2d_backward_weight(float* grad_weight, const float* grad_out, const float* in,
                             const Conv2dShape& s) {
   check_conv2d(s);
-  const Plan p = make_plan(s);
+  const Plan p = make_plan(s, kWeightGradSlots);
   const Scratch scratch(p);
   const std::size_t w_size = std::size_t(s.C_out) * p.K;
-  // Each thread sums its tiles into its own dW (thread 0 into grad_weight);
-  // the partial sums are added up at the end.
-  Workspace<float> partial(std::max<std::size_t>(1, w_size * (p.threads - 1)));
-  auto accumulator = [&](int t) { return t == 0 ? grad_weight : partial.get() + w_size * (t - 1); };
-  for (int t = 0; t < p.threads; ++t) std::fill(accumulator(t), accumulator(t) + w_size, 0.0f);
-  for_each_tile(p, [&](index_t n0, index_t n1, int t) {
+  const index_t tiles = p.tiles();
+  const int slots = static_cast<int>(std::min<index_t>(kWeightGradSlots, tiles));
+  // Slot k sums tiles [k*tiles/slots, (k+1)*tiles/slots) into its own dW
+  // (slot 0 into grad_weight); the slots' sums are added in order at the end.
+  Workspace<float> partial(std::max<std::size_t>(1, w_size * std::max(slots - 1, 0)));
+  auto slot_sum = [&](int k) { return k == 0 ? grad_weight : partial.get() + w_size * (k - 1); };
+  auto tile_into = [&](index_t n0, index_t n1, int t, float* dw_all) {
     float* col = scratch.col(t);
     for (index_t g = 0; g < s.groups; ++g) {
-      float* dw = accumulator(t) + g * p.Cg_out * p.K;
+      float* dw = dw_all + g * p.Cg_out * p.K;
       if (n1 - n0 > 1) {  // dW += dY (C_out/g x images*P) * col^T
         const index_t ld = (n1 - n0) * p.P;
         float* dy_all = scratch.gathered(t);
@@ -337,9 +350,26 @@ void conv2d_backward_weight(float* grad_weight, const float* grad_out, const flo
               cols, ld, 1.0f, dw, p.K);
       }
     }
-  });
-  for (int t = 1; t < p.threads; ++t) {
-    const float* src = accumulator(t);
+  };
+  auto run_slot = [&](int k, int t) {
+    float* dw_all = slot_sum(k);
+    std::fill(dw_all, dw_all + w_size, 0.0f);
+    for (index_t tile = k * tiles / slots; tile < (k + 1) * tiles / slots; ++tile)
+      tile_into(tile * p.images, std::min(p.N_total, (tile + 1) * p.images), t, dw_all);
+  };
+  if (slots == 0) std::fill(grad_weight, grad_weight + w_size, 0.0f);  // an empty batch
+  if (p.threads <= 1) {
+    for (int k = 0; k < slots; ++k) run_slot(k, 0);
+  } else {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(p.threads)
+    for (int k = 0; k < slots; ++k) run_slot(k, omp_get_thread_num());
+#else
+    for (int k = 0; k < slots; ++k) run_slot(k, 0);
+#endif
+  }
+  for (int k = 1; k < slots; ++k) {
+    const float* src = slot_sum(k);
     for (std::size_t i = 0; i < w_size; ++i) grad_weight[i] += src[i];
   }
 }

@@ -213,7 +213,7 @@ double softmax_cross_entropy_index(float* losses, float* grad, const float* logi
   const double total = cross_entropy_rows(losses, grad, logits, nullptr, target, N, C, scale,
                                           [=](index_t i) { return target[i] == ignore_index; });
   if (reduction != Reduction::mean) return total;
-  return count ? total / double(count) : 0.0;
+  return count ? total / double(count) : std::nan("");  // 0/0, as PyTorch
 }
 
 double softmax_cross_entropy_prob(float* losses, float* grad, const float* logits,
@@ -223,7 +223,7 @@ double softmax_cross_entropy_prob(float* losses, float* grad, const float* logit
   const double total = cross_entropy_rows(losses, grad, logits, target, nullptr, N, C, scale,
                                           [](index_t) { return false; });
   if (reduction != Reduction::mean) return total;
-  return N ? total / double(N) : 0.0;
+  return N ? total / double(N) : std::nan("");
 }
 
 }  // namespace pydl

@@ -14,7 +14,7 @@ enum class Reduction { none, mean, sum };
 // `losses` (N,) receives loss_i (0 for ignored rows). `grad` (N, C), when not
 // null, receives grad_i scaled for the reduction (1/count for mean; 0 rows for
 // ignored). Returns the reduced loss (sum or mean; mean over non-ignored rows
-// for indices, NaN-free 0 when every row is ignored); for Reduction::none it
+// for indices, NaN when no row counts, as PyTorch); for Reduction::none it
 // returns the sum.
 double softmax_cross_entropy_index(float* losses, float* grad, const float* logits,
                                    const std::int64_t* target, index_t N, index_t C,

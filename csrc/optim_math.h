@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "common.h"
 #include "optim.h"
@@ -34,6 +35,21 @@ namespace pydl::optim_math {
 inline void require_step(std::int64_t step, const char* kernel) {
   require(step >= 1, std::string(kernel) + ": step must be >= 1 (it counts this update), got " +
                          std::to_string(step));
+}
+
+// PyTorch's constructor checks of the hyperparameters, made where the update
+// runs so that every caller of a kernel gets them: "kernel: lr must be >= 0,
+// got -1". NaN fails every rule.
+inline void require_option(bool ok, const char* kernel, const char* name, const char* rule,
+                           double value) {
+  require(ok, std::string(kernel) + ": " + name + " must be " + rule + ", got " +
+                  std::to_string(value));
+}
+inline void require_non_negative(const char* kernel, const char* name, double value) {
+  require_option(value >= 0, kernel, name, ">= 0", value);
+}
+inline void require_beta(const char* kernel, const char* name, double value) {
+  require_option(value >= 0 && value < 1, kernel, name, "in [0, 1)", value);
 }
 
 // Throws unless every state array that `used` marks is given (not null).
@@ -60,6 +76,11 @@ struct Sgd {
   static constexpr const char* states[] = {"momentum_buffer"};
   static std::array<bool, 1> used(const SgdOptions& o) { return {o.momentum != 0}; }
   static Sgd from(const SgdOptions& o) {
+    for (auto [name, value] : {std::pair{"lr", o.lr}, std::pair{"momentum", o.momentum},
+                               std::pair{"weight_decay", o.weight_decay}})
+      require_non_negative("sgd_step", name, value);
+    require(!o.nesterov || (o.momentum > 0 && o.dampening == 0),
+            "sgd_step: Nesterov momentum needs momentum > 0 and dampening 0");
     return {float(o.lr), float(o.momentum), float(1.0 - o.dampening), float(o.weight_decay),
             o.nesterov, o.maximize, o.first_step};
   }
@@ -87,6 +108,10 @@ struct Rmsprop {
     return {true, o.centered, o.momentum > 0};
   }
   static Rmsprop from(const RmspropOptions& o) {
+    for (auto [name, value] : {std::pair{"lr", o.lr}, std::pair{"alpha", o.alpha},
+                               std::pair{"eps", o.eps}, std::pair{"momentum", o.momentum},
+                               std::pair{"weight_decay", o.weight_decay}})
+      require_non_negative("rmsprop_step", name, value);
     return {float(o.lr), float(o.alpha), float(1.0 - o.alpha), float(o.eps),
             float(o.weight_decay), float(o.momentum), o.centered, o.maximize};
   }
@@ -125,6 +150,9 @@ struct Adagrad {
   static std::array<bool, 1> used(const AdagradOptions&) { return {true}; }
   static Adagrad from(const AdagradOptions& o) {
     require_step(o.step, "adagrad_step");
+    for (auto [name, value] : {std::pair{"lr", o.lr}, std::pair{"lr_decay", o.lr_decay},
+                               std::pair{"eps", o.eps}, std::pair{"weight_decay", o.weight_decay}})
+      require_non_negative("adagrad_step", name, value);
     const double clr = o.lr / (1.0 + double(o.step - 1) * o.lr_decay);
     return {float(-clr), float(o.weight_decay), float(o.eps), o.maximize};
   }
@@ -152,6 +180,11 @@ struct Adam {
   static std::array<bool, 3> used(const AdamOptions& o) { return {true, true, o.amsgrad}; }
   static Adam from(const AdamOptions& o) {
     require_step(o.step, "adam_step");
+    for (auto [name, value] : {std::pair{"lr", o.lr}, std::pair{"eps", o.eps},
+                               std::pair{"weight_decay", o.weight_decay}})
+      require_non_negative("adam_step", name, value);
+    require_beta("adam_step", "beta1", o.beta1);
+    require_beta("adam_step", "beta2", o.beta2);
     const double step = double(o.step);
     const double bias_correction1 = 1.0 - std::pow(o.beta1, step);
     const double bias_correction2 = 1.0 - std::pow(o.beta2, step);

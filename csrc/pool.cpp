@@ -55,13 +55,15 @@ AvgWindow avg_window(const Pool2dShape& s, index_t oh, index_t ow, bool count_in
   w.w0 = ow * s.stride_w - s.pad_w;
   w.h1 = std::min(w.h0 + s.KH, s.H + s.pad_h);
   w.w1 = std::min(w.w0 + s.KW, s.W + s.pad_w);
-  const index_t padded_count = (w.h1 - w.h0) * (w.w1 - w.w0);
+  // In double: the padded window's area can pass 2**63 (huge kernel and padding).
+  const double padded_count = double(w.h1 - w.h0) * double(w.w1 - w.w0);
   w.h0 = std::max<index_t>(w.h0, 0);
   w.w0 = std::max<index_t>(w.w0, 0);
   w.h1 = std::min(w.h1, s.H);
   w.w1 = std::min(w.w1, s.W);
-  const index_t count = count_include_pad ? padded_count : (w.h1 - w.h0) * (w.w1 - w.w0);
-  w.divisor = static_cast<float>(std::max<index_t>(count, 1));
+  const double count =
+      count_include_pad ? padded_count : double(w.h1 - w.h0) * double(w.w1 - w.w0);
+  w.divisor = static_cast<float>(std::max(count, 1.0));
   return w;
 }
 

@@ -23,7 +23,9 @@ struct Pool2dShape {
 };
 
 // Throws std::invalid_argument naming the shapes for a kernel or stride < 1,
-// padding above half the kernel size (undilated, as PyTorch), or an empty output.
+// padding above half the kernel size (undilated, as PyTorch), an empty output,
+// sizes whose arithmetic would overflow, or a window (with dilation) lying
+// wholly in the padding, where PyTorch returns -inf.
 void check_pool2d(const Pool2dShape& s, const char* op);
 
 // out = max over each window; indices[...] = the argmax as ih * W + iw within

@@ -3,9 +3,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <new>
+#include <string>
 #include <vector>
 
 #ifdef _OPENMP
@@ -216,7 +219,30 @@ Cache& cache() {
 
 }  // namespace
 
+namespace {
+
+class AllocationFailed : public std::bad_alloc {
+ public:
+  explicit AllocationFailed(double bytes) {
+    char text[160];
+    std::snprintf(text, sizeof(text),
+                  "pydl: cannot allocate %.0f bytes (%.3g GiB) for a kernel output or workspace",
+                  bytes, bytes / double(1 << 30));
+    message_ = text;
+  }
+  const char* what() const noexcept override { return message_.c_str(); }
+
+ private:
+  std::string message_;
+};
+
+}  // namespace
+
+void fail_allocation(double bytes) { throw AllocationFailed(bytes); }
+
 void* cached_alloc(std::size_t bytes) {
+  // Beyond 2**62 bytes no system can serve it, and size_class would wrap.
+  if (bytes > (std::size_t(1) << 62)) fail_allocation(double(bytes));
   std::size_t cls = size_class(bytes);
   Cache& c = cache();
   {
@@ -237,7 +263,7 @@ void* cached_alloc(std::size_t bytes) {
   if (!block) {
     std::lock_guard<std::mutex> lock(c.mutex);
     c.stats.bytes_in_use -= cls;
-    throw std::bad_alloc();
+    fail_allocation(double(bytes));
   }
   *reinterpret_cast<std::size_t*>(block) = cls;
   return block + kHeader;

@@ -4,12 +4,59 @@
 // the same way.
 #include "shapes.h"
 
+#include <array>
 #include <string>
 
 #include "conv.h"
 #include "pool.h"
 
 namespace pydl {
+
+// ---- sizes ---------------------------------------------------------------------
+
+namespace {
+
+[[noreturn]] void size_overflow(const char* what) {
+  fail(std::string(what) + ": the sizes are too large (their product or sum passes 2**63 - 1)");
+}
+
+}  // namespace
+
+index_t size_mul(index_t a, index_t b, const char* what) {
+  index_t r;
+  if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r)) size_overflow(what);
+  return r;
+}
+
+index_t size_add(index_t a, index_t b, const char* what) {
+  index_t r;
+  if (a < 0 || b < 0 || __builtin_add_overflow(a, b, &r)) size_overflow(what);
+  return r;
+}
+
+index_t size_product(const std::vector<index_t>& dims, index_t elem_bytes, const char* what) {
+  index_t count = 1;
+  for (index_t d : dims) {
+    require(d >= 0, std::string(what) + ": negative dimension " + std::to_string(d));
+    count = size_mul(count, d, what);
+  }
+  size_mul(std::max<index_t>(count, 1), elem_bytes, what);
+  return count;
+}
+
+ByteRange byte_range(const void* data, const std::vector<index_t>& shape,
+                     const std::vector<index_t>& strides, index_t item_bytes) {
+  const char* base = static_cast<const char*>(data);
+  index_t lo = 0, hi = item_bytes;  // offsets of the lowest and past the highest byte
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == 0) return {base, base};
+    const index_t reach = (shape[i] - 1) * strides[i];
+    (reach < 0 ? lo : hi) += reach;
+  }
+  return {base + lo, base + hi};
+}
+
+// ---- convolution and pooling ---------------------------------------------------
 
 std::string Conv2dShape::describe() const {
   auto tuple = [](std::initializer_list<index_t> v) {
@@ -40,18 +87,26 @@ void check_conv2d(const Conv2dShape& s) {
           "conv2d: input channels " + std::to_string(s.C_in) + " and output channels " +
               std::to_string(s.C_out) + " must both be divisible by groups " +
               std::to_string(s.groups) + ": " + s.describe());
-  require(s.H + 2 * s.pad_h >= s.dilation_h * (s.KH - 1) + 1 &&
-              s.W + 2 * s.pad_w >= s.dilation_w * (s.KW - 1) + 1,
+  // H + 2 pad >= dilation (K - 1) + 1 per axis, in arithmetic that cannot wrap
+  // (H_out() and W_out() are then exact).
+  const char* what = "conv2d: padded input or dilated kernel";
+  require(size_add(s.H, size_mul(2, s.pad_h, what), what) >=
+                  size_add(size_mul(s.dilation_h, s.KH - 1, what), 1, what) &&
+              size_add(s.W, size_mul(2, s.pad_w, what), what) >=
+                  size_add(size_mul(s.dilation_w, s.KW - 1, what), 1, what),
           "conv2d: kernel (dilated) is larger than the padded input: " + s.describe());
+  size_product({s.N, s.C_out, s.H_out(), s.W_out()}, sizeof(float), "conv2d: output");
 }
 
 namespace {
 
 index_t pooled_size(index_t in, index_t k, index_t stride, index_t pad, index_t dilation,
                     bool ceil_mode) {
-  const index_t span = in + 2 * pad - dilation * (k - 1) - 1;
-  if (span < 0) return 0;
-  index_t out = (span + (ceil_mode ? stride - 1 : 0)) / stride + 1;
+  // floor(numerator / stride) + 1, as PyTorch: in ceil_mode a dilated kernel
+  // a little wider than the padded input still gives one (clipped) window.
+  const index_t numerator = in + 2 * pad - dilation * (k - 1) - 1 + (ceil_mode ? stride - 1 : 0);
+  if (numerator < 0) return 0;
+  index_t out = numerator / stride + 1;
   // A window that would start past the input and its left padding is dropped.
   if (ceil_mode && (out - 1) * stride >= in + pad) --out;
   return out;
@@ -76,6 +131,24 @@ std::string Pool2dShape::describe() const {
          pair(dilation_h, dilation_w) + (ceil_mode ? ", ceil_mode" : "");
 }
 
+namespace {
+
+// The first output position along one axis whose window (taps start +
+// t*dilation, t in [0, k), start = o*stride - pad) holds no input position in
+// [0, size), or -1. Only windows starting left of the input can be empty (the
+// last one starts inside it), so at most pad/stride + 1 windows are looked at.
+index_t first_padding_only_window(index_t out, index_t size, index_t k, index_t stride,
+                                  index_t pad, index_t dilation) {
+  for (index_t o = 0; o < out && o * stride < pad; ++o) {
+    const index_t start = o * stride - pad;
+    const index_t first_tap = (-start + dilation - 1) / dilation;  // first tap at >= 0
+    if (first_tap >= k || start + first_tap * dilation >= size) return o;
+  }
+  return -1;
+}
+
+}  // namespace
+
 void check_pool2d(const Pool2dShape& s, const char* op) {
   const std::string name(op);
   require(s.N >= 0 && s.C >= 0 && s.H >= 1 && s.W >= 1,
@@ -84,11 +157,37 @@ void check_pool2d(const Pool2dShape& s, const char* op) {
   require(s.stride_h >= 1 && s.stride_w >= 1, name + ": stride must be >= 1: " + s.describe());
   require(s.dilation_h >= 1 && s.dilation_w >= 1,
           name + ": dilation must be >= 1: " + s.describe());
-  require(s.pad_h >= 0 && s.pad_w >= 0 && 2 * s.pad_h <= s.KH && 2 * s.pad_w <= s.KW,
+  // PyTorch's rule: pad <= kernel_size / 2 (undilated, so also <= half the
+  // dilated kernel).
+  require(s.pad_h >= 0 && s.pad_w >= 0 && s.pad_h <= s.KH / 2 && s.pad_w <= s.KW / 2,
           name + ": padding must be >= 0 and at most half the kernel size: " + s.describe());
+  // The output-size rule's terms, in arithmetic that cannot wrap: H_out() and
+  // W_out() are then exact.
+  const std::string what_s = name + ": padded input, dilated kernel or stride";
+  const char* what = what_s.c_str();
+  for (auto [in, k, stride, pad, dilation] :
+       {std::array<index_t, 5>{s.H, s.KH, s.stride_h, s.pad_h, s.dilation_h},
+        std::array<index_t, 5>{s.W, s.KW, s.stride_w, s.pad_w, s.dilation_w}}) {
+    size_add(size_add(in, size_mul(2, pad, what), what), stride, what);
+    size_mul(dilation, k - 1, what);
+  }
   require(s.H_out() >= 1 && s.W_out() >= 1,
           name + ": the output would be empty (kernel larger than the padded input): " +
               s.describe());
+  size_product({s.N, s.C, s.H_out(), s.W_out()}, sizeof(std::int64_t), what);
+  // With dilation a window can fall wholly in the padding (its taps stepping
+  // over the input). PyTorch returns -inf and an index outside the window
+  // there; no model wants either, so such a window is an error here.
+  if (s.N * s.C == 0) return;  // no window is read
+  const index_t oh = first_padding_only_window(s.H_out(), s.H, s.KH, s.stride_h, s.pad_h,
+                                               s.dilation_h);
+  const index_t ow = first_padding_only_window(s.W_out(), s.W, s.KW, s.stride_w, s.pad_w,
+                                               s.dilation_w);
+  require(oh < 0 && ow < 0,
+          name + ": the window of output " + (oh >= 0 ? "row " + std::to_string(oh)
+                                                        : "column " + std::to_string(ow)) +
+              " lies wholly in the padding (its dilated taps step over the input); "
+              "use less padding or dilation: " + s.describe());
 }
 // ---- recurrent layers ----------------------------------------------------------
 

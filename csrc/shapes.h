@@ -13,6 +13,33 @@
 
 namespace pydl {
 
+// ---- sizes -------------------------------------------------------------------
+// Size arithmetic that cannot wrap: every size a binding allocates or a shape
+// rule computes from caller-given numbers goes through these, so a huge
+// argument is a ValueError naming `what`, never a short buffer.
+
+// a * b and a + b for non-negative sizes, or a ValueError when the exact
+// result passes 2**63 - 1.
+index_t size_mul(index_t a, index_t b, const char* what);
+index_t size_add(index_t a, index_t b, const char* what);
+// The element count of an array of shape `dims`, checked so that it times
+// elem_bytes (the buffer's size in bytes) fits in an index_t; a negative
+// dimension is a ValueError too.
+index_t size_product(const std::vector<index_t>& dims, index_t elem_bytes, const char* what);
+
+// ---- aliasing ----------------------------------------------------------------
+// The bytes [begin, end) an array of this shape and these byte strides can
+// touch from `data`; empty for an array of no elements.
+struct ByteRange {
+  const char* begin;
+  const char* end;
+  bool overlaps(const ByteRange& other) const {
+    return begin < end && other.begin < other.end && begin < other.end && other.begin < end;
+  }
+};
+ByteRange byte_range(const void* data, const std::vector<index_t>& shape,
+                     const std::vector<index_t>& strides, index_t item_bytes);
+
 // ---- softmax_cross_entropy, dropout ------------------------------------------
 
 // "mean", "sum" or "none".

@@ -70,11 +70,8 @@ struct ArrayArg {
   std::vector<index_t> shape, strides;
 
   index_t ndim() const { return static_cast<index_t>(shape.size()); }
-  index_t size() const {
-    index_t n = 1;
-    for (index_t d : shape) n *= d;
-    return n;
-  }
+  // Checked: an interface may describe any shape.
+  index_t size() const { return size_product(shape, typestr_size(), name.c_str()); }
   bool c_contiguous() const {
     index_t expected = typestr_size();
     for (index_t i = ndim() - 1; i >= 0; --i) {
@@ -179,6 +176,34 @@ void require_shape(const ArrayArg& a, const std::vector<index_t>& shape, const c
                           ", expected " + shape_str(shape));
 }
 
+// The arrays of one call, each added as read or written. A kernel's threads
+// read inputs while others write outputs, so a written array may share memory
+// with no other array of the call (ValueError naming both).
+class CallArrays {
+ public:
+  explicit CallArrays(const char* fn) : fn_(fn) {}
+  const ArrayArg& read(const ArrayArg& a) { return add(a, false); }
+  const ArrayArg& write(const ArrayArg& a) { return add(a, true); }
+
+ private:
+  struct Seen {
+    ByteRange bytes;
+    bool written;
+    std::string name;
+  };
+  const ArrayArg& add(const ArrayArg& a, bool written) {
+    const ByteRange bytes = byte_range(a.data, a.shape, a.strides, a.typestr_size());
+    for (const Seen& other : seen_)
+      if ((written || other.written) && bytes.overlaps(other.bytes))
+        throw py::value_error(std::string(fn_) + ": " + a.name + " shares memory with " +
+                              other.name + "; pass a separate output array");
+    seen_.push_back({bytes, written, a.name});
+    return a;
+  }
+  const char* fn_;
+  std::vector<Seen> seen_;
+};
+
 cudaStream_t as_stream(std::uintptr_t stream) { return reinterpret_cast<cudaStream_t>(stream); }
 
 // ---- gemm ----------------------------------------------------------------------
@@ -240,6 +265,8 @@ void gemm(const py::handle& a_obj, const py::handle& b_obj, bool trans_a, bool t
   ArrayArg out = writable_contiguous<float>(out_obj, "out");
   require_shape(out, batched ? std::vector<index_t>{batch, M, N} : std::vector<index_t>{M, N},
                 "gemm");
+  CallArrays arrays("gemm");
+  arrays.read(a), arrays.read(b), arrays.write(out);
   const MatrixArg ma = matrix_arg(a, trans_a), mb = matrix_arg(b, trans_b);
   py::gil_scoped_release release;
   cuda::sgemm_batched(batch, ma.trans, mb.trans, M, N, K, alpha, ma.ptr, ma.ld, ma.batch_stride,
@@ -269,6 +296,8 @@ void def_unary(py::module_& m, const char* name, Unary fwd, UnaryGrad bwd, const
         [fwd](const py::handle& x_obj, const py::handle& out_obj, std::uintptr_t stream) {
     ArrayArg x = contiguous<float>(x_obj, "x"), out = writable_contiguous<float>(out_obj, "out");
     require_same_shape(out, x);
+    CallArrays arrays("elementwise forward");
+    arrays.read(x), arrays.write(out);
     py::gil_scoped_release release;
     fwd(out.ptr<float>(), x.ptr<const float>(), x.size(), as_stream(stream));
   }, py::arg("x"), py::kw_only(), py::arg("out"), py::arg("stream") = 0);
@@ -279,6 +308,8 @@ void def_unary(py::module_& m, const char* name, Unary fwd, UnaryGrad bwd, const
     ArrayArg out = writable_contiguous<float>(out_obj, "out");
     require_same_shape(dy, s);
     require_same_shape(out, dy);
+    CallArrays arrays("elementwise backward");
+    arrays.read(dy), arrays.read(s), arrays.write(out);
     py::gil_scoped_release release;
     bwd(out.ptr<float>(), dy.ptr<const float>(), s.ptr<const float>(), dy.size(), as_stream(stream));
   }, py::arg("dy"), py::arg(saved), py::kw_only(), py::arg("out"), py::arg("stream") = 0);
@@ -297,6 +328,8 @@ void def_rowwise(py::module_& m, const char* name, Rowwise fwd, RowwiseGrad bwd)
     ArrayArg x = contiguous<float>(x_obj, "x"), out = writable_contiguous<float>(out_obj, "out");
     auto [rows, cols] = rows_cols(x);
     require_same_shape(out, x);
+    CallArrays arrays("row-wise forward");
+    arrays.read(x), arrays.write(out);
     py::gil_scoped_release release;
     fwd(out.ptr<float>(), x.ptr<const float>(), rows, cols, as_stream(stream));
   }, py::arg("x"), py::kw_only(), py::arg("out"), py::arg("stream") = 0);
@@ -308,6 +341,8 @@ void def_rowwise(py::module_& m, const char* name, Rowwise fwd, RowwiseGrad bwd)
     require_same_shape(dy, y);
     auto [rows, cols] = rows_cols(y);
     require_same_shape(out, y);
+    CallArrays arrays("row-wise backward");
+    arrays.read(dy), arrays.read(y), arrays.write(out);
     py::gil_scoped_release release;
     bwd(out.ptr<float>(), dy.ptr<const float>(), y.ptr<const float>(), rows, cols,
         as_stream(stream));
@@ -356,11 +391,13 @@ void softmax_cross_entropy(const py::handle& logits_obj, const py::handle& targe
                           loss.shape_str());
   ArrayArg losses = writable_contiguous<float>(losses_obj, "losses");
   require_shape(losses, {N}, "softmax_cross_entropy");
+  CallArrays arrays("softmax_cross_entropy");
+  arrays.read(logits), arrays.read(target), arrays.write(loss), arrays.write(losses);
   float* grad = nullptr;
   if (!grad_obj.is_none()) {
     ArrayArg g = writable_contiguous<float>(grad_obj, "grad");
     require_same_shape(g, logits);
-    grad = g.ptr<float>();
+    grad = arrays.write(g).ptr<float>();
   }
   py::gil_scoped_release release;
   if (by_index)
@@ -429,14 +466,17 @@ void conv2d_forward(const py::handle& input_obj, const py::handle& weight_obj,
   ArrayArg input = four_d(input_obj, "input", "(N, C_in, H, W)");
   ArrayArg weight = four_d(weight_obj, "weight", "(C_out, C_in/groups, KH, KW)");
   const Conv2dShape s = conv_shape(input, weight, stride, padding, dilation, groups);
+  CallArrays arrays("conv2d");
+  arrays.read(input), arrays.read(weight);
   const float* bias = nullptr;
   if (!bias_obj.is_none()) {
     ArrayArg b = contiguous<float>(bias_obj, "bias");
     require_shape(b, {s.C_out}, "conv2d");
-    bias = b.ptr<const float>();
+    bias = arrays.read(b).ptr<const float>();
   }
   ArrayArg out = four_d(out_obj, "out", "(N, C_out, H_out, W_out)", true);
   require_shape(out, {s.N, s.C_out, s.H_out(), s.W_out()}, "conv2d");
+  arrays.write(out);
   py::gil_scoped_release release;
   cuda::conv2d_forward(out.ptr<float>(), input.ptr<const float>(), weight.ptr<const float>(), bias,
                        s, as_stream(stream));
@@ -453,21 +493,23 @@ void conv2d_backward(const py::handle& grad_obj, const py::handle& input_obj,
   const Conv2dShape s = conv_shape(input, weight, stride, padding, dilation, groups);
   ArrayArg grad = four_d(grad_obj, "grad_output", "(N, C_out, H_out, W_out)");
   require_shape(grad, {s.N, s.C_out, s.H_out(), s.W_out()}, "conv2d_backward");
+  CallArrays arrays("conv2d_backward");
+  arrays.read(input), arrays.read(weight), arrays.read(grad);
   float *gi = nullptr, *gw = nullptr, *gb = nullptr;
   if (!grad_input_obj.is_none()) {
     ArrayArg a = writable_contiguous<float>(grad_input_obj, "grad_input");
     require_same_shape(a, input);
-    gi = a.ptr<float>();
+    gi = arrays.write(a).ptr<float>();
   }
   if (!grad_weight_obj.is_none()) {
     ArrayArg a = writable_contiguous<float>(grad_weight_obj, "grad_weight");
     require_same_shape(a, weight);
-    gw = a.ptr<float>();
+    gw = arrays.write(a).ptr<float>();
   }
   if (!grad_bias_obj.is_none()) {
     ArrayArg a = writable_contiguous<float>(grad_bias_obj, "grad_bias");
     require_shape(a, {s.C_out}, "conv2d_backward");
-    gb = a.ptr<float>();
+    gb = arrays.write(a).ptr<float>();
   }
   const float* dy = grad.ptr<const float>();
   py::gil_scoped_release release;
@@ -512,6 +554,8 @@ void bind_conv_pool(py::module_& m) {
         require_shape(out, pooled_shape(s), "max_pool2d");
         ArrayArg indices = writable_contiguous<std::int64_t>(indices_obj, "indices");
         require_same_shape(indices, out);
+        CallArrays arrays("max_pool2d");
+        arrays.read(input), arrays.write(out), arrays.write(indices);
         py::gil_scoped_release release;
         cuda::max_pool2d_forward(out.ptr<float>(), indices.ptr<std::int64_t>(),
                                  input.ptr<const float>(), s, as_stream(stream));
@@ -530,6 +574,8 @@ void bind_conv_pool(py::module_& m) {
         const Pool2dShape s = pool_shape(grad_input.shape, kernel, stride, padding, dilation,
                                          ceil_mode, "max_pool2d_backward");
         require_shape(grad, pooled_shape(s), "max_pool2d_backward");
+        CallArrays arrays("max_pool2d_backward");
+        arrays.read(grad), arrays.read(indices), arrays.write(grad_input);
         py::gil_scoped_release release;
         cuda::max_pool2d_backward(grad_input.ptr<float>(), grad.ptr<const float>(),
                                   indices.ptr<const std::int64_t>(), s, as_stream(stream));
@@ -546,6 +592,8 @@ void bind_conv_pool(py::module_& m) {
                                          ceil_mode, "avg_pool2d");
         ArrayArg out = four_d(out_obj, "out", "(N, C, H_out, W_out)", true);
         require_shape(out, pooled_shape(s), "avg_pool2d");
+        CallArrays arrays("avg_pool2d");
+        arrays.read(input), arrays.write(out);
         py::gil_scoped_release release;
         cuda::avg_pool2d_forward(out.ptr<float>(), input.ptr<const float>(), s,
                                  count_include_pad, as_stream(stream));
@@ -561,6 +609,8 @@ void bind_conv_pool(py::module_& m) {
         const Pool2dShape s = pool_shape(grad_input.shape, kernel, stride, padding, Pair{1, 1},
                                          ceil_mode, "avg_pool2d_backward");
         require_shape(grad, pooled_shape(s), "avg_pool2d_backward");
+        CallArrays arrays("avg_pool2d_backward");
+        arrays.read(grad), arrays.write(grad_input);
         py::gil_scoped_release release;
         cuda::avg_pool2d_backward(grad_input.ptr<float>(), grad.ptr<const float>(), s,
                                   count_include_pad, as_stream(stream));
@@ -892,20 +942,21 @@ void bind_optim(py::module_& m) {
 }
 
 // A float32 (n,) vector argument that may be None (returns nullptr).
-const float* optional_vector(const py::handle& obj, const char* name, index_t n, const char* what) {
+const float* optional_vector(CallArrays& arrays, const py::handle& obj, const char* name,
+                             index_t n, const char* what) {
   if (obj.is_none()) return nullptr;
   ArrayArg a = contiguous<float>(obj, name);
   require_shape(a, {n}, what);
-  return a.ptr<const float>();
+  return arrays.read(a).ptr<const float>();
 }
 
 // A float32 output of the given shape, or nullptr for None when `optional`.
-float* output(const py::handle& obj, const char* name, const std::vector<index_t>& shape,
-              const char* what, bool optional = false) {
+float* output(CallArrays& arrays, const py::handle& obj, const char* name,
+              const std::vector<index_t>& shape, const char* what, bool optional = false) {
   if (optional && obj.is_none()) return nullptr;
   ArrayArg a = writable_contiguous<float>(obj, name);
   require_shape(a, shape, what);
-  return a.ptr<float>();
+  return arrays.write(a).ptr<float>();
 }
 
 // Batch norm input is (N, C) or (N, C, d...): viewed as (N, C, S).
@@ -938,6 +989,8 @@ void bind_layers(py::module_& m) {
     ArrayArg mask = writable_contiguous<std::uint8_t>(mask_obj, "mask");
     require_same_shape(y, x);
     require_same_shape(mask, x);
+    CallArrays arrays("dropout_forward");
+    arrays.read(x), arrays.write(y), arrays.write(mask);
     py::gil_scoped_release release;
     cuda::dropout_forward(y.ptr<float>(), mask.ptr<std::uint8_t>(), x.ptr<const float>(), x.size(),
                           static_cast<float>(p), seed, offset, as_stream(stream));
@@ -951,6 +1004,8 @@ void bind_layers(py::module_& m) {
     ArrayArg out = writable_contiguous<float>(out_obj, "out");
     require_same_shape(mask, dy);
     require_same_shape(out, dy);
+    CallArrays arrays("dropout_backward");
+    arrays.read(dy), arrays.read(mask), arrays.write(out);
     py::gil_scoped_release release;
     cuda::dropout_backward(out.ptr<float>(), dy.ptr<const float>(), mask.ptr<const std::uint8_t>(),
                            dy.size(), static_cast<float>(p), as_stream(stream));
@@ -967,7 +1022,9 @@ void bind_layers(py::module_& m) {
     const index_t V = weight.shape[0], D = weight.shape[1];
     std::vector<index_t> shape = indices.shape;
     shape.push_back(D);
-    float* out = output(out_obj, "out", shape, "embedding_forward");
+    CallArrays arrays("embedding_forward");
+    arrays.read(weight), arrays.read(indices);
+    float* out = output(arrays, out_obj, "out", shape, "embedding_forward");
     py::gil_scoped_release release;
     cuda::embedding_forward(out, weight.ptr<const float>(), indices.ptr<const std::int64_t>(),
                             indices.size(), V, D, as_stream(stream));
@@ -980,12 +1037,18 @@ void bind_layers(py::module_& m) {
     ArrayArg dy = contiguous<float>(dy_obj, "dy");
     ArrayArg indices = contiguous<std::int64_t>(indices_obj, "indices");
     if (num_embeddings < 0) throw py::value_error("num_embeddings must be >= 0");
+    if (padding_idx < -1 || padding_idx >= num_embeddings)
+      throw py::value_error("embedding_backward: padding_idx must be -1 (none) or in [0, " +
+                            std::to_string(num_embeddings) + "), got " +
+                            std::to_string(padding_idx));
     const index_t n = indices.size(), D = dy.ndim() ? dy.shape.back() : 0;
     if (dy.ndim() != indices.ndim() + 1 || dy.size() != n * D)
       throw py::value_error("embedding_backward: dy has shape " + dy.shape_str() +
                             " but indices has shape " + indices.shape_str() +
                             "; dy must be indices.shape + (embedding_dim,)");
-    float* out = output(out_obj, "out", {num_embeddings, D}, "embedding_backward");
+    CallArrays arrays("embedding_backward");
+    arrays.read(dy), arrays.read(indices);
+    float* out = output(arrays, out_obj, "out", {num_embeddings, D}, "embedding_backward");
     py::gil_scoped_release release;
     cuda::embedding_backward(out, dy.ptr<const float>(), indices.ptr<const std::int64_t>(), n,
                              num_embeddings, D, padding_idx, as_stream(stream));
@@ -1001,21 +1064,26 @@ void bind_layers(py::module_& m) {
                                  const py::handle& invstd_obj, std::uintptr_t stream) {
     ArrayArg x = contiguous<float>(x_obj, "input");
     const auto [N, C, S] = ncs(x);
+    CallArrays arrays("batch_norm");
+    arrays.read(x);
     if (training && N * S <= 1)
       throw py::value_error("batch_norm: expected more than 1 value per channel when training, "
                             "got input of shape " + x.shape_str());
-    if (!(eps > 0)) throw py::value_error("batch_norm: eps must be > 0");
-    const float* w = optional_vector(weight_obj, "weight", C, "batch_norm");
-    const float* b = optional_vector(bias_obj, "bias", C, "batch_norm");
+    if (!(eps > 0) || std::isinf(eps))
+      throw py::value_error("batch_norm: eps must be finite and > 0, got " + std::to_string(eps));
+    if (!std::isfinite(momentum))
+      throw py::value_error("batch_norm: momentum must be finite, got " + std::to_string(momentum));
+    const float* w = optional_vector(arrays, weight_obj, "weight", C, "batch_norm");
+    const float* b = optional_vector(arrays, bias_obj, "bias", C, "batch_norm");
     if (rm_obj.is_none() != rv_obj.is_none())
       throw py::value_error("batch_norm: pass both running_mean and running_var, or neither");
     if (rm_obj.is_none() && !training)
       throw py::value_error("batch_norm: evaluation needs running_mean and running_var");
-    float* rm = rm_obj.is_none() ? nullptr : output(rm_obj, "running_mean", {C}, "batch_norm");
-    float* rv = rv_obj.is_none() ? nullptr : output(rv_obj, "running_var", {C}, "batch_norm");
-    float* y = output(y_obj, "y", x.shape, "batch_norm");
-    float* mean = output(mean_obj, "mean", {C}, "batch_norm");
-    float* invstd = output(invstd_obj, "invstd", {C}, "batch_norm");
+    float* rm = rm_obj.is_none() ? nullptr : output(arrays, rm_obj, "running_mean", {C}, "batch_norm");
+    float* rv = rv_obj.is_none() ? nullptr : output(arrays, rv_obj, "running_var", {C}, "batch_norm");
+    float* y = output(arrays, y_obj, "y", x.shape, "batch_norm");
+    float* mean = output(arrays, mean_obj, "mean", {C}, "batch_norm");
+    float* invstd = output(arrays, invstd_obj, "invstd", {C}, "batch_norm");
     py::gil_scoped_release release;
     if (training) {
       cuda::batch_norm_forward_train(y, mean, invstd, rm, rv, x.ptr<const float>(), w, b, N, C, S,
@@ -1040,13 +1108,15 @@ void bind_layers(py::module_& m) {
     ArrayArg dy = contiguous<float>(dy_obj, "dy"), x = contiguous<float>(x_obj, "input");
     require_same_shape(dy, x);
     const auto [N, C, S] = ncs(x);
-    const float* w = optional_vector(weight_obj, "weight", C, "batch_norm_backward");
-    const float* mean = optional_vector(mean_obj, "mean", C, "batch_norm_backward");
-    const float* invstd = optional_vector(invstd_obj, "invstd", C, "batch_norm_backward");
+    CallArrays arrays("batch_norm_backward");
+    arrays.read(dy), arrays.read(x);
+    const float* w = optional_vector(arrays, weight_obj, "weight", C, "batch_norm_backward");
+    const float* mean = optional_vector(arrays, mean_obj, "mean", C, "batch_norm_backward");
+    const float* invstd = optional_vector(arrays, invstd_obj, "invstd", C, "batch_norm_backward");
     if (!mean || !invstd) throw py::value_error("batch_norm_backward: mean and invstd are needed");
-    float* dx = output(dx_obj, "dx", x.shape, "batch_norm_backward", true);
-    float* dw = output(dweight_obj, "dweight", {C}, "batch_norm_backward", true);
-    float* db = output(dbias_obj, "dbias", {C}, "batch_norm_backward", true);
+    float* dx = output(arrays, dx_obj, "dx", x.shape, "batch_norm_backward", true);
+    float* dw = output(arrays, dweight_obj, "dweight", {C}, "batch_norm_backward", true);
+    float* db = output(arrays, dbias_obj, "dbias", {C}, "batch_norm_backward", true);
     py::gil_scoped_release release;
     cuda::batch_norm_backward(dx, dw, db, dy.ptr<const float>(), x.ptr<const float>(), mean,
                               invstd, w, N, C, S, training, as_stream(stream));
@@ -1063,13 +1133,16 @@ void bind_layers(py::module_& m) {
     if (x.ndim() != 2)
       throw py::value_error("layer_norm_forward: input must be 2-D (rows, normalized size), got " +
                             x.shape_str());
-    if (!(eps > 0)) throw py::value_error("layer_norm: eps must be > 0");
+    if (!(eps > 0) || std::isinf(eps))
+      throw py::value_error("layer_norm: eps must be finite and > 0, got " + std::to_string(eps));
     const index_t M = x.shape[0], D = x.shape[1];
-    const float* w = optional_vector(weight_obj, "weight", D, "layer_norm_forward");
-    const float* b = optional_vector(bias_obj, "bias", D, "layer_norm_forward");
-    float* y = output(y_obj, "y", {M, D}, "layer_norm_forward");
-    float* mean = output(mean_obj, "mean", {M}, "layer_norm_forward");
-    float* rstd = output(rstd_obj, "rstd", {M}, "layer_norm_forward");
+    CallArrays arrays("layer_norm");
+    arrays.read(x);
+    const float* w = optional_vector(arrays, weight_obj, "weight", D, "layer_norm_forward");
+    const float* b = optional_vector(arrays, bias_obj, "bias", D, "layer_norm_forward");
+    float* y = output(arrays, y_obj, "y", {M, D}, "layer_norm_forward");
+    float* mean = output(arrays, mean_obj, "mean", {M}, "layer_norm_forward");
+    float* rstd = output(arrays, rstd_obj, "rstd", {M}, "layer_norm_forward");
     py::gil_scoped_release release;
     cuda::layer_norm_forward(y, mean, rstd, x.ptr<const float>(), w, b, M, D,
                              static_cast<float>(eps), as_stream(stream));
@@ -1086,13 +1159,15 @@ void bind_layers(py::module_& m) {
     if (x.ndim() != 2)
       throw py::value_error("layer_norm_backward: input must be 2-D, got " + x.shape_str());
     const index_t M = x.shape[0], D = x.shape[1];
-    const float* w = optional_vector(weight_obj, "weight", D, "layer_norm_backward");
-    const float* mean = optional_vector(mean_obj, "mean", M, "layer_norm_backward");
-    const float* rstd = optional_vector(rstd_obj, "rstd", M, "layer_norm_backward");
+    CallArrays arrays("layer_norm_backward");
+    arrays.read(dy), arrays.read(x);
+    const float* w = optional_vector(arrays, weight_obj, "weight", D, "layer_norm_backward");
+    const float* mean = optional_vector(arrays, mean_obj, "mean", M, "layer_norm_backward");
+    const float* rstd = optional_vector(arrays, rstd_obj, "rstd", M, "layer_norm_backward");
     if (!mean || !rstd) throw py::value_error("layer_norm_backward: mean and rstd are needed");
-    float* dx = output(dx_obj, "dx", {M, D}, "layer_norm_backward", true);
-    float* dw = output(dweight_obj, "dweight", {D}, "layer_norm_backward", true);
-    float* db = output(dbias_obj, "dbias", {D}, "layer_norm_backward", true);
+    float* dx = output(arrays, dx_obj, "dx", {M, D}, "layer_norm_backward", true);
+    float* dw = output(arrays, dweight_obj, "dweight", {D}, "layer_norm_backward", true);
+    float* db = output(arrays, dbias_obj, "dbias", {D}, "layer_norm_backward", true);
     py::gil_scoped_release release;
     cuda::layer_norm_backward(dx, dw, db, dy.ptr<const float>(), x.ptr<const float>(), mean, rstd,
                               w, M, D, as_stream(stream));

@@ -81,7 +81,8 @@ __global__ void cross_entropy_rows_kernel(float* __restrict__ losses, float* __r
   }
 }
 
-// loss[0] = sum_i losses[i], divided by the count for mean (0 when it is 0).
+// loss[0] = sum_i losses[i], divided by the count for mean (NaN when it is 0, as 0/0
+// in PyTorch).
 // Each thread sums a fixed stride of rows in double, then a fixed tree.
 __global__ void __launch_bounds__(kReduceThreads)
 reduce_losses_kernel(float* loss, const float* __restrict__ losses, index_t N, Scaling scaling) {
@@ -89,7 +90,7 @@ reduce_losses_kernel(float* loss, const float* __restrict__ losses, index_t N, S
   double total = 0.0;
   for (index_t i = threadIdx.x; i < N; i += blockDim.x) total += losses[i];
   total = block_reduce(total, SumOp{}, 0.0);  // its barrier orders the reads of loss[0] above
-  if (threadIdx.x == 0) *loss = scaling.mean ? (count > 0.0f ? float(total / count) : 0.0f) : float(total);
+  if (threadIdx.x == 0) *loss = scaling.mean ? (count > 0.0f ? float(total / count) : NAN) : float(total);
 }
 
 void launch(float* loss, float* losses, float* grad, const float* logits,

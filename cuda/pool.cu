@@ -6,6 +6,10 @@
 #include "pool.cuh"
 
 #include <algorithm>
+#include <climits>
+#include <string>
+
+#include "../csrc/shapes.h"  // size_mul, size_add
 
 namespace pydl::cuda {
 namespace pool_detail {
@@ -20,6 +24,14 @@ struct Geometry {
 
 Geometry geometry(const Pool2dShape& s, const char* op, bool count_include_pad = false) {
   check_pool2d(s, op);
+  // The kernels index a plane, a window and the padded input with 32-bit ints.
+  const char* what = "CUDA pooling (32-bit indexing)";
+  for (index_t n : {size_mul(s.H, s.W, what), size_mul(s.H_out(), s.W_out(), what),
+                    size_add(size_add(s.H, 2 * s.pad_h, what), s.stride_h, what),
+                    size_add(size_add(s.W, 2 * s.pad_w, what), s.stride_w, what),
+                    size_mul(s.dilation_h, s.KH, what), size_mul(s.dilation_w, s.KW, what)})
+    require(n <= INT_MAX, std::string(op) + ": the CUDA kernels index with 32-bit ints; the "
+                          "plane, padded input or dilated kernel is too large: " + s.describe());
   return {s.N * s.C,
           static_cast<int>(s.H), static_cast<int>(s.W), static_cast<int>(s.KH),
           static_cast<int>(s.KW), static_cast<int>(s.stride_h), static_cast<int>(s.stride_w),
@@ -52,11 +64,13 @@ __device__ __forceinline__ AvgWindow avg_window(const Geometry& g, int oh, int o
   w.w0 = ow * g.sw - g.pw;
   w.h1 = min(w.h0 + g.KH, g.H + g.ph);
   w.w1 = min(w.w0 + g.KW, g.W + g.pw);
-  const int padded_count = (w.h1 - w.h0) * (w.w1 - w.w0);
+  // In double: the padded window's area can pass 2**31 (huge kernel and padding).
+  const double padded_count = double(w.h1 - w.h0) * double(w.w1 - w.w0);
   w.h0 = max(w.h0, 0), w.w0 = max(w.w0, 0);
   w.h1 = min(w.h1, g.H), w.w1 = min(w.w1, g.W);
-  const int count = g.count_include_pad ? padded_count : (w.h1 - w.h0) * (w.w1 - w.w0);
-  w.divisor = static_cast<float>(max(count, 1));
+  const double count =
+      g.count_include_pad ? padded_count : double(w.h1 - w.h0) * double(w.w1 - w.w0);
+  w.divisor = static_cast<float>(count > 1 ? count : 1.0);
   return w;
 }
 

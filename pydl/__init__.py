@@ -22,6 +22,8 @@ from pydl import backends, cuda, nn, optim, profiler  # noqa: E402
 from pydl._device import Device, device  # noqa: E402
 from pydl._random import get_rng_state, manual_seed, set_rng_state  # noqa: E402
 from pydl._runtime import get_isa, get_num_threads, set_isa, set_num_threads  # noqa: E402
+from pydl._runtime import (are_deterministic_algorithms_enabled,  # noqa: E402
+                           use_deterministic_algorithms)
 from pydl.autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
 # Data loading, data sets and checkpoints (pydl.save / pydl.load).
 from pydl import data, datasets  # noqa: E402
@@ -64,3 +66,4 @@ __all__ = [
     "float64", "int64", "bool", "float", "double", "long", *FUNCTION_FORMS]
 __all__ += ["einsum", "empty_like", "full_like", "linspace", "rand_like", "randint_like",
             "randn_like", "utils"]
+__all__ += ["use_deterministic_algorithms", "are_deterministic_algorithms_enabled"]

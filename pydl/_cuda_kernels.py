@@ -12,6 +12,7 @@ import functools
 import numpy as np
 
 from pydl import backends
+from pydl._runtime import alert_not_deterministic
 from pydl.ops.conv import output_size
 from pydl.ops.pool import pooled_size_pair
 
@@ -76,6 +77,8 @@ def cuda_kernels(module, xp):
 
     def conv2d_backward(grad, x, weight, *, stride, padding, dilation, groups, input_grad=True,
                         weight_grad=True, bias_grad=True):
+        if weight_grad:  # its blocks may sum into grad_weight with atomics
+            alert_not_deterministic("conv2d_backward (grad_weight) on cuda")
         gx, gw = empty_if(input_grad, x.shape), empty_if(weight_grad, weight.shape)
         gb = empty_if(bias_grad, weight.shape[:1])
         module.conv2d_backward(grad, x, weight, stride=stride, padding=padding,
@@ -97,6 +100,7 @@ def cuda_kernels(module, xp):
         return out, indices
 
     def max_pool2d_backward(grad, indices, input_shape, **geometry):
+        alert_not_deterministic("max_pool2d_backward on cuda (atomicAdd)")
         grad_input = empty(input_shape)
         module.max_pool2d_backward(grad, indices, **geometry, grad_input=grad_input,
                                    stream=stream())
@@ -141,6 +145,7 @@ def cuda_kernels(module, xp):
         return out
 
     def embedding_backward(dy, indices, num_embeddings, padding_idx=-1):
+        alert_not_deterministic("embedding_backward on cuda (atomicAdd)")
         out = empty((num_embeddings, dy.shape[-1]))
         module.embedding_backward(dy, indices, num_embeddings, padding_idx, out=out,
                                   stream=stream())

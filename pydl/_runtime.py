@@ -59,3 +59,48 @@ if os.environ.get("PYDL_ISA"):
         set_isa(os.environ["PYDL_ISA"])
     except ValueError as e:
         raise ValueError(f"PYDL_ISA={os.environ['PYDL_ISA']!r}: {e}") from None
+
+
+# ---- deterministic algorithms ------------------------------------------------------
+# The CPU kernels give the same bits on every run and any number of threads (their
+# reductions run in orders fixed by the shapes). Some CUDA kernels sum with atomics,
+# in whatever order the blocks finish; with deterministic algorithms on they raise.
+
+class _Deterministic:
+    enabled = False
+    warn_only = False
+
+
+def use_deterministic_algorithms(mode, *, warn_only=False):
+    """mode=True: an op whose result could differ from run to run raises RuntimeError
+    naming it (a UserWarning instead when warn_only=True), as in PyTorch.
+
+    >>> pydl.use_deterministic_algorithms(True)
+    >>> pydl.are_deterministic_algorithms_enabled()
+    True
+    >>> pydl.use_deterministic_algorithms(False)
+    """
+    _Deterministic.enabled = bool(mode)
+    _Deterministic.warn_only = bool(warn_only)
+
+
+def are_deterministic_algorithms_enabled():
+    """Whether use_deterministic_algorithms(True) is in force.
+
+    >>> pydl.are_deterministic_algorithms_enabled()
+    False
+    """
+    return _Deterministic.enabled
+
+
+def alert_not_deterministic(op):
+    """Called by an implementation whose result may vary between runs."""
+    if not _Deterministic.enabled:
+        return
+    message = (f"{op} does not have a deterministic implementation, but "
+               "use_deterministic_algorithms(True) was set")
+    if _Deterministic.warn_only:
+        import warnings
+        warnings.warn(message, UserWarning, stacklevel=3)
+    else:
+        raise RuntimeError(message)

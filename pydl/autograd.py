@@ -8,7 +8,9 @@ the Function as the output's `grad_fn`, linking it to its input tensors: that
 chain of nodes is the graph `Tensor.backward` walks.
 """
 import functools
+import os
 import threading
+import traceback
 import weakref
 
 import numpy as np
@@ -18,6 +20,7 @@ import numpy as np
 
 class _GradState(threading.local):
     enabled = True
+    anomaly = False  # detect_anomaly(): check every op's output and gradients
 
 
 _state = _GradState()
@@ -89,6 +92,88 @@ class enable_grad(_GradMode):
     enabled = True
 
 
+class detect_anomaly:
+    """Anomaly mode for a with-block (or a decorated function): every op's output, and
+    every gradient backward computes, is checked for NaN and Inf; the first one found
+    raises RuntimeError naming the op (and, in backward, where its forward was called).
+    Slow (a pass over every array): for debugging, as torch.autograd.detect_anomaly."""
+
+    def __init__(self, check_nan=True):
+        self.check_nan = bool(check_nan)
+        self._previous = []
+
+    def __enter__(self):
+        self._previous.append(_state.anomaly)
+        _state.anomaly = self.check_nan
+        return self
+
+    def __exit__(self, *exc_info):
+        _state.anomaly = self._previous.pop()
+        return False
+
+    def __call__(self, func):
+        @functools.wraps(func)
+        def run_in_mode(*args, **kwargs):
+            with detect_anomaly(self.check_nan):
+                return func(*args, **kwargs)
+        return run_in_mode
+
+
+def set_detect_anomaly(mode):
+    _state.anomaly = bool(mode)
+
+
+def is_anomaly_enabled():
+    return _state.anomaly
+
+
+def _non_finite(array):
+    """'NaN' or 'Inf' when a floating array holds one, else None."""
+    if array is None or getattr(array, "dtype", None) is None or array.dtype.kind not in "fc":
+        return None
+    xp = _xp(array)
+    if bool(xp.isnan(array).any()):
+        return "NaN"
+    if bool(xp.isinf(array).any()):
+        return "Inf"
+    return None
+
+
+def _xp(array):
+    return np if isinstance(array, np.ndarray) else __import__("cupy")
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _caller():
+    """file:line of the innermost frame outside pydl: where the user called the op."""
+    for frame in reversed(traceback.extract_stack()):
+        if not os.path.abspath(frame.filename).startswith(_PACKAGE_DIR):
+            return f"{frame.filename}:{frame.lineno}"
+    return "?"
+
+
+def _check_forward(fn, arrays, out):
+    found = _non_finite(out)
+    if found is None:
+        return
+    received = any(_non_finite(a) for a in arrays)
+    raise RuntimeError(f"detect_anomaly: {type(fn).__name__} "
+                       f"{'passed on' if received else 'produced'} {found} in its forward output"
+                       f"{' (an input held it already)' if received else ''}, called at "
+                       f"{_caller()}")
+
+
+def _check_backward(node, grads):
+    for i, g in enumerate(grads):
+        found = _non_finite(g)
+        if found is not None:
+            raise RuntimeError(f"detect_anomaly: {node.name()} returned {found} in the gradient "
+                               f"of its input {i}; its forward was called at "
+                               f"{getattr(node, 'anomaly_site', '?')}")
+
+
 # ---- graph nodes --------------------------------------------------------------
 
 class Function:
@@ -126,6 +211,10 @@ class Function:
         out = fn.forward(*arrays)
         if isinstance(out, np.generic):  # NumPy reductions return scalars, not 0-d arrays
             out = np.asarray(out)
+        if _state.anomaly:
+            _check_forward(fn, arrays, out)
+            if record:
+                fn.anomaly_site = _caller()
         if not record:
             return _tensor_module.Tensor._wrap(out)
         fn.inputs = inputs
@@ -201,6 +290,8 @@ def run_backward(root, grad, retain_graph=False):
             if out is not None:
                 accumulate_leaf_grad(out, grad)
         input_grads = node.backward(grad) if grad is not None else (None,) * len(node.inputs)
+        if _state.anomaly:
+            _check_backward(node, input_grads)
         for t, needed, g in zip(node.inputs, node.needs_input_grad, input_grads):
             if not needed:
                 continue

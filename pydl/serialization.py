@@ -5,10 +5,17 @@ A checkpoint is a zip archive (stored, not compressed) of
                    scalars, and for each array leaf the name of its member below
   arrays/<n>.npy   one NumPy .npy file per tensor or array, written and read with
                    allow_pickle=False (so object arrays are refused both ways)
-Reading parses JSON and .npy headers only, never pickle. Writing goes to a temporary
-file in the target's directory, is flushed and fsync'ed, then os.replace'd over the
-target (and the directory fsync'ed): a crash at any point leaves either the old file
-or the new one, never a mix.
+Reading parses JSON and .npy headers only, never pickle, and allocates at most about
+the file's size: members must be stored (pydl.save never compresses, so no member can
+inflate), each array member is read once, and its .npy header must declare exactly the
+bytes the member holds.
+
+Writing goes to a temporary file beside the target, named .<target>.pydl-save-<pid>-
+<random>.tmp and created with the umask's permissions; it is flushed and fsync'ed, then
+os.replace'd over the target (and the directory fsync'ed): a crash at any point leaves
+either the old file or the new one, never a mix. A writer killed before the rename
+leaves its temporary file; the next pydl.save or pydl.load of that target removes the
+temporaries of writers that are no longer running.
 
 pydl.save_safetensors / pydl.load_safetensors read and write the safetensors format
 (through the safetensors package) for weights shared with PyTorch and other tools.
@@ -16,7 +23,7 @@ pydl.save_safetensors / pydl.load_safetensors read and write the safetensors for
 import json
 import math
 import os
-import tempfile
+import secrets
 import zipfile
 
 import numpy as np
@@ -107,8 +114,12 @@ def _write_atomically(path, write):
     """Calls write(file) on a temporary file beside path, then replaces path with it."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
-                                         suffix=".tmp")
+    _remove_stale_temporaries(path)
+    temporary = os.path.join(directory, f"{_temporary_prefix(path)}{os.getpid()}-"
+                                        f"{secrets.token_hex(4)}.tmp")
+    # 0o666 less the umask, as open() gives any new file (mkstemp's would be 0600).
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                     0o666)
     try:
         with os.fdopen(handle, "wb") as file:
             write(file)
@@ -122,6 +133,42 @@ def _write_atomically(path, write):
     _fsync_directory(directory)
 
 
+def _temporary_prefix(path):
+    return f".{os.path.basename(path)}.pydl-save-"
+
+
+def _remove_stale_temporaries(path):
+    """Removes the temporary files beside `path` left by savers that were killed: those
+    whose writer process no longer exists (this process's own are never touched, since
+    another thread may be saving)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix = _temporary_prefix(path)
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid = name[len(prefix):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _process_exists(int(pid)):
+            continue
+        try:
+            os.remove(os.path.join(directory, name))
+        except OSError:
+            pass  # another cleaner got there first, or the directory is read-only
+
+
+def _process_exists(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # it exists (another user's), or we cannot tell: keep its file
+    return True
+
+
 def _fsync_directory(directory):
     """Makes the rename itself durable (POSIX; Windows has no directory handles)."""
     if os.name != "posix":
@@ -133,12 +180,18 @@ def _fsync_directory(directory):
         os.close(fd)
 
 
+# The .npy versions np.lib.format.write_array writes for plain arrays.
+_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}
+
+
 class _Reader:
     """Rebuilds the object from the node tree, reading array members on demand."""
 
     def __init__(self, archive):
         self.archive = archive
-        self.members = set(archive.namelist())
+        self.members = {info.filename: info for info in archive.infolist()}
+        self.read_already = set()
 
     def decode(self, node):
         if not isinstance(node, dict) or len(node) not in (1, 2):
@@ -175,11 +228,31 @@ class _Reader:
     def _array(self, name):
         if not isinstance(name, str) or name not in self.members:
             raise ValueError(f"missing array member {name!r:.80}")
-        with self.archive.open(name) as member:
-            array = np.lib.format.read_array(member, allow_pickle=False)
-            if member.read(1):
-                raise ValueError(f"{name} has data past its array")
-        return array
+        if name in self.read_already:  # pydl.save names each member once
+            raise ValueError(f"array member {name} is named twice")
+        self.read_already.add(name)
+        info = self.members[name]
+        with self.archive.open(info) as member:
+            # The header's shape is checked against the member's size before any array
+            # is allocated, so memory stays within the file's size.
+            version = np.lib.format.read_magic(member)
+            if version not in _NPY_HEADER_READERS:
+                raise ValueError(f"{name}: .npy format version {version}")
+            shape, fortran, dtype = _NPY_HEADER_READERS[version](member)
+            declared = math.prod(shape) * dtype.itemsize
+            if dtype.hasobject or info.file_size - member.tell() != declared:
+                raise ValueError(f"{name}: its .npy header declares {shape} of {dtype} "
+                                 f"({declared} bytes) but the member holds "
+                                 f"{info.file_size - member.tell()} bytes of data")
+            array = np.empty(shape[::-1] if fortran else shape, dtype)
+            view = memoryview(array.reshape(-1).view(np.uint8))
+            done = 0
+            while done < declared:
+                got = member.readinto(view[done:])
+                if not got:
+                    raise ValueError(f"{name} is truncated")
+                done += got
+        return array.T if fortran else array
 
 
 def load(path):
@@ -196,9 +269,18 @@ def load(path):
     IncompatibleKeys(missing_keys=[], unexpected_keys=[])
     """
     path = os.fspath(path)
+    _remove_stale_temporaries(path)
     with open(path, "rb") as file:  # a missing file raises FileNotFoundError as usual
         try:
             with zipfile.ZipFile(file) as archive:
+                length = os.fstat(file.fileno()).st_size
+                for info in archive.infolist():
+                    if info.compress_type != zipfile.ZIP_STORED:
+                        raise ValueError(f"member {info.filename} is compressed; pydl.save "
+                                         "stores members uncompressed")
+                    if info.file_size != info.compress_size or info.file_size > length:
+                        raise ValueError(f"member {info.filename} claims {info.file_size} "
+                                         f"bytes; the file has {length}")
                 structure = json.loads(archive.read(_STRUCTURE).decode("utf-8"))
                 if not isinstance(structure, dict) or structure.get("format") != FORMAT:
                     raise ValueError("not a pydl checkpoint (no format tag)")

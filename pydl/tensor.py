@@ -980,7 +980,8 @@ class Tensor:
         >>> print(f"{pydl.std(pydl.tensor([1.0, 2.0, 3.0, 4.0])).item():.4f}")
         1.2910
         """
-        return self.var(dim, unbiased, keepdim, correction=correction, axis=axis).sqrt()
+        variance = self.var(dim, unbiased, keepdim, correction=correction, axis=axis)
+        return reduce.SqrtOfVariance.apply(variance)
 
     def cumsum(self, dim):
         """The running sum along dim.

@@ -66,7 +66,8 @@ def test_cross_entropy_prob(shape, reduction, rng):
 
 def test_cross_entropy_variants(rng):
     logits = cases.random(rng, (12, 7), scale=3.0)
-    # Without a gradient; a custom ignore_index; every row ignored (mean is 0).
+    # Without a gradient; a custom ignore_index; every row ignored (mean is
+    # 0/0 = NaN, as PyTorch).
     cases.check_cross_entropy(backend, logits, cases.index_target(rng, 12, 7), "mean",
                               with_grad=False)
     cases.check_cross_entropy(backend, logits, cases.index_target(rng, 12, 7, ignore_index=3),

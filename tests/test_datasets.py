@@ -8,6 +8,7 @@ import os
 import pickle
 import struct
 import tarfile
+import time
 
 import numpy as np
 import pytest
@@ -93,6 +94,33 @@ def check_loaded(result, arrays):
     for got, want in zip((x_train, y_train, x_test, y_test), arrays):
         assert got.dtype == np.uint8
         np.testing.assert_array_equal(got, want)
+
+
+def _idx_header(code, shape):
+    return bytes([0, 0, code, len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
+
+
+def test_idx_gzip_inflates_no_further_than_its_header_declares(tmp_path):
+    # 254 KiB of gzip that inflates to 256 MiB, behind a header for a 2x2 image: only
+    # the header and the declared 4 bytes (plus one to see the trailing data) inflate.
+    path = tmp_path / "bomb.idx.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(_idx_header(0x08, (2, 2)) + bytes(4))
+        for _ in range(256):
+            f.write(bytes(1 << 20))
+    assert os.path.getsize(path) < 300_000
+    with pytest.raises(ValueError, match="trailing data"):
+        load_idx(path)
+    # A header claiming 10**12 floats: ValueError, raw or gzipped, before any allocation.
+    header = _idx_header(0x0D, (10 ** 6, 10 ** 6))
+    raw = tmp_path / "huge.idx"
+    raw.write_bytes(header + bytes(64))
+    with pytest.raises(ValueError, match="truncated"):
+        load_idx(raw)
+    gz = tmp_path / "huge.idx.gz"
+    gz.write_bytes(gzip.compress(header + bytes(64)))
+    with pytest.raises(ValueError, match="more than .* bytes of gzip data can hold"):
+        load_idx(gz)
 
 
 @pytest.mark.parametrize("gzipped", [True, False])
@@ -208,6 +236,20 @@ def test_cifar_reader_refuses_hostile_pickles(payload):
     with pytest.raises(ValueError, match="not a readable CIFAR-10 batch"):
         cifar10.read_batch(data, "data_batch_1")
     assert not os.path.exists("/tmp/pydl-pwned")
+
+
+def test_cifar_reader_is_linear_in_repeated_memo_references():
+    # A tuple of two references to a tuple of two ... 40 levels deep: a few hundred
+    # bytes of pickle standing for 2**40 leaves. Refused at once, not expanded.
+    labels = 0
+    for _ in range(40):
+        labels = (labels, labels)
+    data = pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": labels}, protocol=2)
+    assert len(data) < 4000
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="tree of more than"):
+        cifar10.read_batch(data, "bomb")
+    assert time.perf_counter() - start < 1.0
 
 
 @pytest.mark.parametrize("payload,message", [

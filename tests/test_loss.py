@@ -34,7 +34,7 @@ def reference(logits, target, reduction="mean", ignore_index=-100):
     losses = -(t * logp).sum(axis=1)
     grad = np.exp(logp) * t.sum(axis=1, keepdims=True) - t
     if reduction == "mean":
-        return (losses.sum() / count if count else 0.0), losses, (grad / count if count else grad * 0)
+        return (losses.sum() / count if count else np.nan), losses, (grad / count if count else grad * 0)
     return losses.sum(), losses, grad
 
 
@@ -102,15 +102,15 @@ def test_ignore_index(config):
     target[::4] = 5                       # a real class index used as ignore_index
     loss, losses, grad = check(logits, target, "mean", ignore_index=5)
     assert np.all(losses[::4] == 0) and np.all(grad[::4] == 0)
-    target[:] = -100                      # every row ignored: mean is 0, not NaN
+    target[:] = -100                      # every row ignored: the mean is 0/0 = NaN, as PyTorch
     loss, losses, grad = C.softmax_cross_entropy(logits, target)
-    assert loss == 0 and not np.any(losses) and not np.any(grad)
+    assert np.isnan(loss) and not np.any(losses) and not np.any(grad)
 
 
 def test_empty_batch(config):
     for target in (np.zeros(0, np.int64), np.zeros((0, 4), np.float32)):
         loss, losses, grad = C.softmax_cross_entropy(np.zeros((0, 4), np.float32), target)
-        assert loss == 0 and losses.shape == (0,) and grad.shape == (0, 4)
+        assert np.isnan(loss) and losses.shape == (0,) and grad.shape == (0, 4)  # 0/0
 
 
 def test_extreme_logits_stay_finite(config):

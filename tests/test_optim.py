@@ -190,9 +190,10 @@ def _random_case(rng, n, kernel):
     def positive():
         return rng.uniform(0.1, 2.0, n).astype(np.float32)
     if kernel == "sgd_step":
-        first = bool(rng.integers(2))
-        return [r(), r(), r()], dict(lr=0.1, momentum=0.9, dampening=0.2, weight_decay=0.05,
-                                     nesterov=bool(rng.integers(2)), first_step=first)
+        first, nesterov = bool(rng.integers(2)), bool(rng.integers(2))
+        # Nesterov needs zero dampening (PyTorch's rule, checked by the kernel).
+        return [r(), r(), r()], dict(lr=0.1, momentum=0.9, dampening=0.0 if nesterov else 0.2,
+                                     weight_decay=0.05, nesterov=nesterov, first_step=first)
     if kernel == "rmsprop_step":
         centered = bool(rng.integers(2))
         grad_avg = r(0.1) if centered else None

@@ -1,6 +1,13 @@
 """pydl.save / pydl.load: round trips, atomic writes, damaged files, and training that
 resumes from a checkpoint exactly where it stopped."""
+import io
+import itertools
+import json
 import os
+import signal
+import subprocess
+import sys
+import time
 import zipfile
 
 import numpy as np
@@ -197,3 +204,111 @@ def test_training_resumed_from_a_checkpoint_continues_bitwise(tmp_path):
     pydl.set_rng_state(checkpoint["rng"])
     resumed = [train_epoch(model, optimizer, loader) for _ in range(checkpoint["epoch"], 4)]
     assert resumed == uninterrupted[2:]  # bitwise: the same floats, loss for loss
+
+
+# ---- bounds on what reading allocates, temporaries, permissions ---------------------
+
+def _zip_with(path, members, compress=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compress) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def _structure(root):
+    return json.dumps({"format": "pydl.checkpoint", "version": 1, "root": root})
+
+
+def _npy_bytes(array):
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def test_reading_allocates_no_more_than_the_file_holds(tmp_path):
+    path = tmp_path / "bad.pydl"
+    zeros = _npy_bytes(np.zeros(1 << 20, np.float32))  # 4 MiB of zeros deflate to ~4 KiB
+    _zip_with(path, {"structure.json": _structure({"ndarray": "arrays/0.npy"}),
+                     "arrays/0.npy": zeros}, zipfile.ZIP_DEFLATED)
+    assert os.path.getsize(path) < 100_000
+    with pytest.raises(ValueError, match="compressed"):
+        pydl.load(path)
+    # One member named many times would be read (and allocated) once per name.
+    _zip_with(path, {"structure.json": _structure({"list": [{"ndarray": "arrays/0.npy"}] * 250}),
+                     "arrays/0.npy": _npy_bytes(np.ones(16, np.float32))})
+    with pytest.raises(ValueError, match="named twice"):
+        pydl.load(path)
+    # A header that declares 10**12 floats over 64 bytes of data: refused before allocating.
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (10 ** 12,)})
+    _zip_with(path, {"structure.json": _structure({"ndarray": "arrays/0.npy"}),
+                     "arrays/0.npy": header.getvalue() + bytes(64)})
+    with pytest.raises(ValueError, match=r"declares \(1000000000000,\)"):
+        pydl.load(path)
+
+
+def test_saved_files_honour_the_umask(tmp_path):
+    for umask, mode in [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)]:
+        before = os.umask(umask)
+        try:
+            pydl.save({"x": np.ones(3)}, tmp_path / f"u{umask:o}.pydl")
+        finally:
+            os.umask(before)
+        assert os.stat(tmp_path / f"u{umask:o}.pydl").st_mode & 0o777 == mode
+
+
+def test_temporaries_of_dead_writers_are_removed_by_the_next_save_and_load(tmp_path):
+    path = tmp_path / "ckpt.pydl"
+    pydl.save({"x": np.arange(3)}, path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    alive = os.getppid()  # a running process other than this one
+    for when in ("load", "save"):
+        stale = tmp_path / f".ckpt.pydl.pydl-save-{dead}-0000abcd.tmp"
+        running = tmp_path / f".ckpt.pydl.pydl-save-{alive}-0000abcd.tmp"
+        other = tmp_path / f".other.pydl.pydl-save-{dead}-0000abcd.tmp"
+        for f in (stale, running, other):
+            f.write_bytes(b"partial")
+        if when == "load":
+            pydl.load(path)
+        else:
+            pydl.save({"x": np.arange(4)}, path)
+        assert not stale.exists(), when
+        assert running.exists() and other.exists(), when  # a live writer's, another target's
+        running.unlink()
+        other.unlink()
+
+
+def _save_forever(path, states):
+    """The child of the kill test: saves the states in turn until it is killed."""
+    for i in itertools.count():
+        pydl.save(states[i % 2], path)
+        with open(f"{path}.saved", "w") as marker:  # the last state known to be complete
+            marker.write(str(i % 2))
+
+
+def test_killed_writer_leaves_the_old_or_new_state_and_no_stray_files(tmp_path):
+    """SIGKILL a saving process at random points 30 times: the target always loads as
+    one of the states it was given, and after the load nothing else is left."""
+    rng = np.random.default_rng(12)
+    states = [{"w": rng.standard_normal(200_000).astype(np.float32), "tag": k}
+              for k in range(2)]
+    path = str(tmp_path / "ckpt.pydl")
+    pydl.save(states[1], path)
+    mid_save = 0
+    for _ in range(30):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _save_forever(path, states)
+            finally:
+                os._exit(0)
+        time.sleep(rng.uniform(0.002, 0.05))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        mid_save += any(".pydl-save-" in name for name in os.listdir(tmp_path))
+        loaded = pydl.load(path)
+        tag = loaded["tag"]
+        np.testing.assert_array_equal(loaded["w"], states[tag]["w"])
+        assert sorted(os.listdir(tmp_path)) in (["ckpt.pydl"], ["ckpt.pydl", "ckpt.pydl.saved"])
+    assert mid_save >= 5, mid_save  # the kills did land inside saves, not only between them

@@ -117,8 +117,9 @@ void Launch::fail(std::exception_ptr error, const std::string& where) {
 void Launch::begin_block() {
   block_barrier.restart();
   for (Warp& w : warps) w.barrier.restart();
-  std::memset(__start_pydl_emu_shared, kPoisonByte,
-              static_cast<std::size_t>(__stop_pydl_emu_shared - __start_pydl_emu_shared));
+  // The section is empty (and its start null) when no kernel declares __shared__.
+  const auto static_smem = static_cast<std::size_t>(__stop_pydl_emu_shared - __start_pydl_emu_shared);
+  if (static_smem) std::memset(__start_pydl_emu_shared, kPoisonByte, static_smem);
   std::memset(dynamic_smem_base_, kPoisonByte, dynamic_smem_.size() - 16);
 }
 

@@ -10,6 +10,7 @@ import functools
 import io
 import os
 import pickle
+import pickletools
 import tarfile
 
 import numpy as np
@@ -104,24 +105,62 @@ class _BatchUnpickler(pickle.Unpickler):
                                          ) from None
 
 
-def _resolve(value):
-    """Replaces the stand-in arrays in an unpickled object with the NumPy arrays."""
-    if isinstance(value, _PickledArray):
-        if not isinstance(value.array, np.ndarray):
-            raise pickle.UnpicklingError("array without state")
-        return value.array
-    if isinstance(value, dict):
-        return {(k.decode("latin1") if isinstance(k, bytes) else k): _resolve(v)
-                for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_resolve(v) for v in value)
-    return value
+class _Resolver:
+    """Replaces the stand-in arrays in an unpickled object with the NumPy arrays.
+
+    A pickle can name one memoized object many times, so a few hundred bytes can stand
+    for a tree of 2**40 leaves (a tuple of two references to a tuple of two ...). Each
+    object is resolved once (time linear in the pickle), and the tree it stands for may
+    hold at most `budget` nodes, counted with their repetitions, so nothing later (such
+    as np.asarray on the labels) can expand it either."""
+
+    def __init__(self, budget):
+        self.budget = budget
+        self.done = {}  # id -> (resolved value, nodes of the tree it stands for)
+
+    def __call__(self, value):
+        key = id(value)
+        if key in self.done:
+            return self.done[key][0]
+        if isinstance(value, _PickledArray):
+            if not isinstance(value.array, np.ndarray):
+                raise pickle.UnpicklingError("array without state")
+            result, nodes = value.array, 1
+        elif isinstance(value, dict):
+            result = {(k.decode("latin1") if isinstance(k, bytes) else k): self(v)
+                      for k, v in value.items()}
+            nodes = 1 + sum(self.nodes(v) for v in value.values())
+        elif isinstance(value, (list, tuple)):
+            result = type(value)(self(v) for v in value)
+            nodes = 1 + sum(self.nodes(v) for v in value)
+        else:
+            result, nodes = value, 1
+        if nodes > self.budget:
+            raise pickle.UnpicklingError(f"the pickle stands for a tree of more than "
+                                         f"{self.budget} objects (memo references repeated)")
+        self.done[key] = (result, nodes)
+        return result
+
+    def nodes(self, value):
+        return self.done[id(value)][1] if id(value) in self.done else 1
+
+
+def _check_memo_indices(data):
+    """Refuses PUT opcodes whose memo index exceeds the pickle's length: the C unpickler
+    sizes its memo table by the largest index, so one LONG_BINPUT 2**32-1 in a few
+    hundred bytes would make it allocate 32 GiB. pickle numbers entries from 0 up, one
+    per opcode at most, so a real batch's indices stay below its byte count."""
+    for opcode, arg, _ in pickletools.genops(data):
+        if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT") and not 0 <= int(arg) < len(data):
+            raise pickle.UnpicklingError(f"memo index {arg} in a pickle of {len(data)} bytes")
 
 
 def read_batch(data, name):
     """(images (N, 32, 32, 3) uint8, labels (N,) uint8) from one batch file's bytes."""
     try:
-        batch = _resolve(_BatchUnpickler(io.BytesIO(data)).load())
+        _check_memo_indices(data)
+        # Each object of the tree takes at least one byte of pickle unless memoized.
+        batch = _Resolver(budget=len(data) + 64)(_BatchUnpickler(io.BytesIO(data)).load())
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
             IndexError, KeyError, RecursionError) as error:
         raise ValueError(f"{name}: not a readable CIFAR-10 batch: {error}") from error

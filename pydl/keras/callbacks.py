@@ -324,5 +324,17 @@ class CSVLogger(Callback):
         self._file.close()
 
 
+class TerminateOnNaN(Callback):
+    """Stops training at the end of the first batch whose loss is NaN or infinite."""
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            print(f"Batch {batch}: invalid loss, terminating training")
+            self.model.stop_training = True
+
+    on_train_batch_end = on_batch_end
+
+
 __all__ = ["Callback", "History", "EarlyStopping", "ModelCheckpoint", "LearningRateScheduler",
-           "ReduceLROnPlateau", "CSVLogger"]
+           "ReduceLROnPlateau", "CSVLogger", "TerminateOnNaN"]

@@ -123,6 +123,11 @@ class SparseCategoricalCrossentropy(Loss):
     def _labels(y_true, y_pred):
         labels = y_true.numpy() if isinstance(y_true, Tensor) else np.asarray(y_true)
         if labels.dtype.kind == "f":
+            fractional = labels[labels != np.round(labels)]
+            if fractional.size:
+                raise ValueError(f"sparse target holds {fractional[0]}, not a class index "
+                                 "(sparse labels are whole numbers; use categorical "
+                                 "cross-entropy for probabilities)")
             labels = labels.astype(np.int64)
         labels = labels.reshape(-1).astype(np.int64, copy=False)
         rows = int(np.prod(y_pred.shape[:-1]))

@@ -23,6 +23,16 @@ from pydl.keras.utils import Progbar
 from pydl.tensor import Tensor
 
 
+def _batch_size(batch_size, method):
+    """Keras's default of 32 for None; anything else must be a positive integer."""
+    if batch_size is None:
+        return 32
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size <= 0:
+        raise ValueError(f"{method}: batch_size must be a positive integer, got {batch_size!r}")
+    return int(batch_size)
+
+
 class Model:
     """A functional model, Model(inputs, outputs), from keras.Input tensors through layer
     calls to the output tensor (one input and one output, any DAG between)."""
@@ -247,7 +257,7 @@ class Model:
         2
         """
         self._require_compiled("training")
-        batch_size = batch_size or 32
+        batch_size = _batch_size(batch_size, "fit")
         verbose = 1 if verbose == "auto" else verbose
         if validation_data is None and validation_split:
             if is_batch_source(x):
@@ -266,6 +276,8 @@ class Model:
         if data.source is None and data.y is None:
             raise ValueError("fit needs arrays x and y, or a generator or DataLoader of "
                              "(x, y) batches")
+        if data.source is None and len(data.x) == 0:
+            raise ValueError("fit: x holds no samples; there is nothing to train on")
         validation = None
         if validation_data is not None:
             validation = self._batches(validation_data, validation_batch_size or batch_size,
@@ -355,7 +367,8 @@ class Model:
         2.0
         """
         self._require_compiled("evaluating")
-        data = DataBatches(x, y, sample_weight, batch_size or 32, steps, name="evaluate")
+        data = DataBatches(x, y, sample_weight, _batch_size(batch_size, "evaluate"), steps,
+                           name="evaluate")
         logs = self._evaluate_logs(data, verbose=1 if verbose == "auto" else verbose)
         if return_dict:
             return logs
@@ -372,7 +385,7 @@ class Model:
         >>> model.predict(np.ones((5, 4)), verbose=0).shape
         (5, 3)
         """
-        data = DataBatches(x, batch_size=batch_size or 32, steps_per_epoch=steps,
+        data = DataBatches(x, batch_size=_batch_size(batch_size, "predict"), steps_per_epoch=steps,
                            name="predict")
         bar = Progbar(data.steps, verbose=1 if verbose == "auto" else verbose)
         outputs = []

@@ -45,7 +45,7 @@ class Conv2d(Module):
         self.padding = padding if isinstance(padding, str) else F._pair(padding, "padding")
         self.padding_mode = padding_mode
         fan_in = in_channels // groups * self.kernel_size[0] * self.kernel_size[1]
-        bound = 1 / math.sqrt(fan_in)
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0  # no inputs: an empty weight
         self.weight = uniform_parameter((out_channels, in_channels // groups) + self.kernel_size,
                                         bound)
         if bias:

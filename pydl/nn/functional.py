@@ -7,7 +7,7 @@ from pydl.ops import conv as conv_ops
 from pydl.ops import elementwise as ew
 from pydl.ops import pool as pool_ops
 from pydl.ops.common import xp_of
-from pydl.ops.loss import SoftmaxCrossEntropy
+from pydl.ops.loss import BinaryCrossEntropy, SoftmaxCrossEntropy
 from pydl.tensor import Tensor, _as_tensor, ones
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -440,7 +440,9 @@ def l1_loss(input, target, reduction="mean"):
 
 
 def binary_cross_entropy(input, target, weight=None, reduction="mean"):
-    """-(t log x + (1 - t) log(1 - x)) for probabilities x, each log clamped at -100.
+    """-(t log x + (1 - t) log(1 - x)) for probabilities x, each log clamped at -100;
+    x or t outside [0, 1] is a ValueError and the gradient at x = 0 or 1 is finite, as in
+    PyTorch (pydl.ops.loss.BinaryCrossEntropy).
 
     >>> print(f"{F.binary_cross_entropy(pydl.tensor([0.5]), pydl.tensor([1.0])).item():.4f}")
     0.6931
@@ -448,8 +450,7 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     input = _as_tensor(input)
     _float_target("binary_cross_entropy", target, input)
     target = _target_like(target, input, "binary_cross_entropy")
-    loss = -(target * input.log().clamp(min=-100)
-             + (1 - target) * (1 - input).log().clamp(min=-100))
+    loss = BinaryCrossEntropy.apply(input, target)
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction)

@@ -2,6 +2,7 @@
 in place (outside the graph) from pydl's global generator, so pydl.manual_seed
 makes them reproducible, and return it."""
 import math
+import warnings
 
 import numpy as np
 
@@ -73,8 +74,19 @@ def ones_(tensor):
     return constant_(tensor, 1.0)
 
 
+def _zero_element(tensor):
+    """True (with PyTorch's warning) for a tensor with no elements: fan-based inits are
+    a no-op there, not a division by a zero fan (nn.Linear(0, 8), nn.Conv2d(0, 8, 3))."""
+    if 0 not in tuple(tensor.shape):
+        return False
+    warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=3)
+    return True
+
+
 def xavier_uniform_(tensor, gain=1.0):
     """U(-a, a) with a = gain sqrt(6 / (fan_in + fan_out))."""
+    if _zero_element(tensor):
+        return tensor
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(tensor, -bound, bound)
@@ -82,18 +94,24 @@ def xavier_uniform_(tensor, gain=1.0):
 
 def xavier_normal_(tensor, gain=1.0):
     """N(0, std^2) with std = gain sqrt(2 / (fan_in + fan_out))."""
+    if _zero_element(tensor):
+        return tensor
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
 
 
 def kaiming_uniform_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu"):
     """U(-bound, bound) with bound = gain sqrt(3 / fan) (He et al., 2015)."""
+    if _zero_element(tensor):
+        return tensor
     std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(tensor, mode))
     return uniform_(tensor, -math.sqrt(3.0) * std, math.sqrt(3.0) * std)
 
 
 def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu"):
     """N(0, std^2) with std = gain / sqrt(fan)."""
+    if _zero_element(tensor):
+        return tensor
     return normal_(tensor, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(_fan(tensor, mode)))
 
 

@@ -43,6 +43,9 @@ class _BatchNorm(Module):
             ndims = " or ".join(map(str, self.expected_ndims))
             raise ValueError(f"{type(self).__name__}: expected {ndims}-D input, got shape "
                              f"{input.shape}")
+        if input.shape[1] != self.num_features:
+            raise ValueError(f"{type(self).__name__}({self.num_features}): expected input with "
+                             f"{self.num_features} channels (dim 1), got shape {input.shape}")
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.data += 1

@@ -55,3 +55,32 @@ class SoftmaxCrossEntropy(Function):
         if self.reduction == "none":
             return (grad * g[:, None],)
         return (grad * g,)
+
+
+_BCE_EPS = float(np.float32(1e-12))  # PyTorch's EPSILON, a float32 constant even in float64
+
+
+class BinaryCrossEntropy(Function):
+    """Elementwise binary cross-entropy of probabilities x against targets t, PyTorch's:
+        loss = -(t log x + (1 - t) log(1 - x)), each log clamped at -100,
+        d loss / d x = (x - t) / max(x (1 - x), 1e-12)   (finite at x = 0 and 1),
+        d loss / d t = log(1 - x) - log(x)               (unclamped, as PyTorch's).
+    x and t outside [0, 1] (or NaN) are a ValueError, as in PyTorch."""
+
+    def forward(self, x, t):
+        xp = xp_of(x)
+        for name, values in (("input", x), ("target", t)):
+            if not bool(((values >= 0) & (values <= 1)).all()):
+                raise ValueError(f"binary_cross_entropy: all elements of {name} should be "
+                                 f"between 0 and 1")
+        with np.errstate(divide="ignore"):
+            log_x, log_1mx = xp.log(x), xp.log(1 - x)
+        self.save(x, t, log_x, log_1mx)
+        return -(t * xp.maximum(log_x, -100) + (1 - t) * xp.maximum(log_1mx, -100))
+
+    def backward(self, g):
+        x, t, log_x, log_1mx = self.saved
+        xp = xp_of(x)
+        gx = g * (x - t) / xp.maximum(x * (1 - x), _BCE_EPS) if self.needs_input_grad[0] else None
+        gt = g * (log_1mx - log_x) if self.needs_input_grad[1] else None
+        return gx, gt

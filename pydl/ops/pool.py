@@ -44,7 +44,28 @@ def check_pool_args(name, shape, kernel, stride, padding, dilation, ceil_mode):
     if min(out) < 1:
         raise ValueError(f"{name}: the output would be empty (kernel larger than the padded "
                          f"input): {where}")
+    for axis in range(2):
+        o = _padding_only_window(out[axis], shape[2 + axis], kernel[axis], stride[axis],
+                                 padding[axis], dilation[axis])
+        if o is not None and shape[0] * shape[1]:
+            raise ValueError(f"{name}: the window of output {('row', 'column')[axis]} {o} lies "
+                             f"wholly in the padding (its dilated taps step over the input); "
+                             f"use less padding or dilation: {where}")
     return out
+
+
+def _padding_only_window(out, size, kernel, stride, padding, dilation):
+    """The first output position whose window (taps o*s - p + t*d, t < k) holds no input
+    position in [0, size), or None. Only windows starting left of the input can be empty,
+    so PyTorch's -inf (and an index outside the window) is refused, as the kernels do."""
+    o = 0
+    while o < out and o * stride < padding:
+        start = o * stride - padding
+        first_tap = -(start // dilation)  # ceil(-start / dilation)
+        if first_tap >= kernel or start + first_tap * dilation >= size:
+            return o
+        o += 1
+    return None
 
 
 def _padded(x, value, padding, extent):

@@ -68,6 +68,22 @@ class Amin(_Extreme):
     largest = False
 
 
+class SqrtOfVariance(Function):
+    # std = sqrt(var); d std / d var = 1 / (2 std), taken as 0 where std is 0 (a constant
+    # input), as PyTorch's std_backward does, instead of 0 * inf = NaN.
+    def forward(self, var):
+        xp = xp_of(var)
+        out = xp.asarray(xp.sqrt(var))  # a 0-d array, not a NumPy scalar
+        self.save(out)
+        return out
+
+    def backward(self, g):
+        (std,) = self.saved
+        xp = xp_of(std)
+        safe = xp.where(std == 0, 1, std)
+        return (xp.where(std == 0, 0, g / (2 * safe)).astype(std.dtype, copy=False),)
+
+
 class Var(Function):
     # var = sum (a - mean)^2 / (n - correction);  d var / d a = 2 (a - mean) / (n - correction)
     def forward(self, a):
