@@ -36,24 +36,26 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 # ---- the models, each written once against the PyTorch API -----------------------------
-def mnist_cnn(fw):
-    """The Keras MNIST tutorial CNN (examples/mnist_cnn.py) in PyTorch's layout."""
+def _tutorial_cnn(fw, channels, side):
+    """The Keras tutorials' CNN (three 3x3 convolutions, two 2x2 max pools, Dense 64,
+    Dense 10) in PyTorch's layout, on channels x side x side images."""
     nn = fw.nn
+    flat = ((side - 2) // 2 - 2) // 2 - 2
     return nn.Sequential(
-        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(channels, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(64, 64, 3), nn.ReLU(), nn.Flatten(),
-        nn.Linear(64 * 3 * 3, 64), nn.ReLU(), nn.Linear(64, 10))
+        nn.Linear(64 * flat * flat, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
+def mnist_cnn(fw):
+    """examples/mnist_cnn.py's network."""
+    return _tutorial_cnn(fw, 1, 28)
 
 
 def cifar_cnn(fw):
     """examples/cifar10_cnn.py's network."""
-    nn = fw.nn
-    return nn.Sequential(
-        nn.Conv2d(3, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(64, 64, 3), nn.ReLU(), nn.Flatten(),
-        nn.Linear(64 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10))
+    return _tutorial_cnn(fw, 3, 32)
 
 
 def mlp(fw):
