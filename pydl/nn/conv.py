@@ -14,6 +14,17 @@ def uniform_parameter(shape, bound):
     return Parameter(_random.generator().uniform(-bound, bound, shape).astype(np.float32))
 
 
+def _init_weight_and_bias(module, weight_shape, fan_in, out_channels, bias):
+    """PyTorch's default for every convolution: weight and bias from U(-b, b) with
+    b = 1/sqrt(fan_in) (zero for a layer with no inputs: its weight is empty)."""
+    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+    module.weight = uniform_parameter(weight_shape, bound)
+    if bias:
+        module.bias = uniform_parameter((out_channels,), bound)
+    else:
+        module.register_parameter("bias", None)
+
+
 def _check_channels(layer, in_channels, out_channels, groups, padding_mode):
     if groups < 1 or in_channels % groups or out_channels % groups:
         raise ValueError(f"{layer}: in_channels {in_channels} and out_channels "
@@ -44,14 +55,9 @@ class Conv2d(Module):
         self.stride, self.dilation = F._pair(stride, "stride"), F._pair(dilation, "dilation")
         self.padding = padding if isinstance(padding, str) else F._pair(padding, "padding")
         self.padding_mode = padding_mode
-        fan_in = in_channels // groups * self.kernel_size[0] * self.kernel_size[1]
-        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0  # no inputs: an empty weight
-        self.weight = uniform_parameter((out_channels, in_channels // groups) + self.kernel_size,
-                                        bound)
-        if bias:
-            self.bias = uniform_parameter((out_channels,), bound)
-        else:
-            self.register_parameter("bias", None)
+        _init_weight_and_bias(self, (out_channels, in_channels // groups) + self.kernel_size,
+                              in_channels // groups * self.kernel_size[0] * self.kernel_size[1],
+                              out_channels, bias)
 
     def forward(self, input):
         return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
@@ -89,13 +95,8 @@ class Conv1d(Module):
         self.dilation = (F._single(dilation, "dilation"),)
         self.padding = padding if isinstance(padding, str) else (F._single(padding, "padding"),)
         self.padding_mode = padding_mode
-        bound = 1 / math.sqrt(in_channels // groups * self.kernel_size[0])
-        self.weight = uniform_parameter((out_channels, in_channels // groups) + self.kernel_size,
-                                        bound)
-        if bias:
-            self.bias = uniform_parameter((out_channels,), bound)
-        else:
-            self.register_parameter("bias", None)
+        _init_weight_and_bias(self, (out_channels, in_channels // groups) + self.kernel_size,
+                              in_channels // groups * self.kernel_size[0], out_channels, bias)
 
     def forward(self, input):
         padding = self.padding if isinstance(self.padding, str) else self.padding[0]
@@ -131,13 +132,9 @@ class ConvTranspose2d(Module):
         self.output_padding = F._pair(output_padding, "output_padding")
         self.dilation = F._pair(dilation, "dilation")
         self.padding_mode = padding_mode
-        bound = 1 / math.sqrt(out_channels // groups * self.kernel_size[0] * self.kernel_size[1])
-        self.weight = uniform_parameter((in_channels, out_channels // groups) + self.kernel_size,
-                                        bound)
-        if bias:
-            self.bias = uniform_parameter((out_channels,), bound)
-        else:
-            self.register_parameter("bias", None)
+        _init_weight_and_bias(self, (in_channels, out_channels // groups) + self.kernel_size,
+                              out_channels // groups * self.kernel_size[0] * self.kernel_size[1],
+                              out_channels, bias)
 
     def forward(self, input):
         return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding,
