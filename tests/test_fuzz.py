@@ -434,7 +434,7 @@ def embedding(data):
             if np.any((indices < 0) | (indices >= num)) or not -1 <= padding_idx < num:
                 raise ValueError("index")
             out = np.zeros((num, D))
-            np.add.at(out, indices.reshape(-1), f64(dy).reshape(-1, D))
+            np.add.at(out, indices.reshape(-1), f64(dy).reshape(indices.size, D))
             if padding_idx >= 0:
                 out[padding_idx] = 0
             return out

@@ -18,8 +18,9 @@ def _sources_only(folder):
                     ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
 
 
-# Hides any pydl installed in the environment (CI installs one) except extra_path's.
-IMPORT = ("import os, sys; keep = ('', os.getcwd(), os.environ['PYTHONPATH']); "
+# Hides any pydl installed in the environment (CI installs one) except extra_path's;
+# numpy is imported first, since it may share the hidden site-packages with that pydl.
+IMPORT = ("import os, sys, numpy; keep = ('', os.getcwd(), os.environ['PYTHONPATH']); "
           "sys.path[:] = [p for p in sys.path if p in keep or "
           "not os.path.isdir(os.path.join(p, 'pydl'))]; "
           "import pydl; print(pydl._C.__file__)")
