@@ -280,7 +280,17 @@ def _rss_child(name, side, threads, seconds):
     else:
         _, step = make_step(fw, name, data)
     _time_block(step, seconds)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB on Linux
+    print(_peak_rss_kib() / 1024)
+
+
+def _peak_rss_kib():
+    """This process's peak resident set. VmHWM, not ru_maxrss: a child's ru_maxrss
+    starts at its parent's size (the fork before exec counts), VmHWM only at exec."""
+    if os.path.exists("/proc/self/status"):
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB elsewhere on Unix
 
 
 # ---- report ----------------------------------------------------------------------------
