@@ -75,37 +75,34 @@ class BasePruningMethod:
         return module
 
 
-class L1Unstructured(BasePruningMethod):
+class _UnstructuredByScore(BasePruningMethod):
+    """Prunes the `amount` entries of lowest _scores(t) (t flattened)."""
+
+    PRUNING_TYPE = "unstructured"
+
+    def __init__(self, amount):
+        self.amount = _check_amount(amount)
+
+    def compute_mask(self, t, default_mask):
+        mask = default_mask.copy()
+        k = _count_to_prune(self.amount, t.size)
+        if k:  # scores only when something is pruned: random draws stay as they were
+            mask.reshape(-1)[_smallest(self._scores(t), k)] = 0
+        return mask
+
+
+class L1Unstructured(_UnstructuredByScore):
     """Prunes the `amount` entries of smallest absolute value."""
 
-    PRUNING_TYPE = "unstructured"
-
-    def __init__(self, amount):
-        self.amount = _check_amount(amount)
-
-    def compute_mask(self, t, default_mask):
-        mask = default_mask.copy()
-        k = _count_to_prune(self.amount, t.size)
-        if k:
-            mask.reshape(-1)[_smallest(xp_of(t).abs(t).reshape(-1), k)] = 0
-        return mask
+    def _scores(self, t):
+        return xp_of(t).abs(t).reshape(-1)
 
 
-class RandomUnstructured(BasePruningMethod):
+class RandomUnstructured(_UnstructuredByScore):
     """Prunes `amount` entries drawn at random (pydl's generator: pydl.manual_seed)."""
 
-    PRUNING_TYPE = "unstructured"
-
-    def __init__(self, amount):
-        self.amount = _check_amount(amount)
-
-    def compute_mask(self, t, default_mask):
-        mask = default_mask.copy()
-        k = _count_to_prune(self.amount, t.size)
-        if k:
-            scores = xp_of(t).asarray(_random.generator().random(t.size))
-            mask.reshape(-1)[_smallest(scores, k)] = 0
-        return mask
+    def _scores(self, t):
+        return xp_of(t).asarray(_random.generator().random(t.size))
 
 
 class LnStructured(BasePruningMethod):
