@@ -28,11 +28,6 @@ namespace pydl {
 namespace {
 
 constexpr double kFlopsPerThread = 2e6;
-// Elements per thread below which conversion and packing stay on one thread.
-constexpr double kCopyGrain = 1 << 20;
-
-index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
-
 // Two bf16 in one word: the even k in the low half, the odd k in the high half.
 inline std::uint32_t bf16_pair(float even, float odd) {
   return std::uint32_t(bf16_from_float(even)) | std::uint32_t(bf16_from_float(odd)) << 16;

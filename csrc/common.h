@@ -10,6 +10,9 @@ namespace pydl {
 
 using index_t = std::int64_t;
 
+// ceil(a / b) for a >= 0, b > 0: blocks of b needed to cover a.
+inline index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
+
 // ---- threads ---------------------------------------------------------------
 // The number of threads kernels may use (pydl.set_num_threads). Defaults to the
 // CPUs this process may run on.

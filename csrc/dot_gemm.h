@@ -42,10 +42,15 @@ struct DotKernelInfo {
   index_t max_panels;  // panels of 16 columns per call
 };
 
+// Elements per thread below which the passes around these GEMMs (bf16 conversion,
+// int8 quantize, im2col and packing) stay on one thread: they take ~0.1 ns an
+// element, less than waking a second thread costs on a busy machine (a batch-256
+// MLP layer's 200K inputs stay on one).
+constexpr double kCopyGrain = 1 << 20;
+
 namespace dot_gemm_detail {
 constexpr index_t kGroupBlock = 128;  // 128 groups x 64 B x 4 panels = 32 KiB of B
 constexpr index_t kRowBlock = 240;    // C: 240 rows x 64 columns x 4 B = 60 KiB
-inline index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
 }  // namespace dot_gemm_detail
 
 // Runs the nest on `threads` threads, each on its own rectangles of C (row

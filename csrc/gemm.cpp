@@ -86,7 +86,6 @@ constexpr index_t kInPlaceACols = 64;
 // Below this many flops per thread a second thread costs more than it saves.
 constexpr double kFlopsPerThread = 2e6;
 
-index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
 index_t round_up(index_t a, index_t b) { return ceil_div(a, b) * b; }
 // Splits n into equal blocks of at most `cap`: 300 with cap 256 gives 150 + 150,
 // not 256 + 44, so the last block is not a thin, slow one.

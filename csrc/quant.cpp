@@ -30,15 +30,9 @@ namespace {
 
 // Below this many multiply-adds per thread a second thread costs more than it saves.
 constexpr double kMacsPerThread = 2e6;
-// Elements per thread below which the quantize, im2col and packing passes stay on
-// one thread: they take ~0.1 ns an element, less than waking a second thread
-// costs on a busy machine (a batch-256 MLP layer's 200K inputs stay on one).
-constexpr double kCopyGrain = 1 << 20;
 // Columns (pixels) of one convolution chunk: its col matrix, panels and int32
 // products take about (K + K + 4 C_out) bytes per column; 4 MiB of them stay in L3.
 constexpr index_t kConvChunkBytes = index_t(4) << 20;
-
-index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
 
 // ---- which kernel --------------------------------------------------------------
 
