@@ -1341,6 +1341,8 @@ void bind_low_precision(py::module_& m) {
 
 }  // namespace
 
+void bind_shapes(py::module_& m);  // bind_shapes.cpp
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "pydl CPU kernels";
   bind_runtime(m);
@@ -1352,4 +1354,5 @@ PYBIND11_MODULE(_C, m) {
   bind_rnn(m);
   bind_conv_pool(m);
   bind_low_precision(m);
+  bind_shapes(m);
 }

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "common.h"
+#include "shapes.h"  // conv_windows
 
 namespace pydl {
 
@@ -15,8 +16,8 @@ struct Conv2dShape {
   index_t stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups;
   bool bf16 = false;  // autocast: the GEMMs take bfloat16-rounded operands (bf16.h)
 
-  index_t H_out() const { return (H + 2 * pad_h - dilation_h * (KH - 1) - 1) / stride_h + 1; }
-  index_t W_out() const { return (W + 2 * pad_w - dilation_w * (KW - 1) - 1) / stride_w + 1; }
+  index_t H_out() const { return conv_windows(H, KH, stride_h, pad_h, dilation_h); }
+  index_t W_out() const { return conv_windows(W, KW, stride_w, pad_w, dilation_w); }
   std::string describe() const;  // "input (N, C, H, W), weight (...)" for error messages
 };
 

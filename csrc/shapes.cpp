@@ -56,6 +56,87 @@ ByteRange byte_range(const void* data, const std::vector<index_t>& shape,
   return {base + lo, base + hi};
 }
 
+// ---- output sizes --------------------------------------------------------------
+
+namespace {
+
+void check_window(const char* fn, index_t size, index_t kernel, index_t stride, index_t pad,
+                  index_t dilation) {
+  const std::string name = std::string(fn) + ": ";
+  require(size >= 0, name + "size must be >= 0, got " + std::to_string(size));
+  require(kernel >= 1, name + "kernel must be >= 1, got " + std::to_string(kernel));
+  require(stride >= 1, name + "stride must be >= 1, got " + std::to_string(stride));
+  require(pad >= 0, name + "padding must be >= 0, got " + std::to_string(pad));
+  require(dilation >= 1, name + "dilation must be >= 1, got " + std::to_string(dilation));
+}
+
+// size + 2 pad and the dilated kernel's extent dilation (kernel - 1) + 1, checked
+// against overflow.
+struct Extents {
+  index_t padded, span;
+};
+Extents extents(index_t size, index_t kernel, index_t pad, index_t dilation) {
+  const char* what = "output size: padded input or dilated kernel";
+  return {size_add(size, size_mul(2, pad, what), what),
+          size_add(size_mul(dilation, kernel - 1, what), 1, what)};
+}
+
+}  // namespace
+
+index_t conv_output_size(index_t size, index_t kernel, index_t stride, index_t pad,
+                         index_t dilation) {
+  check_window("conv_output_size", size, kernel, stride, pad, dilation);
+  const Extents e = extents(size, kernel, pad, dilation);
+  return e.padded < e.span ? 0 : conv_windows(size, kernel, stride, pad, dilation);
+}
+
+index_t conv_transpose_output_size(index_t size, index_t kernel, index_t stride, index_t pad,
+                                   index_t dilation, index_t output_padding) {
+  check_window("conv_transpose_output_size", size, kernel, stride, pad, dilation);
+  require(output_padding >= 0,
+          "conv_transpose_output_size: output_padding must be >= 0, got " + std::to_string(output_padding));
+  const char* what = "conv_transpose output size";
+  // (size - 1) stride + span + output_padding, less the padding on both sides.
+  const index_t full = size_add(size_add(size_mul(std::max<index_t>(size - 1, 0), stride, what),
+                                         extents(size, kernel, pad, dilation).span, what),
+                                output_padding, what);
+  const index_t out = size == 0 ? 0 : std::max<index_t>(full - 2 * pad, 0);
+  return out;
+}
+
+namespace {
+
+// pool_output_size's formula, for settings already checked (Pool2dShape::H_out).
+index_t pooled_size(index_t size, index_t kernel, index_t stride, index_t pad, index_t dilation,
+                    bool ceil_mode) {
+  // floor(numerator / stride) + 1, as PyTorch: in ceil_mode a dilated kernel
+  // a little wider than the padded input still gives one (clipped) window.
+  const index_t numerator = size + 2 * pad - dilation * (kernel - 1) - 1 +
+                            (ceil_mode ? stride - 1 : 0);
+  if (numerator < 0) return 0;
+  index_t out = numerator / stride + 1;
+  // A window that would start past the input and its left padding is dropped.
+  if (ceil_mode && (out - 1) * stride >= size + pad) --out;
+  return out;
+}
+
+}  // namespace
+
+index_t pool_output_size(index_t size, index_t kernel, index_t stride, index_t pad,
+                         index_t dilation, bool ceil_mode) {
+  check_window("pool_output_size", size, kernel, stride, pad, dilation);
+  size_add(extents(size, kernel, pad, dilation).padded, stride, "output size: padded input");
+  return pooled_size(size, kernel, stride, pad, dilation, ceil_mode);
+}
+
+SamePadding same_padding(index_t size, index_t kernel, index_t stride, index_t dilation) {
+  check_window("same_padding", size, kernel, stride, 0, dilation);
+  const index_t out = size / stride + (size % stride != 0);
+  const index_t span = extents(size, kernel, 0, dilation).span;
+  const index_t total = std::max<index_t>((out - 1) * stride + span - size, 0);
+  return {total / 2, total - total / 2};
+}
+
 // ---- convolution and pooling ---------------------------------------------------
 
 std::string Conv2dShape::describe() const {
@@ -98,21 +179,6 @@ void check_conv2d(const Conv2dShape& s) {
   size_product({s.N, s.C_out, s.H_out(), s.W_out()}, sizeof(float), "conv2d: output");
 }
 
-namespace {
-
-index_t pooled_size(index_t in, index_t k, index_t stride, index_t pad, index_t dilation,
-                    bool ceil_mode) {
-  // floor(numerator / stride) + 1, as PyTorch: in ceil_mode a dilated kernel
-  // a little wider than the padded input still gives one (clipped) window.
-  const index_t numerator = in + 2 * pad - dilation * (k - 1) - 1 + (ceil_mode ? stride - 1 : 0);
-  if (numerator < 0) return 0;
-  index_t out = numerator / stride + 1;
-  // A window that would start past the input and its left padding is dropped.
-  if (ceil_mode && (out - 1) * stride >= in + pad) --out;
-  return out;
-}
-
-}  // namespace
 
 index_t Pool2dShape::H_out() const {
   return pooled_size(H, KH, stride_h, pad_h, dilation_h, ceil_mode);

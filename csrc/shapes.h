@@ -27,6 +27,37 @@ index_t size_add(index_t a, index_t b, const char* what);
 // dimension is a ValueError too.
 index_t size_product(const std::vector<index_t>& dims, index_t elem_bytes, const char* what);
 
+// ---- output sizes ------------------------------------------------------------
+// The output-size rules of convolution and pooling along one axis: the kernels'
+// shape structs (Conv2dShape, Pool2dShape) and, through bind_shapes.cpp, every
+// Python caller use these. A kernel, stride or dilation below 1, a negative size
+// or padding is a ValueError naming the argument; sizes that would overflow too.
+
+// floor((size + 2 pad - dilation (kernel - 1) - 1) / stride) + 1, the windows
+// of a dilated kernel in the padded input; 0 when the kernel is the larger.
+// The formula alone, for settings already checked (Conv2dShape::H_out):
+inline index_t conv_windows(index_t size, index_t kernel, index_t stride, index_t pad,
+                            index_t dilation) {
+  return (size + 2 * pad - dilation * (kernel - 1) - 1) / stride + 1;
+}
+index_t conv_output_size(index_t size, index_t kernel, index_t stride, index_t pad,
+                         index_t dilation);
+// The adjoint's: (size - 1) stride - 2 pad + dilation (kernel - 1) + output_padding + 1,
+// the input size a convolution with these settings maps to `size` (output_padding
+// picks among the sizes that all map there); 0 when the padding eats it all.
+index_t conv_transpose_output_size(index_t size, index_t kernel, index_t stride, index_t pad,
+                                   index_t dilation, index_t output_padding);
+// Pooling's, as PyTorch: conv_output_size's with the division rounded up in
+// ceil_mode, where a last window starting at or past size + pad is dropped.
+index_t pool_output_size(index_t size, index_t kernel, index_t stride, index_t pad,
+                         index_t dilation, bool ceil_mode);
+// Keras's (TensorFlow's) "same" padding: ceil(size / stride) outputs, and the
+// (before, after) padding that gives them, the odd row or column after.
+struct SamePadding {
+  index_t before, after;
+};
+SamePadding same_padding(index_t size, index_t kernel, index_t stride, index_t dilation);
+
 // ---- aliasing ----------------------------------------------------------------
 // The bytes [begin, end) an array of this shape and these byte strides can
 // touch from `data`; empty for an array of no elements.

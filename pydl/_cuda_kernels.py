@@ -12,9 +12,9 @@ import functools
 import numpy as np
 
 from pydl import backends
+from pydl._C import conv_output_size as output_size
+from pydl._C import pool2d_output_hw as pooled_size_pair
 from pydl._runtime import alert_not_deterministic
-from pydl.ops.conv import output_size
-from pydl.ops.pool import pooled_size_pair
 
 
 def _adopt_outputs(xp, kernel, *args, **options):

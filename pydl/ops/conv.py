@@ -11,6 +11,8 @@ float32 CPU kernels run their GEMMs with bfloat16 operands (bf16=True).
 import numpy as np
 
 from pydl import amp
+from pydl._C import conv_output_size as output_size
+from pydl._C import conv_transpose_output_size as transposed_output_size
 from pydl._device import kernels_for
 from pydl.autograd import Function
 from pydl.ops.common import contiguous, require_host, xp_of
@@ -34,10 +36,6 @@ def add_windows(gpad, gwin, stride, dilation):
         for l in range(kw):
             gpad[:, :, k * dh:k * dh + sh * (ho - 1) + 1:sh,
                  l * dw:l * dw + sw * (wo - 1) + 1:sw] += gwin[:, :, k, l]
-
-
-def output_size(size, kernel, stride, padding, dilation):
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def _reference_forward(x, w, b, stride, padding, dilation, groups):
@@ -103,10 +101,6 @@ class Conv2d(Function):
                                              self.groups)
         grads = (gx if need[0] else None, gw if need[1] else None)
         return grads + ((gb if need[2] else None,) if self.has_bias else ())
-
-
-def transposed_output_size(size, kernel, stride, padding, dilation, output_padding):
-    return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
 
 
 class ConvTranspose2d(Function):

@@ -1,7 +1,7 @@
 """2-D pooling, NCHW: max (with argmax indices), average, adaptive average.
 
 float32 runs the compiled kernels; float64 the NumPy forms below. Output size
-per axis (PyTorch's rule):
+per axis (PyTorch's rule, pydl._C.pool_output_size, the kernels' own):
     out = floor_or_ceil((H + 2p - d(k-1) - 1) / s) + 1, and in ceil_mode the last
     window is dropped when it would start at or past H + p.
 Max pooling's indices are ih * W + iw within each (n, c) plane. Average pooling
@@ -10,23 +10,11 @@ the number of input elements it covers.
 """
 import numpy as np
 
+from pydl._C import pool2d_output_hw
 from pydl._device import kernels_for
 from pydl.autograd import Function
 from pydl.ops.common import contiguous, require_host, xp_of
 from pydl.ops.conv import add_windows, windows
-
-
-def pooled_size(size, kernel, stride, padding, dilation, ceil_mode):
-    span = size + 2 * padding - dilation * (kernel - 1) - 1
-    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
-    if ceil_mode and (out - 1) * stride >= size + padding:
-        out -= 1
-    return out
-
-
-def pooled_size_pair(shape, kernel, stride, padding, dilation, ceil_mode):
-    return tuple(pooled_size(shape[2 + a], kernel[a], stride[a], padding[a], dilation[a],
-                             ceil_mode) for a in range(2))
 
 
 def check_pool_args(name, shape, kernel, stride, padding, dilation, ceil_mode):
@@ -40,7 +28,7 @@ def check_pool_args(name, shape, kernel, stride, padding, dilation, ceil_mode):
     if min(padding) < 0 or any(2 * p > k for p, k in zip(padding, kernel)):
         raise ValueError(f"{name}: padding must be >= 0 and at most half the kernel size: "
                          f"{where}")
-    out = pooled_size_pair(shape, kernel, stride, padding, dilation, ceil_mode)
+    out = pool2d_output_hw(shape, kernel, stride, padding, dilation, ceil_mode)
     if min(out) < 1:
         raise ValueError(f"{name}: the output would be empty (kernel larger than the padded "
                          f"input): {where}")
@@ -104,7 +92,7 @@ class MaxPool2d(Function):
                 dilation=self.dilation, ceil_mode=self.ceil_mode)
             return self._keep(out)
         require_host(x, "max_pool2d")
-        out_hw = pooled_size_pair(x.shape, self.kernel, self.stride, self.padding, self.dilation,
+        out_hw = pool2d_output_hw(x.shape, self.kernel, self.stride, self.padding, self.dilation,
                                   self.ceil_mode)
         out, self.indices = _max_reference(x, self.kernel, self.stride, self.padding,
                                            self.dilation, out_hw)
@@ -154,7 +142,7 @@ class AvgPool2d(Function):
                 contiguous(x), kernel_size=self.kernel, stride=self.stride, padding=self.padding,
                 ceil_mode=self.ceil_mode, count_include_pad=self.count_include_pad)
         require_host(x, "avg_pool2d")
-        out = pooled_size_pair(x.shape, self.kernel, self.stride, self.padding, (1, 1),
+        out = pool2d_output_hw(x.shape, self.kernel, self.stride, self.padding, (1, 1),
                                self.ceil_mode)
         xpad = _padded(x, 0.0, self.padding, _extent(out, self.kernel, self.stride, (1, 1)))
         sums = windows(xpad, self.kernel, self.stride, (1, 1), out).sum(axis=(2, 3))
