@@ -1,11 +1,16 @@
 """Reverse-mode autograd: grad mode, the Function node, and the backward engine.
 
 Every differentiable op is a Function subclass. `forward` maps input arrays to
-an output array and keeps (via `save`) what `backward` needs; `backward` maps
-the gradient of the output to one gradient per input (None where an input
+an output array, or to a tuple of them (then `apply` returns a tuple of
+tensors), and keeps (via `save`) what `backward` needs; `backward` takes one
+gradient per output and returns one gradient per input (None where an input
 needs none). When grad mode is on and an input requires grad, `apply` records
-the Function as the output's `grad_fn`, linking it to its input tensors: that
-chain of nodes is the graph `Tensor.backward` walks.
+the Function as each output's `grad_fn` (the output's `output_nr` says which
+one it is), linking it to its input tensors: that chain of nodes is the graph
+`Tensor.backward` walks.
+
+This module sits below pydl.tensor: tensor registers its constructor here
+(`register_tensor_wrapper`) rather than being imported.
 """
 import functools
 import os
@@ -14,6 +19,8 @@ import traceback
 import weakref
 
 import numpy as np
+
+from pydl._device import device_of
 
 
 # ---- grad mode ----------------------------------------------------------------
@@ -143,6 +150,17 @@ def _xp(array):
     return np if isinstance(array, np.ndarray) else __import__("cupy")
 
 
+# ---- the tensor type ------------------------------------------------------------
+# Tensor._wrap(array, grad_fn=None, output_nr=0), registered by pydl.tensor when it is
+# imported: apply wraps its outputs with it, and leaves' .grad.
+_wrap_tensor = None
+
+
+def register_tensor_wrapper(wrap):
+    global _wrap_tensor
+    _wrap_tensor = wrap
+
+
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
@@ -154,8 +172,8 @@ def _caller():
     return "?"
 
 
-def _check_forward(fn, arrays, out):
-    found = _non_finite(out)
+def _check_forward(fn, arrays, outputs):
+    found = next(filter(None, map(_non_finite, outputs)), None)
     if found is None:
         return
     received = any(_non_finite(a) for a in arrays)
@@ -177,17 +195,40 @@ def _check_backward(node, grads):
 # ---- graph nodes --------------------------------------------------------------
 
 class Function:
-    """One recorded op. Subclasses implement forward(*arrays) and backward(grad).
+    """One recorded op. Subclasses implement forward(*arrays) and backward(*grads).
+
+    forward returns one array, or a tuple of arrays for an op of several outputs
+    (apply then returns a tuple of tensors). backward receives one gradient per
+    output, in order; an output no gradient reached gets zeros of its shape (as
+    torch.autograd.Function, whose grads are materialized by default), so the
+    formulas need no None case, or None where the class sets
+    `materialize_grads = False` (to skip work for unused outputs). backward is not
+    called at all when no output got a gradient.
 
     Keyword arguments of `apply` become attributes before forward runs (the op's
     settings: axes, shapes). `needs_input_grad` is set before forward too, so an
     op can skip saving what backward would never use.
+
+    >>> class SinCos(pydl.autograd.Function):
+    ...     def forward(self, x):
+    ...         self.save(x)
+    ...         return np.sin(x), np.cos(x)
+    ...     def backward(self, d_sin, d_cos):
+    ...         (x,) = self.saved
+    ...         return (d_sin * np.cos(x) - d_cos * np.sin(x),)
+    >>> x = pydl.tensor([0.0, 1.0], dtype="float64", requires_grad=True)
+    >>> s, c = SinCos.apply(x)
+    >>> s.sum().backward()  # c unused: its gradient is zeros
+    >>> np.allclose(x.grad.numpy(), np.cos([0.0, 1.0]))
+    True
     """
 
     inputs = ()             # input tensors; None once the graph is freed
     saved = ()              # arrays kept for backward; None once freed
     needs_input_grad = ()
-    retained = None         # weak reference to the output when retain_grad() was asked
+    outputs = None          # (shape, dtype) per output, for several outputs
+    materialize_grads = True  # several outputs: zeros, not None, for the unreached ones
+    retained = None         # {output_nr: weak reference} of outputs that retain_grad()
 
     def save(self, *arrays):
         self.saved = arrays
@@ -195,7 +236,7 @@ class Function:
     def forward(self, *arrays):
         raise NotImplementedError
 
-    def backward(self, grad):
+    def backward(self, *grads):
         raise NotImplementedError
 
     @classmethod
@@ -209,16 +250,20 @@ class Function:
         record = _state.enabled and any(needs)
         fn.needs_input_grad = needs if record else (False,) * len(inputs)
         out = fn.forward(*arrays)
-        if isinstance(out, np.generic):  # NumPy reductions return scalars, not 0-d arrays
-            out = np.asarray(out)
+        several = isinstance(out, tuple)
+        outputs = tuple(map(_as_array, out)) if several else (_as_array(out),)
         if _state.anomaly:
-            _check_forward(fn, arrays, out)
+            _check_forward(fn, arrays, outputs)
             if record:
                 fn.anomaly_site = _caller()
         if not record:
-            return _tensor_module.Tensor._wrap(out)
-        fn.inputs = inputs
-        return _tensor_module.Tensor._wrap(out, grad_fn=fn)
+            tensors = tuple(map(_wrap_tensor, outputs))
+        else:
+            fn.inputs = inputs
+            if several:
+                fn.outputs = tuple((a.shape, a.dtype) for a in outputs)
+            tensors = tuple(_wrap_tensor(a, fn, i) for i, a in enumerate(outputs))
+        return tensors if several else tensors[0]
 
     def release(self):
         """Frees the saved arrays and the links to the inputs (the graph)."""
@@ -228,13 +273,28 @@ class Function:
     def name(self):
         return type(self).__name__ + "Backward"
 
+    def _run_backward(self, grads):
+        """backward on the gradients gathered for the outputs: one array, or a list
+        with None where no gradient arrived (materialized as zeros here)."""
+        if self.outputs is None:
+            return self.backward(grads)
+        if not self.materialize_grads:
+            return self.backward(*grads)
+        xp = _xp(next(g for g in grads if g is not None))
+        return self.backward(*(xp.zeros(shape, dtype) if g is None else g
+                               for g, (shape, dtype) in zip(grads, self.outputs)))
+
+
+def _as_array(out):
+    # NumPy reductions return scalars, not 0-d arrays.
+    return np.asarray(out) if isinstance(out, np.generic) else out
+
 
 def require_same_device(arrays):
     """RuntimeError naming both devices when the arrays are not all on one device."""
     on_cpu = isinstance(arrays[0], np.ndarray)
     if on_cpu and all(isinstance(a, np.ndarray) for a in arrays[1:]):
         return  # the common case, decided without building Device objects
-    from pydl._device import device_of
     first = device_of(arrays[0])
     for a in arrays[1:]:
         if device_of(a) != first:
@@ -280,16 +340,16 @@ def run_backward(root, grad, retain_graph=False):
             elif id(t) in _post_accumulate_hooks and node.needs_input_grad[i]:
                 hooked[id(t)] = hooked.get(id(t), 0) + 1
 
-    grads = {start: grad}
+    grads = {}
+    _add_output_grad(grads, start, root.output_nr, grad)
     ready = [start]
     while ready:
         node = ready.pop()
         grad = grads.pop(node, None)  # None: no path from root delivered a gradient
         if grad is not None and node.retained is not None:
-            out = node.retained()
-            if out is not None:
-                accumulate_leaf_grad(out, grad)
-        input_grads = node.backward(grad) if grad is not None else (None,) * len(node.inputs)
+            _accumulate_retained(node, grad)
+        input_grads = (node._run_backward(grad) if grad is not None
+                       else (None,) * len(node.inputs))
         if _state.anomaly:
             _check_backward(node, input_grads)
         for t, needed, g in zip(node.inputs, node.needs_input_grad, input_grads):
@@ -308,7 +368,7 @@ def run_backward(root, grad, retain_graph=False):
                         _run_post_accumulate_hooks(t)
                 continue
             if g is not None:
-                grads[parent] = g if parent not in grads else grads[parent] + g
+                _add_output_grad(grads, parent, t.output_nr, g)
             pending[parent] -= 1
             if pending[parent] == 0:
                 ready.append(parent)
@@ -316,12 +376,32 @@ def run_backward(root, grad, retain_graph=False):
             node.release()
 
 
+def _add_output_grad(grads, node, output_nr, g):
+    """grads[node] += g for its output `output_nr`: one array for a node of one output,
+    a list (None where nothing arrived yet) for several."""
+    if node.outputs is None:
+        grads[node] = g if node not in grads else grads[node] + g
+        return
+    slots = grads.get(node)
+    if slots is None:
+        slots = grads[node] = [None] * len(node.outputs)
+    slots[output_nr] = g if slots[output_nr] is None else slots[output_nr] + g
+
+
+def _accumulate_retained(node, grad):
+    per_output = [grad] if node.outputs is None else grad
+    for output_nr, ref in node.retained.items():
+        out, g = ref(), per_output[output_nr]
+        if out is not None and g is not None:
+            accumulate_leaf_grad(out, g)
+
+
 def accumulate_leaf_grad(t, g):
     """t.grad += g; the first gradient is copied so .grad never aliases another array."""
     if isinstance(g, np.generic):
         g = np.asarray(g)
     if t.grad is None:
-        t.grad = _tensor_module.Tensor._wrap(g.astype(t.data.dtype, order="C", copy=True))
+        t.grad = _wrap_tensor(g.astype(t.data.dtype, order="C", copy=True))
     else:
         t.grad.data += g
 
@@ -365,8 +445,5 @@ def _run_post_accumulate_hooks(t):
 
 
 def retain_output_grad(t):
-    t.grad_fn.retained = weakref.ref(t)
-
-
-# Last, because pydl.tensor (through the ops) imports Function from this module.
-import pydl.tensor as _tensor_module  # noqa: E402
+    fn = t.grad_fn
+    fn.retained = {**(fn.retained or {}), t.output_nr: weakref.ref(t)}

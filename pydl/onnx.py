@@ -29,6 +29,7 @@ import json
 import numpy as np
 
 from pydl import autograd
+from pydl.keras.models import Model
 from pydl.nn.module import Module, Parameter
 from pydl.tensor import Tensor
 
@@ -52,7 +53,6 @@ def _onnx():
 # ---- the model's weights by name ---------------------------------------------------
 
 def _is_keras(model):
-    from pydl.keras.models import Model
     return isinstance(model, Model)
 
 
@@ -273,9 +273,15 @@ class _Graph:
             raise NotImplementedError(
                 f"pydl.onnx.export: op {type(fn).__name__} (in {self.tags.of(fn)}) has no ONNX "
                 f"converter; supported ops: {', '.join(sorted(_CONVERTERS))}")
+        if id(fn) in self.done:  # an op of several outputs, converted for another one
+            return self.done[id(fn)][first.output_nr]
         inputs = [self.value(a, b) for a, b in zip(fn.inputs, other.inputs)]
         try:
-            return converter(self, fn, other, inputs, first, second)
+            names = converter(self, fn, other, inputs, first, second)
+            if fn.outputs is None:
+                return names
+            self.done[id(fn)] = names  # one value name per output
+            return names[first.output_nr]
         except _Refused as reason:
             raise NotImplementedError(f"pydl.onnx.export: op {type(fn).__name__} (in "
                                       f"{self.tags.of(fn)}) cannot be exported: {reason}") \
@@ -525,9 +531,10 @@ def _recurrent(g, fn, other, inputs, out, out2):
     else:
         attrs["activations"] = ["Tanh" if mode == "rnn_tanh" else "Relu"]
     results = g.node(_RECURRENT_OP[mode], args, outputs=3 if lstm else 2, **attrs)
-    y = g.node("Squeeze", [results[0], g.ints([1])])  # (T, 1, B, H) -> (T, B, H)
-    # pydl's LSTM op appends the final cell state (ONNX's Y_c, (1, B, H)) as row T.
-    return g.node("Concat", [y, results[2]], axis=0) if lstm else y
+    # pydl's op gives y (T, B, H), h_n and c_n (B, H); ONNX's Y is (T, 1, B, H), Y_h
+    # and Y_c (1, B, H).
+    return (g.node("Squeeze", [results[0], g.ints([1])]),
+            *(g.node("Squeeze", [state, g.ints([0])]) for state in results[1:]))
 
 
 def _identity(g, fn, other, inputs, out, out2):

@@ -110,7 +110,8 @@ class Tensor:
             [6., 8.]])
     """
 
-    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "__weakref__")
+    # output_nr: which output of grad_fn this tensor is (0 but for ops of several outputs).
+    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "output_nr", "__weakref__")
     __array_ufunc__ = None  # numpy_array + tensor calls Tensor.__radd__, not NumPy
     __hash__ = object.__hash__  # == compares elementwise; hashing stays by identity
 
@@ -119,17 +120,19 @@ class Tensor:
             data.dtype in SUPPORTED_DTYPES else _to_array(data, as_dtype(dtype), copy=False)
         self.grad = None
         self.grad_fn = None
+        self.output_nr = 0
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_()
 
     @classmethod
-    def _wrap(cls, array, grad_fn=None):
+    def _wrap(cls, array, grad_fn=None, output_nr=0):
         """A tensor around `array` without copying or checking (for ops and factories)."""
         t = object.__new__(cls)
         t.data = array
         t.grad = None
         t.grad_fn = grad_fn
+        t.output_nr = output_nr
         t.requires_grad = grad_fn is not None
         return t
 
@@ -1541,6 +1544,11 @@ class Tensor:
         -0.6931
         """
         return ew.LogSoftmax.apply(self, dim=normalize_axis(dim, self.ndim))
+
+
+# Every op's outputs are made tensors by autograd's Function.apply, which sits below
+# this module and so is handed the constructor rather than importing it.
+autograd.register_tensor_wrapper(Tensor._wrap)
 
 
 # ---- argument helpers ---------------------------------------------------------------

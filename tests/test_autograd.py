@@ -490,3 +490,71 @@ def test_post_accumulate_grad_hook_needs_a_leaf_that_requires_grad(rng):
     w.register_post_accumulate_grad_hook(calls.append)
     w.backward(pydl.ones(3))  # the root itself is the leaf
     assert calls == [w]
+
+
+# ---- Functions of several outputs ------------------------------------------------------
+
+class _PolarParts(pydl.autograd.Function):
+    """(r, theta) of points (x, y): two outputs of two inputs, backward by hand."""
+
+    def forward(self, x, y):
+        self.save(x, y)
+        return np.hypot(x, y), np.arctan2(y, x)
+
+    def backward(self, d_r, d_theta):
+        x, y = self.saved
+        r2 = x * x + y * y
+        r = np.sqrt(r2)
+        return d_r * x / r - d_theta * y / r2, d_r * y / r + d_theta * x / r2
+
+
+def test_function_of_several_outputs_returns_a_tuple_of_tensors(rng):
+    x, y = (pydl.tensor(rng.standard_normal(4) + 2, requires_grad=True) for _ in range(2))
+    r, theta = _PolarParts.apply(x, y)
+    assert isinstance(r, pydl.Tensor) and r.grad_fn is theta.grad_fn
+    assert (r.output_nr, theta.output_nr) == (0, 1)
+    np.testing.assert_allclose(r.detach().numpy(), np.hypot(x.detach().numpy(),
+                                                            y.detach().numpy()), rtol=1e-6)
+    with pydl.no_grad():
+        r, theta = _PolarParts.apply(x, y)
+    assert r.grad_fn is None and not theta.requires_grad
+
+
+@pytest.mark.parametrize("use", ["both", "r", "theta", "theta_twice"])
+def test_function_of_several_outputs_finite_differences(rng, use):
+    def f(x, y):
+        r, theta = _PolarParts.apply(x, y)
+        # The unused output gets zeros (materialized) in backward.
+        return {"both": r * theta + r, "r": r * 1.0, "theta": theta * 1.0,
+                "theta_twice": theta * theta + theta.exp()}[use]
+    check_grad(f, rng.standard_normal(5) + 2, rng.standard_normal(5), atol=1e-7)
+
+
+def test_function_of_several_outputs_unmaterialized_grads_are_none(rng):
+    seen = []
+
+    class TwoCopies(pydl.autograd.Function):
+        materialize_grads = False
+
+        def forward(self, x):
+            return x * 2, x * 3
+
+        def backward(self, d_first, d_second):
+            seen.append((d_first is None, d_second is None))
+            return (2 * (0 if d_first is None else d_first)
+                    + 3 * (0 if d_second is None else d_second),)
+
+    x = pydl.tensor(rng.standard_normal(3), requires_grad=True)
+    TwoCopies.apply(x)[1].sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 3.0)
+    assert seen == [(True, False)]
+
+
+def test_retain_grad_on_each_output_of_a_multi_output_function(rng):
+    x, y = (pydl.tensor(rng.standard_normal(3) + 2, requires_grad=True) for _ in range(2))
+    r, theta = _PolarParts.apply(x, y)
+    r.retain_grad()
+    theta.retain_grad()
+    (2 * r + 5 * theta).sum().backward()
+    np.testing.assert_allclose(r.grad.numpy(), 2.0)
+    np.testing.assert_allclose(theta.grad.numpy(), 5.0)

@@ -97,8 +97,50 @@ def test_layer_gradients_finite_differences(rng, mode, reverse):
         inputs[-1] = inputs[-1] + np.where(inputs[-1] >= 0, 0.3, -0.3)
 
     def layer(*tensors):
-        return RecurrentLayer.apply(*tensors, mode=mode, reverse=reverse)
+        # Every output at once: y, h_n and (LSTM) c_n, each weighted by check_grad.
+        outputs = RecurrentLayer.apply(*tensors, mode=mode, reverse=reverse)
+        return pydl.cat([out.reshape(-1) for out in outputs])
     check_grad(layer, *inputs, atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("output", ["y", "h_n", "c_n"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_layer_gradients_through_one_output(rng, mode, output, dtype):
+    # The other outputs get no gradient (None to backward): h_n alone, c_n alone, y
+    # alone must each give the finite-difference gradients (float64; the float32
+    # kernels against the float64 reference of the same objective).
+    if output == "c_n" and mode != "lstm":
+        pytest.skip("c_n is LSTM's")
+    inputs = [a for a in layer_inputs(rng, mode, 3, 2, 3, 4, dtype=np.float64) if a is not None]
+    if mode == "rnn_relu":
+        inputs[-1] = inputs[-1] + np.where(inputs[-1] >= 0, 0.3, -0.3)
+    pick = {"y": 0, "h_n": 1, "c_n": 2}[output]
+
+    def layer(*tensors):
+        return RecurrentLayer.apply(*tensors, mode=mode, reverse=False)[pick]
+    grads64 = check_grad(layer, *inputs, atol=1e-7, rtol=1e-5)
+    if dtype == np.float32:
+        leaves = [pydl.tensor(a.astype(np.float32), requires_grad=True) for a in inputs]
+        out = layer(*leaves)
+        weights = np.random.default_rng(0).standard_normal(out.shape).astype(np.float32)
+        (out * pydl.tensor(weights)).sum().backward()
+        for leaf, expected in zip(leaves, grads64):
+            np.testing.assert_allclose(leaf.grad.numpy(), expected, rtol=2e-4, atol=2e-5)
+
+
+def test_lstm_module_gradients_through_h_n_and_c_n():
+    # nn.LSTM (2 layers, both directions) in float64: a loss on h_n and c_n only, by
+    # finite differences in the input and the initial states.
+    rng = np.random.default_rng(3)
+    lstm = nn.LSTM(3, 4, num_layers=2, bidirectional=True).double()
+    x, h0, c0 = rng.standard_normal((5, 2, 3)), rng.standard_normal((4, 2, 4)), \
+        rng.standard_normal((4, 2, 4))
+
+    def states(x, h0, c0):
+        _, (h_n, c_n) = lstm(x, (h0, c0))
+        return pydl.cat([h_n.reshape(-1), 2 * c_n.reshape(-1)])
+    check_grad(states, x, h0, c0, atol=1e-7, rtol=1e-5)
 
 
 # ---- modules against torch.nn ---------------------------------------------------------

@@ -28,13 +28,10 @@ def _check_sizes(name, input_size, hidden_size):
 
 
 def _layer(x, h0, c0, weights, mode, reverse):
-    """One layer, one direction: (y (T, B, H), c_n or None)."""
-    extra = [c0] if mode == "lstm" else []
-    out = RecurrentLayer.apply(x, h0, *extra, *weights, mode=mode, reverse=reverse)
+    """One layer, one direction: (y (T, B, H), h_n, c_n or None)."""
     if mode != "lstm":
-        return out, None
-    T = x.shape[0]
-    return out[:T], out[T]
+        return RecurrentLayer.apply(x, h0, *weights, mode=mode, reverse=reverse) + (None,)
+    return RecurrentLayer.apply(x, h0, c0, *weights, mode=mode, reverse=reverse)
 
 
 class RNNBase(Module):
@@ -127,10 +124,11 @@ class RNNBase(Module):
             outputs = []
             for direction in range(directions):
                 k = layer * directions + direction
-                y, c_last = _layer(x, h0[k], c0[k] if lstm else None,
-                                   self._weights(layer, direction), self.mode, bool(direction))
+                y, h_last, c_last = _layer(x, h0[k], c0[k] if lstm else None,
+                                           self._weights(layer, direction), self.mode,
+                                           bool(direction))
                 outputs.append(y)
-                h_n.append(y[0] if direction else y[y.shape[0] - 1])
+                h_n.append(h_last)
                 c_n.append(c_last)
             x = outputs[0] if directions == 1 else cat(outputs, dim=2)
             if self.training and self.dropout > 0 and layer < self.num_layers - 1:
@@ -261,11 +259,10 @@ class RNNCellBase(Module):
             h0, c0 = self._state(hx, "hx", batch, batched, x), None
         weights = [self.weight_ih, self.weight_hh] + (
             [self.bias_ih, self.bias_hh] if self.bias else [])
-        y, c_last = _layer(x.unsqueeze(0), h0, c0, weights, self.mode, False)
-        h = y[0] if batched else y[0, 0]
-        if not lstm:
-            return h
-        return h, (c_last if batched else c_last[0])
+        _, h, c = _layer(x.unsqueeze(0), h0, c0, weights, self.mode, False)
+        if not batched:
+            h, c = h[0], (c[0] if lstm else None)
+        return (h, c) if lstm else h
 
     def extra_repr(self):
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")

@@ -118,9 +118,16 @@ class RecurrentLayer(Function):
     """One layer, one direction. Inputs: x, h0, then c0 for LSTM, w_ih, w_hh, then
     b_ih, b_hh when the layer has a bias. Settings: mode, reverse.
 
-    Output: y (T, B, H); for LSTM (T+1, B, H), y with the final cell state
-    appended as row T (a Function has one output, and c_n needs a gradient too).
+    Outputs: y (T, B, H), h_n (B, H) (y's last step in time order: y[0] when
+    `reverse`, a view of y), and for LSTM c_n (B, H), the final cell state. backward
+    takes None for an output that no gradient reached (materialize_grads off):
+    dh_n is added into dy's last step, dc_n goes to the kernel as dc_last.
     """
+
+    materialize_grads = False
+
+    def _last_step(self, steps):
+        return 0 if self.reverse else steps - 1
 
     def forward(self, x, h0, *rest):
         lstm = self.mode == "lstm"
@@ -136,17 +143,19 @@ class RecurrentLayer(Function):
             y, c, saved = reference_forward(self.mode, *args, self.reverse)
         self.has_bias = b_ih is not None
         self.save(*args[:5], y, c, saved)
-        if not lstm:
-            return y
-        c_last = c[0] if self.reverse else c[-1]
-        return xp_of(y).concatenate([y, c_last[None]])
+        last = self._last_step(x.shape[0])
+        return (y, y[last], c[last]) if lstm else (y, y[last])
 
-    def backward(self, grad):
+    def backward(self, dy, dh_n, dc_n=None):
         x, h0, c0, w_ih, w_hh, y, c, saved = self.saved
-        T = x.shape[0]
-        dy, dc_last = (grad[:T], grad[T]) if self.mode == "lstm" else (grad, None)
+        if dy is None:
+            dy = xp_of(y).zeros(y.shape, y.dtype)
+        elif dh_n is not None:
+            dy = dy.copy()  # never write into a gradient another node may hold
+        if dh_n is not None:  # h_n is y's last step: its gradient joins dy's there
+            dy[self._last_step(x.shape[0])] += dh_n
         dy = contiguous(dy)
-        dc_last = None if dc_last is None else contiguous(dc_last)
+        dc_last = None if dc_n is None else contiguous(dc_n)
         args = (self.mode, dy, dc_last, x, h0, c0, w_ih, w_hh, y, c, saved)
         need_dx = self.needs_input_grad[0]
         if x.dtype == np.float32:
