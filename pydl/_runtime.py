@@ -1,5 +1,6 @@
 """Run-time settings of the CPU kernels."""
 import os
+import warnings
 
 from pydl import _C
 
@@ -100,7 +101,6 @@ def alert_not_deterministic(op):
     message = (f"{op} does not have a deterministic implementation, but "
                "use_deterministic_algorithms(True) was set")
     if _Deterministic.warn_only:
-        import warnings
         warnings.warn(message, UserWarning, stacklevel=3)
     else:
         raise RuntimeError(message)

@@ -19,8 +19,11 @@ import copy
 
 import numpy as np
 
+from pydl import _C
 from pydl._device import kernels_for
 from pydl.autograd import no_grad
+from pydl.keras import layers as keras_layers
+from pydl.keras.models import Model
 from pydl.nn import functional as F
 from pydl.nn.conv import Conv2d
 from pydl.nn.linear import Linear
@@ -64,7 +67,6 @@ class _Int8Weights:
     """A layer's weights as the int8 kernels take them, with its activation qparams."""
 
     def __init__(self, weight, bias, a_scale, a_zero):
-        from pydl import _C
         qw, self.w_scale = quantize_weight(weight)
         self.w_rows, self.colsum = _C.int8_pack_weights(qw)
         self.bias = None if bias is None else np.ascontiguousarray(bias, np.float32)
@@ -201,7 +203,6 @@ def _quantize_module(model, calibration_batches):
 
 
 def _quantize_keras(model, calibration_batches):
-    from pydl.keras import layers as keras_layers
     quantized = copy.deepcopy(model)
     targets = [layer for layer in quantized.layers
                if isinstance(layer, keras_layers.Dense)
@@ -229,7 +230,6 @@ def quantize(model, calibration_batches):
     """A copy of `model` (a pydl.nn.Module or a pydl.keras model) with int8 Linear and
     Conv2d layers (Keras Dense and Conv2D), calibrated on `calibration_batches` (an
     iterable of input tensors or arrays, or of (input, target) pairs)."""
-    from pydl.keras.models import Model
     if isinstance(model, Model):
         return _quantize_keras(model, calibration_batches)
     if not isinstance(model, Module):

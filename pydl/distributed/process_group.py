@@ -14,7 +14,7 @@ import traceback
 
 import numpy as np
 
-from pydl._device import is_device_array
+from pydl._device import cuda_is_available, is_device_array
 from pydl.ops.common import contiguous, xp_of
 from pydl.tensor import Tensor
 
@@ -138,7 +138,6 @@ def init_process_group(backend=None, init_method=None, timeout=DEFAULT_TIMEOUT, 
         raise ValueError(f"init_process_group: init_method {init_method!r} is not supported; "
                          "the launcher's environment (env://) is read")
     if backend is None:
-        from pydl._device import cuda_is_available
         backend = "nccl" if cuda_is_available() else "mpi"
     if backend == "mpi":
         from pydl.distributed import mpi

@@ -1,4 +1,5 @@
 """Activation functions by their Keras names, on pydl Tensors."""
+from pydl.nn import functional as F
 
 
 def linear(x):
@@ -22,7 +23,6 @@ def softmax(x):
 
 
 def gelu(x):
-    from pydl.nn import functional as F
     return F.gelu(x)
 
 

@@ -11,6 +11,7 @@ then the heads' outputs are projected together by the output kernel.
 import numpy as np
 
 from pydl.keras.layers import KerasTensor, Layer, _Regularized
+from pydl.nn import functional as F
 from pydl.tensor import Tensor
 
 # What a masked score becomes before the softmax (Keras's large negative, so that a
@@ -128,7 +129,6 @@ class MultiHeadAttention(Layer, _Regularized):
 
     def call(self, inputs, training=False, use_causal_mask=False,
              return_attention_scores=False):
-        from pydl.nn import functional as F
         query, value, key = inputs[:3]
         q = self._heads(query, self.query_kernel, self.query_bias) * (1 / np.sqrt(self.key_dim))
         k = self._heads(key, self.key_kernel, self.key_bias)

@@ -6,10 +6,11 @@ high, (N, C, 1, steps), so it runs through the same kernels as Conv2D and
 MaxPooling2D. Conv2DTranspose runs on the convolution kernels through
 pydl.ops.conv.ConvTranspose2d.
 """
-from pydl.ops.conv import ConvTranspose2d
 from pydl.keras.layers import (Layer, _ActivationConfig, _AveragePool, _MaxPool, _Regularized,
                                _Spatial2D, _check_data_format, _check_padding, _convolve,
-                               _functional, _pad_nchw, _pair, _same_padding, _window_output)
+                               _pad_nchw, _pair, _same_padding, _window_output)
+from pydl.nn import functional as F
+from pydl.ops.conv import ConvTranspose2d
 
 
 def _positive_int(value, name):
@@ -150,7 +151,7 @@ class _Pooling1D(_Steps1D):
         pads = ((0, 0), (0, 0))
         if self.padding == "same":
             pads = ((0, 0), _same_padding(x.shape[3], self.pool_size, self.strides[1]))
-        return self._from_image(self._pool(_functional(), x, pads))
+        return self._from_image(self._pool(F, x, pads))
 
     def get_config(self):
         return {**super().get_config(), "pool_size": self.pool_size,

@@ -14,7 +14,11 @@ import re
 
 import numpy as np
 
+from pydl._C import conv_output_size, same_padding
 from pydl.keras import activations, initializers, regularizers
+from pydl.nn import functional as F
+from pydl.nn.module import Parameter
+from pydl.ops.rnn import RecurrentLayer
 from pydl.tensor import Tensor, cat
 
 _name_counts = collections.Counter()
@@ -29,12 +33,7 @@ def _unique_name(cls_name):
 
 
 def _pair(value, name):
-    if isinstance(value, int):
-        return (value, value)
-    value = tuple(value)
-    if len(value) != 2 or not all(isinstance(v, int) and v > 0 for v in value):
-        raise ValueError(f"{name} must be a positive int or a pair of them, got {value!r}")
-    return value
+    return F._pair(value, name, positive=True)
 
 
 class KerasTensor:
@@ -102,7 +101,6 @@ class Layer:
 
     def add_weight(self, shape, initializer="glorot_uniform", trainable=True, name=None,
                    regularizer=None):
-        from pydl.nn.module import Parameter
         value = initializers.get(initializer)(tuple(shape))
         weight = Parameter(value) if trainable else Tensor(value)
         self._weights.append((weight, trainable, f"{self.name}/{name or 'weight'}"))
@@ -453,7 +451,6 @@ class LeakyReLU(Layer):
         self.negative_slope = float(negative_slope if alpha is None else alpha)
 
     def call(self, inputs, training=False):
-        from pydl.nn import functional as F
         return F.leaky_relu(inputs, self.negative_slope)
 
     def get_config(self):
@@ -471,7 +468,6 @@ class Dropout(Layer):
         self.rate = float(rate)
 
     def call(self, inputs, training=False):
-        from pydl.nn import functional as F
         return F.dropout(inputs, self.rate, training=training)
 
     def get_config(self):
@@ -481,9 +477,7 @@ class Dropout(Layer):
 def _same_padding(size, kernel, stride, dilation=1):
     """(before, after) padding so that the output has ceil(size / stride) positions;
     an odd total puts the extra row/column after, as Keras (TensorFlow) does."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
-    return total // 2, total - total // 2
+    return same_padding(size, kernel, stride, dilation)
 
 
 def _window_output(size, kernel, stride, padding, dilation=1):
@@ -491,7 +485,7 @@ def _window_output(size, kernel, stride, padding, dilation=1):
         return None
     if padding == "same":
         return -(-size // stride)
-    return (size - (kernel - 1) * dilation - 1) // stride + 1
+    return conv_output_size(size, kernel, stride, 0, dilation)
 
 
 def _pad_nchw(x, pads, value, axes=(2, 3)):
@@ -576,15 +570,6 @@ class _Spatial2D(Layer):
                 "data_format": self.data_format}
 
 
-def _functional():
-    """pydl.nn.functional, checked for the convolution and pooling kernels."""
-    from pydl.nn import functional as F
-    if not hasattr(F, "conv2d"):
-        raise NotImplementedError("pydl.nn.functional has no conv2d/max_pool2d yet: this build "
-                                  "of pydl lacks the convolution and pooling kernels")
-    return F
-
-
 def _kernel_padding(x, pads):
     """(x, padding) for conv2d of x (N, C, H, W) padded by pads ((top, bottom), (left,
     right)): the kernel pads when the padding is symmetric, else x gets zero
@@ -597,7 +582,7 @@ def _kernel_padding(x, pads):
 def _convolve(x, weight, bias, strides, pads, dilation, groups):
     """conv2d of x (N, C, H, W) padded by pads ((top, bottom), (left, right))."""
     x, padding = _kernel_padding(x, pads)
-    return _functional().conv2d(x, weight, bias, stride=strides, padding=padding,
+    return F.conv2d(x, weight, bias, stride=strides, padding=padding,
                                 dilation=dilation, groups=groups)
 
 
@@ -652,7 +637,7 @@ class Conv2D(_Spatial2D, _ActivationConfig, _Regularized):
     def call(self, inputs, training=False):
         x, padding = self.nchw_input(inputs)
         weight = self.kernel.permute(3, 2, 0, 1)  # (kh, kw, in, out) -> (out, in, kh, kw)
-        return self._from_nchw(_functional().conv2d(
+        return self._from_nchw(F.conv2d(
             x, weight, self.bias, stride=self.strides, padding=padding,
             dilation=self.dilation_rate, groups=self.groups))
 
@@ -682,7 +667,7 @@ class _Pooling2D(_Spatial2D):
     def call(self, inputs, training=False):
         x = self._to_nchw(inputs)
         pads = self._same_pads(x) if self.padding == "same" else ((0, 0), (0, 0))
-        return self._from_nchw(self._pool(_functional(), x, pads))
+        return self._from_nchw(self._pool(F, x, pads))
 
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size)}
@@ -843,7 +828,6 @@ class BatchNormalization(Layer):
                                                name="moving_variance")
 
     def call(self, inputs, training=False):
-        from pydl.nn import functional as F
         axis = self.axis % inputs.ndim
         order = [0, axis] + [d for d in range(1, inputs.ndim) if d != axis]
         x = inputs.permute(*order) if axis != 1 else inputs
@@ -905,7 +889,6 @@ class LayerNormalization(Layer, _Regularized):
                                     regularizer=self.beta_regularizer) if self.center else None
 
     def call(self, inputs, training=False):
-        from pydl.nn import functional as F
         axes = self._axes(inputs.ndim)
         rest = [d for d in range(inputs.ndim) if d not in axes]
         order = rest + axes
@@ -955,7 +938,6 @@ class Embedding(Layer, _Regularized):
         return (*input_shape, self.output_dim)
 
     def call(self, inputs, training=False):
-        from pydl.nn import functional as F
         indices = inputs.numpy()
         if indices.size and (indices.min() < 0 or indices.max() >= self.input_dim):
             raise ValueError(f"{self.name}: indices must lie in [0, input_dim={self.input_dim}),"
@@ -1032,7 +1014,6 @@ class _Recurrent(Layer, _Regularized):
         return (input_shape[0], self.units)
 
     def call(self, inputs, training=False):
-        from pydl.ops.rnn import RecurrentLayer
         x = inputs.transpose(0, 1)  # (T, B, F), the kernel's layout
         batch = x.shape[1]
         state = [Tensor(np.zeros((batch, self.units), x.dtype))]
@@ -1041,13 +1022,12 @@ class _Recurrent(Layer, _Regularized):
         weights = [self.kernel.transpose(0, 1), self.recurrent_kernel.transpose(0, 1)]
         if self.use_bias:
             weights += self._biases(x.dtype)
-        y = RecurrentLayer.apply(x, *state, *weights, mode=self.mode,
-                                 reverse=self.go_backwards)
-        steps = x.shape[0]
+        y, h_n = RecurrentLayer.apply(x, *state, *weights, mode=self.mode,
+                                      reverse=self.go_backwards)[:2]
         if self.return_sequences:
-            sequence = y[:steps].transpose(0, 1)  # (B, T, H) in time order
+            sequence = y.transpose(0, 1)  # (B, T, H) in time order
             return sequence[:, ::-1] if self.go_backwards else sequence
-        return y[0] if self.go_backwards else y[steps - 1]
+        return h_n
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "use_bias": self.use_bias,

@@ -17,6 +17,7 @@ mean_i(w_i * loss_i), each sample's loss first averaged over its outputs.
 import numpy as np
 
 from pydl.keras import activations
+from pydl.nn import functional as F
 from pydl.tensor import Tensor
 
 EPSILON = 1e-7
@@ -107,7 +108,6 @@ class CategoricalCrossentropy(Loss):
         return not self.from_logits and activation is activations.softmax
 
     def _compute_fused(self, y_true, logits, reduction):
-        from pydl.nn import functional as F
         target = _target(y_true, logits)
         return F.cross_entropy(_class_rows(logits), target.reshape(-1, logits.shape[-1]),
                                reduction=reduction)
@@ -142,7 +142,6 @@ class SparseCategoricalCrossentropy(Loss):
         return labels
 
     def _compute(self, y_true, y_pred, reduction):
-        from pydl.nn import functional as F
         if self.from_logits:
             return self._compute_fused(y_true, y_pred, reduction)
         log_probs = _class_rows(y_pred).clamp(min=EPSILON, max=1 - EPSILON).log()
@@ -152,7 +151,6 @@ class SparseCategoricalCrossentropy(Loss):
         return not self.from_logits and activation is activations.softmax
 
     def _compute_fused(self, y_true, logits, reduction):
-        from pydl.nn import functional as F
         return F.cross_entropy(_class_rows(logits), self._labels(y_true, logits),
                                reduction=reduction)
 
@@ -173,7 +171,6 @@ class BinaryCrossentropy(Loss):
         return not self.from_logits and activation is activations.sigmoid
 
     def _compute_fused(self, y_true, logits, reduction):
-        from pydl.nn import functional as F
         target = Tensor(_target(y_true, logits))
         return _row_mean(F.binary_cross_entropy_with_logits(logits, target, reduction="none"),
                          reduction)

@@ -4,7 +4,9 @@ TimeDistributed (one layer applied to every step of a sequence).
 A wrapper owns its inner layers: their weights are its weights (in Keras's order),
 their penalties its losses, and its config nests theirs.
 """
-from pydl.keras.layers import Layer, _Recurrent
+# layers.py imports this module at its end, once LAYER_CLASSES (the dict it extends
+# with this module's classes) is defined.
+from pydl.keras.layers import LAYER_CLASSES, Layer, _Recurrent
 from pydl.tensor import cat
 
 
@@ -13,7 +15,6 @@ def _layer_config(layer):
 
 
 def _layer_from_config(entry):
-    from pydl.keras.layers import LAYER_CLASSES
     name = entry["class_name"]
     if name not in LAYER_CLASSES:
         raise ValueError(f"Unknown layer class {name!r} inside a wrapper")

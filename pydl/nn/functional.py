@@ -516,12 +516,15 @@ __all__ += ["linear", "leaky_relu", "dropout", "embedding", "batch_norm", "layer
 
 # ---- convolution and pooling ------------------------------------------------------
 
-def _pair(value, name):
-    """An int or a pair of ints as a pair of Python ints."""
+def _pair(value, name, positive=False):
+    """An int or a pair of ints as a pair of Python ints (TypeError otherwise); with
+    `positive`, a ValueError unless both are >= 1 (kernel sizes, strides)."""
     pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
                                  for v in pair):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if positive and min(pair) < 1:
+        raise ValueError(f"{name} must be a positive int or a pair of them, got {value!r}")
     return tuple(int(v) for v in pair)
 
 

@@ -1,6 +1,8 @@
 """Helpers shared by the op modules."""
 import numpy as np
 
+from pydl._device import device_of
+
 
 def xp_of(array):
     """The array module (numpy or cupy) that `array` belongs to."""
@@ -14,7 +16,6 @@ def require_host(array, op):
     """TypeError unless `array` is on the CPU: for the float64 forms written in NumPy
     (conv, pooling, recurrent layers), which the GPU runs in float32 only."""
     if not isinstance(array, np.ndarray):
-        from pydl._device import device_of
         raise TypeError(f"{op}: {array.dtype} input on {device_of(array)} is not supported (the "
                         f"{device_of(array).type} kernels take float32); convert with .float() "
                         "or move it with .cpu()")
