@@ -129,7 +129,7 @@ class QuantizedConv2d(Module):
         return Tensor._wrap(y)
 
     def forward(self, input):
-        padding, crop = F.conv2d_padding(self.padding, self.stride, self.dilation,
+        padding, crop = F._conv2d_padding(self.padding, self.stride, self.dilation,
                                          self.kernel_size)
         out = self.conv(input, padding)
         return out[:, :, crop[0]:, crop[1]:] if crop != (0, 0) else out

@@ -2,17 +2,9 @@
 defaults and init."""
 import math
 
-import numpy as np
-
-from pydl import _random
 from pydl.nn import functional as F
-from pydl.nn.module import Module, Parameter
-
-
-def uniform_parameter(shape, bound):
-    """A float32 Parameter drawn from U(-bound, bound) with pydl's global generator."""
-    return Parameter(_random.generator().uniform(-bound, bound, shape).astype(np.float32))
-
+from pydl.nn.init import uniform_parameter
+from pydl.nn.module import Module
 
 def _init_weight_and_bias(module, weight_shape, fan_in, out_channels, bias):
     """PyTorch's default for every convolution: weight and bias from U(-b, b) with

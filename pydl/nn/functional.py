@@ -1,11 +1,16 @@
 """Stateless activations and losses, named as in torch.nn.functional."""
 import numpy as np
 
-from pydl import _device
+from pydl import _device, _random
 from pydl.autograd import require_same_device
 from pydl.ops import conv as conv_ops
+from pydl.ops import dropout as _dropout_ops
 from pydl.ops import elementwise as ew
+from pydl.ops import embedding as _embedding_ops
+from pydl.ops import linear as _linear_ops
+from pydl.ops import norm as _norm_ops
 from pydl.ops import pool as pool_ops
+from pydl.ops import shape as _shape_ops
 from pydl.ops.common import xp_of
 from pydl.ops.loss import BinaryCrossEntropy, SoftmaxCrossEntropy
 from pydl.tensor import Tensor, _as_tensor, ones
@@ -228,19 +233,8 @@ def mse_loss(input, target, reduction="mean"):
     return squared
 
 
-__all__ = ["relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax", "cross_entropy",
-           "mse_loss"]
-
 
 # ---- layers and losses: linear, dropout, embedding, normalization, attention -------
-
-from pydl import _random  # noqa: E402
-from pydl.ops import dropout as _dropout_ops  # noqa: E402
-from pydl.ops import embedding as _embedding_ops  # noqa: E402
-from pydl.ops import linear as _linear_ops  # noqa: E402
-from pydl.ops import norm as _norm_ops  # noqa: E402
-from pydl.ops import shape as _shape_ops  # noqa: E402
-
 
 def linear(input, weight, bias=None):
     """input @ weight^T + bias, with weight (out_features, in_features).
@@ -509,10 +503,6 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     return weights.matmul(value)
 
 
-__all__ += ["linear", "leaky_relu", "dropout", "embedding", "batch_norm", "layer_norm",
-            "nll_loss", "l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
-            "scaled_dot_product_attention"]
-
 
 # ---- convolution and pooling ------------------------------------------------------
 
@@ -533,7 +523,7 @@ def _require_4d(name, input):
         raise ValueError(f"{name}: input must be 4-D (N, C, H, W), got shape {input.shape}")
 
 
-def conv2d_padding(padding, stride, dilation, kernel_size):
+def _conv2d_padding(padding, stride, dilation, kernel_size):
     """(padding pair, crop pair) for conv2d's padding argument: an int, a pair, 'valid',
     or 'same' (stride 1: pad ceil(total/2) on both sides, then crop the extra first
     row/column of the output)."""
@@ -570,7 +560,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                          f"got shape {weight.shape}")
     _same_dtype("conv2d", input, weight, bias)
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
-    padding, crop = conv2d_padding(padding, stride, dilation, weight.shape[2:])
+    padding, crop = _conv2d_padding(padding, stride, dilation, weight.shape[2:])
     if not isinstance(groups, (int, np.integer)) or groups < 1:
         raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
     inputs = (input, weight) if bias is None else (input, weight, _as_tensor(bias))
@@ -642,8 +632,6 @@ def adaptive_avg_pool2d(input, output_size):
         return avg_pool2d(input, kernel, kernel)
     return pool_ops.AdaptiveAvgPool2d.apply(input, output_size=size)
 
-
-__all__ += ["conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"]
 
 
 # ---- 1-D convolution and pooling (the 2-D kernels on H = 1), transposed convolution,
@@ -818,8 +806,6 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest"):
     return out
 
 
-__all__ += ["conv1d", "max_pool1d", "avg_pool1d", "conv_transpose2d", "interpolate"]
-
 
 # ---- activations, channel dropout, one-hot --------------------------------------
 
@@ -885,8 +871,6 @@ def one_hot(tensor, num_classes=-1):
     xp = xp_of(indices)
     return Tensor._wrap((indices[..., None] == xp.arange(classes)).astype(np.int64))
 
-
-__all__ += ["silu", "elu", "dropout2d", "one_hot"]
 
 
 # ---- more activations, padding, normalization, robust regression losses -------------
@@ -985,9 +969,6 @@ def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
     return huber_loss(input, target, reduction, beta) / beta
 
 
-__all__ += ["softplus", "hardtanh", "relu6", "pad", "normalize", "cosine_similarity",
-            "huber_loss", "smooth_l1_loss"]
-
 
 def distillation_loss(student_logits, teacher_logits, target, temperature=3.0, alpha=0.1,
                       reduction="mean"):
@@ -1026,4 +1007,11 @@ def distillation_loss(student_logits, teacher_logits, target, temperature=3.0, a
     return per_sample.mean() if reduction == "mean" else per_sample.sum()
 
 
-__all__ += ["distillation_loss"]
+__all__ = ["relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax", "cross_entropy",
+           "mse_loss", "linear", "leaky_relu", "dropout", "embedding", "batch_norm", "layer_norm",
+           "nll_loss", "l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+           "scaled_dot_product_attention", "conv2d", "max_pool2d", "avg_pool2d",
+           "adaptive_avg_pool2d", "conv1d", "max_pool1d", "avg_pool1d", "conv_transpose2d",
+           "interpolate", "silu", "elu", "dropout2d", "one_hot", "softplus", "hardtanh", "relu6",
+           "pad", "normalize", "cosine_similarity", "huber_loss", "smooth_l1_loss",
+           "distillation_loss"]

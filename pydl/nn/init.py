@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 
 from pydl import _random
+from pydl.nn.module import Parameter
 from pydl.ops.common import xp_of
 
 
@@ -131,6 +132,13 @@ def orthogonal_(tensor, gain=1.0):
     if rows < cols:
         q = q.T
     return _fill(tensor, gain * q.reshape(tensor.shape))
+
+
+def uniform_parameter(shape, bound):
+    """A float32 Parameter drawn from U(-bound, bound) with pydl's global generator: the
+    default init of the convolution and recurrent layers (bound 1/sqrt(fan_in), as
+    PyTorch's)."""
+    return Parameter(_random.generator().uniform(-bound, bound, shape).astype(np.float32))
 
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "constant_", "zeros_", "ones_",

@@ -9,16 +9,12 @@ module stacks the layers and joins the two directions.
 import math
 import numbers
 
-import numpy as np
 
 from pydl._random import generator
-from pydl.nn.module import Module, Parameter
+from pydl.nn.init import uniform_parameter
+from pydl.nn.module import Module
 from pydl.ops.rnn import RecurrentLayer, gate_count
 from pydl.tensor import _as_tensor, cat, stack, tensor, zeros
-
-
-def _uniform_parameter(shape, bound):
-    return Parameter(generator().uniform(-bound, bound, shape).astype(np.float32))
 
 
 def _check_sizes(name, input_size, hidden_size):
@@ -56,12 +52,12 @@ class RNNBase(Module):
             layer_input = input_size if layer == 0 else hidden_size * directions
             for suffix in ("", "_reverse")[:directions]:
                 setattr(self, f"weight_ih_l{layer}{suffix}",
-                        _uniform_parameter((rows, layer_input), bound))
+                        uniform_parameter((rows, layer_input), bound))
                 setattr(self, f"weight_hh_l{layer}{suffix}",
-                        _uniform_parameter((rows, hidden_size), bound))
+                        uniform_parameter((rows, hidden_size), bound))
                 if self.bias:
-                    setattr(self, f"bias_ih_l{layer}{suffix}", _uniform_parameter((rows,), bound))
-                    setattr(self, f"bias_hh_l{layer}{suffix}", _uniform_parameter((rows,), bound))
+                    setattr(self, f"bias_ih_l{layer}{suffix}", uniform_parameter((rows,), bound))
+                    setattr(self, f"bias_hh_l{layer}{suffix}", uniform_parameter((rows,), bound))
 
     def _weights(self, layer, direction):
         suffix = "_reverse" if direction else ""
@@ -221,11 +217,11 @@ class RNNCellBase(Module):
         self.mode, self.input_size, self.hidden_size, self.bias = (
             mode, input_size, hidden_size, bool(bias))
         rows, bound = gate_count(mode) * hidden_size, 1 / math.sqrt(hidden_size)
-        self.weight_ih = _uniform_parameter((rows, input_size), bound)
-        self.weight_hh = _uniform_parameter((rows, hidden_size), bound)
+        self.weight_ih = uniform_parameter((rows, input_size), bound)
+        self.weight_hh = uniform_parameter((rows, hidden_size), bound)
         if self.bias:
-            self.bias_ih = _uniform_parameter((rows,), bound)
-            self.bias_hh = _uniform_parameter((rows,), bound)
+            self.bias_ih = uniform_parameter((rows,), bound)
+            self.bias_hh = uniform_parameter((rows,), bound)
 
     def _state(self, state, what, batch, batched, like):
         name = type(self).__name__
