@@ -6,6 +6,7 @@ high, (N, C, 1, steps), so it runs through the same kernels as Conv2D and
 MaxPooling2D. Conv2DTranspose runs on the convolution kernels through
 pydl.ops.conv.ConvTranspose2d.
 """
+from pydl._C import conv_transpose_output_size
 from pydl.keras.layers import (Layer, _ActivationConfig, _AveragePool, _MaxPool, _Regularized,
                                _Spatial2D, _check_data_format, _check_padding, _convolve,
                                _pad_nchw, _pair, _same_padding, _window_output)
@@ -236,7 +237,8 @@ class Conv2DTranspose(_Spatial2D, _ActivationConfig, _Regularized):
             if self.padding == "same":
                 return size * stride, max(kernel - stride, 0) // 2
             return size * stride + max(kernel - stride, 0), 0
-        out = (size - 1) * stride + kernel - 2 * pad + self.output_padding[axis]
+        out = conv_transpose_output_size(size, self.kernel_size[axis], stride, pad,
+                                         self.dilation_rate[axis], self.output_padding[axis])
         return out, pad
 
     def compute_output_shape(self, input_shape):
@@ -254,8 +256,8 @@ class Conv2DTranspose(_Spatial2D, _ActivationConfig, _Regularized):
         crops, extra = [], []
         for axis in range(2):
             out, before = self._size(axis, x.shape[2 + axis])
-            full = (x.shape[2 + axis] - 1) * self.strides[axis] + \
-                (self.kernel_size[axis] - 1) * self.dilation_rate[axis] + 1
+            full = conv_transpose_output_size(x.shape[2 + axis], self.kernel_size[axis],
+                                              self.strides[axis], 0, self.dilation_rate[axis])
             extra.append(max(out + before - full, 0))
             crops.append(slice(before, before + out))
         inputs_ = (x, weight) if self.bias is None else (x, weight, self.bias)

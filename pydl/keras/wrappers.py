@@ -4,9 +4,8 @@ TimeDistributed (one layer applied to every step of a sequence).
 A wrapper owns its inner layers: their weights are its weights (in Keras's order),
 their penalties its losses, and its config nests theirs.
 """
-# layers.py imports this module at its end, once LAYER_CLASSES (the dict it extends
-# with this module's classes) is defined.
-from pydl.keras.layers import LAYER_CLASSES, Layer, _Recurrent
+from pydl.keras import layers as _layers  # its LAYER_CLASSES, complete once it has loaded
+from pydl.keras.layers import Layer, _Recurrent
 from pydl.tensor import cat
 
 
@@ -16,9 +15,9 @@ def _layer_config(layer):
 
 def _layer_from_config(entry):
     name = entry["class_name"]
-    if name not in LAYER_CLASSES:
+    if name not in _layers.LAYER_CLASSES:
         raise ValueError(f"Unknown layer class {name!r} inside a wrapper")
-    return LAYER_CLASSES[name].from_config(dict(entry["config"]))
+    return _layers.LAYER_CLASSES[name].from_config(dict(entry["config"]))
 
 
 class _Wrapper(Layer):
