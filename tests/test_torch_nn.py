@@ -10,7 +10,7 @@ from pydl.nn import functional as F
 
 from conftest import check_grad
 from test_device import check_same, cuda  # noqa: F401 (cuda: the device fixture)
-from test_layers import run_both, to_torch
+from test_nn_layers import run_both, to_torch
 
 torch = pytest.importorskip("torch")
 tnn = torch.nn
