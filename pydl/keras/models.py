@@ -128,7 +128,8 @@ class Model:
         return [w for layer in self.layers for w in layer.non_trainable_weights]
 
     def get_weights(self):
-        return [w.detach().numpy().copy() for w in self.weights]
+        """Copies of every layer's weights, in Keras's layout (see Layer.get_weights)."""
+        return [array for layer in self.layers for array in layer.get_weights()]
 
     def set_weights(self, weights):
         own = self.weights
