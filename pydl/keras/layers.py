@@ -87,6 +87,7 @@ class KerasWeight(Parameter):
         return array.transpose(self.keras_axes)
 
     def from_keras(self, array):
+        """Keras's layout's `array` in the stored layout."""
         return array.transpose(np.argsort(self.keras_axes))
 
     def keras_view(self):
