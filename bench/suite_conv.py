@@ -53,9 +53,9 @@ def _conv(bench, t):
         def ours_fwd():
             C.conv2d_forward(x, wt, b, **geometry)
 
-        def ours_fwd_bwd():
-            C.conv2d_forward(x, wt, b, **geometry)
-            C.conv2d_backward(gy, x, wt, **geometry)
+        def ours_fwd_bwd():  # as a training step runs it: the weight transformed once
+            _, transform = C.conv2d_forward(x, wt, b, **geometry, keep_weight_transform=True)
+            C.conv2d_backward(gy, x, wt, **geometry, weight_transform=transform)
         bench.add_pydl(SUITE, "fwd", name, t, ours_fwd, flops=flops)
         bench.add_pydl(SUITE, "fwd+bwd", name, t, ours_fwd_bwd, flops=3 * flops)
         if torch is None:

@@ -982,9 +982,24 @@ Conv2dShape conv_shape(const py::array& input, const py::array& weight, Pair str
   return s;
 }
 
-py::array conv2d_forward_py(const py::handle& input_obj, const py::handle& weight_obj,
-                            const py::handle& bias_obj, Pair stride, Pair padding, Pair dilation,
-                            index_t groups, bool bf16) {
+// A Winograd weight transform handed back in (from conv2d_forward's
+// keep_weight_transform): float32 (16, C_out, C_in / groups), or null for None.
+const float* weight_transform_arg(const py::handle& obj, const Conv2dShape& s, py::array& keep) {
+  if (obj.is_none()) return nullptr;
+  keep = contiguous<float>(obj, "weight_transform");
+  const index_t C_in = s.C_in / s.groups;
+  if (keep.ndim() != 3 || keep.shape(0) != 16 || keep.shape(1) != s.C_out || keep.shape(2) != C_in)
+    throw py::value_error("conv2d: weight_transform must have shape (16, " +
+                          std::to_string(s.C_out) + ", " + std::to_string(C_in) + ") for " +
+                          s.describe() + ", got " + shape_str(keep));
+  return cptr<float>(keep);
+}
+
+// out, or (out, weight transform or None) with keep_weight_transform.
+py::object conv2d_forward_py(const py::handle& input_obj, const py::handle& weight_obj,
+                             const py::handle& bias_obj, Pair stride, Pair padding,
+                             Pair dilation, index_t groups, bool bf16,
+                             bool keep_weight_transform) {
   py::array input = four_d(input_obj, "input", "(N, C_in, H, W)");
   py::array weight = four_d(weight_obj, "weight", "(C_out, C_in/groups, KH, KW)");
   Conv2dShape s = conv_shape(input, weight, stride, padding, dilation, groups);
@@ -1003,18 +1018,27 @@ py::array conv2d_forward_py(const py::handle& input_obj, const py::handle& weigh
   float* out_ptr = mptr<float>(out);
   const float* in_ptr = cptr<float>(input);
   const float* w_ptr = cptr<float>(weight);
+  py::object transform = py::none();
+  float* transform_ptr = nullptr;
+  if (keep_weight_transform && conv2d_takes_winograd(s, false)) {
+    py::array a = new_array<float>({16, s.C_out, s.C_in});
+    transform_ptr = mptr<float>(a);
+    transform = a;
+  }
   {
     py::gil_scoped_release release;
-    conv2d_forward(out_ptr, in_ptr, w_ptr, bias, s);
+    if (transform_ptr) winograd_transform_weights(transform_ptr, w_ptr, s);
+    conv2d_forward(out_ptr, in_ptr, w_ptr, bias, s, transform_ptr);
   }
-  return out;
+  if (!keep_weight_transform) return out;
+  return py::make_tuple(out, transform);
 }
 
 // Returns (grad_input, grad_weight, grad_bias), None for those not asked for.
 py::tuple conv2d_backward_py(const py::handle& grad_obj, const py::handle& input_obj,
                              const py::handle& weight_obj, Pair stride, Pair padding,
                              Pair dilation, index_t groups, bool input_grad, bool weight_grad,
-                             bool bias_grad, bool bf16) {
+                             bool bias_grad, bool bf16, const py::handle& weight_transform_obj) {
   py::array input = four_d(input_obj, "input", "(N, C_in, H, W)");
   py::array weight = four_d(weight_obj, "weight", "(C_out, C_in/groups, KH, KW)");
   Conv2dShape s = conv_shape(input, weight, stride, padding, dilation, groups);
@@ -1026,6 +1050,8 @@ py::tuple conv2d_backward_py(const py::handle& grad_obj, const py::handle& input
                           std::to_string(s.N) + ", " + std::to_string(s.C_out) + ", " +
                           std::to_string(s.H_out()) + ", " + std::to_string(s.W_out()) +
                           ") for " + s.describe() + ", got " + shape_str(grad));
+  py::array transform_array;
+  const float* transform = weight_transform_arg(weight_transform_obj, s, transform_array);
   py::object gi = py::none(), gw = py::none(), gb = py::none();
   float *gi_ptr = nullptr, *gw_ptr = nullptr, *gb_ptr = nullptr;
   if (input_grad) {
@@ -1048,7 +1074,7 @@ py::tuple conv2d_backward_py(const py::handle& grad_obj, const py::handle& input
   const float* w = cptr<float>(weight);
   {
     py::gil_scoped_release release;
-    if (gi_ptr) conv2d_backward_input(gi_ptr, dy, w, s);
+    if (gi_ptr) conv2d_backward_input(gi_ptr, dy, w, s, transform);
     if (gw_ptr) conv2d_backward_weight(gw_ptr, dy, x, s);
     if (gb_ptr) conv2d_backward_bias(gb_ptr, dy, s);
   }
@@ -1084,15 +1110,21 @@ void bind_conv_pool(py::module_& m) {
   m.def("conv2d_forward", &conv2d_forward_py, py::arg("input"), py::arg("weight"),
         py::arg("bias") = py::none(), py::kw_only(), py::arg("stride") = Pair{1, 1},
         py::arg("padding") = Pair{0, 0}, py::arg("dilation") = Pair{1, 1},
-        py::arg("groups") = 1, py::arg("bf16") = false,
+        py::arg("groups") = 1, py::arg("bf16") = false, py::arg("keep_weight_transform") = false,
         "2-D convolution (cross-correlation), NCHW float32: (N, C_out, H_out, W_out).\n"
-        "bf16: the GEMMs take bfloat16-rounded operands (autocast).");
+        "bf16: the GEMMs take bfloat16-rounded operands (autocast).\n"
+        "keep_weight_transform: return (out, transform), transform the weight's Winograd\n"
+        "transform (16, C_out, C_in) when this convolution took the Winograd path, else\n"
+        "None; conv2d_backward(weight_transform=) reuses it for the grad-input pass.");
   m.def("conv2d_backward", &conv2d_backward_py, py::arg("grad_output"), py::arg("input"),
         py::arg("weight"), py::kw_only(), py::arg("stride") = Pair{1, 1},
         py::arg("padding") = Pair{0, 0}, py::arg("dilation") = Pair{1, 1},
         py::arg("groups") = 1, py::arg("input_grad") = true, py::arg("weight_grad") = true,
         py::arg("bias_grad") = true, py::arg("bf16") = false,
-        "Gradients of conv2d: (grad_input, grad_weight, grad_bias), None where not asked.");
+        py::arg("weight_transform") = py::none(),
+        "Gradients of conv2d: (grad_input, grad_weight, grad_bias), None where not asked.\n"
+        "weight_transform: None, or what conv2d_forward(keep_weight_transform=True)\n"
+        "returned for this weight, used instead of transforming it again.");
 
   m.def("max_pool2d_forward", [](const py::handle& input_obj, Pair kernel, Pair stride,
                                  Pair padding, Pair dilation, bool ceil_mode) {

@@ -233,9 +233,10 @@ void for_each_tile(const Plan& p, const Body& body) {
 }  // namespace
 
 void conv2d_forward(float* out, const float* in, const float* weight, const float* bias,
-                    const Conv2dShape& s) {
+                    const Conv2dShape& s, const float* winograd_weights) {
   check_conv2d(s);
-  if (!s.bf16 && winograd_suits(s, false)) return winograd_forward(out, in, weight, bias, s);
+  if (conv2d_takes_winograd(s, false))
+    return winograd_forward(out, in, weight, bias, s, winograd_weights);
   const Plan p = make_plan(s);
   const Scratch scratch(p);
   for_each_tile(p, [&](index_t n0, index_t n1, int t) {
@@ -276,10 +277,10 @@ void conv2d_forward(float* out, const float* in, const float* weight, const floa
 }
 
 void conv2d_backward_input(float* grad_in, const float* grad_out, const float* weight,
-                           const Conv2dShape& s) {
+                           const Conv2dShape& s, const float* winograd_weights) {
   check_conv2d(s);
-  if (!s.bf16 && winograd_suits(s, true))
-    return winograd_backward_input(grad_in, grad_out, weight, s);
+  if (conv2d_takes_winograd(s, true))
+    return winograd_backward_input(grad_in, grad_out, weight, s, winograd_weights);
   const Plan p = make_plan(s);
   const Scratch scratch(p);
   for_each_tile(p, [&](index_t n0, index_t n1, int t) {

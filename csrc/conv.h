@@ -26,13 +26,16 @@ struct Conv2dShape {
 // input, stride/dilation < 1, padding < 0). Every kernel below calls it first.
 void check_conv2d(const Conv2dShape& s);
 
-// out = conv(in, weight) + bias; bias may be null.
+// out = conv(in, weight) + bias; bias may be null. winograd_weights: null, or the
+// weight's Winograd transform (winograd_transform_weights) when the caller has it,
+// which the Winograd path then uses instead of transforming the weight again.
 void conv2d_forward(float* out, const float* in, const float* weight, const float* bias,
-                    const Conv2dShape& s);
+                    const Conv2dShape& s, const float* winograd_weights = nullptr);
 
-// grad_in = d loss / d in for grad_out = d loss / d out (overwrites grad_in).
+// grad_in = d loss / d in for grad_out = d loss / d out (overwrites grad_in);
+// winograd_weights as for conv2d_forward.
 void conv2d_backward_input(float* grad_in, const float* grad_out, const float* weight,
-                           const Conv2dShape& s);
+                           const Conv2dShape& s, const float* winograd_weights = nullptr);
 
 // grad_weight (overwritten) = d loss / d weight.
 void conv2d_backward_weight(float* grad_weight, const float* grad_out, const float* in,
@@ -52,12 +55,21 @@ void im2col_rows(T* col, index_t ld, const T* x, const Conv2dShape& s, index_t o
 
 // The Winograd F(2x2, 3x3) path (winograd.cpp) for 3x3, stride-1, dilation-1,
 // single-group convolutions where it is faster than im2col + GEMM;
-// conv2d_forward and conv2d_backward_input take it when winograd_suits(s,
-// grad_input) says it is the faster one there.
+// conv2d_forward and conv2d_backward_input take it when
+// conv2d_takes_winograd(s, grad_input) (float32 GEMMs and winograd_suits).
+// Grad-input takes it only where forward does too, so a forward's weight
+// transform serves the grad-input pass of the same step.
 bool winograd_suits(const Conv2dShape& s, bool grad_input);
+inline bool conv2d_takes_winograd(const Conv2dShape& s, bool grad_input) {
+  return !s.bf16 && winograd_suits(s, grad_input);
+}
+// U (16 x C_out x C_in): U[e][co][ci] = (G g G^T)_e for g = weight[co][ci] (3x3).
+inline index_t winograd_weights_size(const Conv2dShape& s) { return 16 * s.C_out * s.C_in; }
+void winograd_transform_weights(float* U, const float* weight, const Conv2dShape& s);
+// U: the weight's transform, or null to compute it here.
 void winograd_forward(float* out, const float* in, const float* weight, const float* bias,
-                      const Conv2dShape& s);
+                      const Conv2dShape& s, const float* U);
 void winograd_backward_input(float* grad_in, const float* grad_out, const float* weight,
-                             const Conv2dShape& s);
+                             const Conv2dShape& s, const float* U);
 
 }  // namespace pydl

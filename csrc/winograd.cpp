@@ -12,6 +12,9 @@
 //   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
 //   G   = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
 //   A^T = [1 1 1 0; 0 1 -1 -1]
+// U is stored (16, C_out, C_in) and the grad-input GEMMs read it transposed, so
+// one transform serves both passes: the caller may compute it once
+// (winograd_transform_weights) and hand it to forward and grad-input.
 // Tiles run in chunks of whole tile rows (several images when planes are
 // small), sized so the transformed chunks stay in cache: no buffer ever holds
 // the whole batch. Threads take whole chunks, as conv.cpp does with its col
@@ -36,12 +39,14 @@ namespace {
 constexpr index_t kChunkFloats = index_t(1) << 18;
 constexpr double kFlopsPerThread = 2e6;
 
+}  // namespace
+
 // ---- weights -------------------------------------------------------------------
 
-// U_e = (G g G^T)_e for g = weight[co][ci] (3x3), stored U[e][co][ci], or
-// U[e][ci][co] when `transposed` (the grad-input GEMMs multiply by U_e^T).
-void transform_weights(float* U, const float* weight, index_t C_out, index_t C_in,
-                       bool transposed) {
+// U_e = (G g G^T)_e for g = weight[co][ci] (3x3), stored U[e][co][ci]; the
+// grad-input GEMMs read it transposed (U_e^T).
+void winograd_transform_weights(float* U, const float* weight, const Conv2dShape& s) {
+  const index_t C_out = s.C_out, C_in = s.C_in;
   const index_t step = C_out * C_in;  // from U_e to U_e+1
   for (index_t co = 0; co < C_out; ++co)
     for (index_t ci = 0; ci < C_in; ++ci) {
@@ -53,7 +58,7 @@ void transform_weights(float* U, const float* weight, index_t C_out, index_t C_i
         gg[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
         gg[3][j] = g[6 + j];
       }
-      float* u = U + (transposed ? ci * C_out + co : co * C_in + ci);
+      float* u = U + co * C_in + ci;
       for (int i = 0; i < 4; ++i, u += 4 * step) {  // (G g) G^T, row i
         u[0] = gg[i][0];
         u[step] = 0.5f * (gg[i][0] + gg[i][1] + gg[i][2]);
@@ -62,6 +67,8 @@ void transform_weights(float* U, const float* weight, index_t C_out, index_t C_i
       }
     }
 }
+
+namespace {
 
 // ---- row kernels -------------------------------------------------------------------
 // Each works on one tile row (tiles [0, tw)) of one channel. Row buffers hold
@@ -551,26 +558,39 @@ bool winograd_suits(const Conv2dShape& s, bool grad_input) {
   return !grad_input || s.C_out <= s.C_in || W_out >= 24;
 }
 
+namespace {
+
+// The weight's transform: U when the caller has it, else computed into `own`,
+// which then holds winograd_weights_size(s) floats (none when U is given).
+const float* weights_transformed(const float* U, const float* weight, const Conv2dShape& s,
+                                 const Workspace<float>& own) {
+  if (U) return U;
+  winograd_transform_weights(own.get(), weight, s);
+  return own.get();
+}
+
+}  // namespace
+
 void winograd_forward(float* out, const float* in, const float* weight, const float* bias,
-                      const Conv2dShape& s) {
-  Workspace<float> U(16 * s.C_out * s.C_in);
-  transform_weights(U.get(), weight, s.C_out, s.C_in, false);
+                      const Conv2dShape& s, const float* U_given) {
+  const Workspace<float> own(U_given ? 0 : winograd_weights_size(s));
+  const float* U = weights_transformed(U_given, weight, s, own);
   const Chunking ch = make_chunking(s);
   const Scratch scratch(ch, s.C_in, s.C_out, s.W);
   for_each_chunk(ch, false, [&](index_t u0, index_t u1, int t) {
     const index_t ld = (u1 - u0) * ch.tw;
     float *V = scratch.b(t), *M = scratch.c(t);
     input_transform(V, ch.ldv, in, s, ch, u0, u1, scratch.rows(t), scratch.zeros(t));
-    sgemm_batched(16, false, false, s.C_out, ld, s.C_in, 1.0f, U.get(), s.C_in, s.C_out * s.C_in,
+    sgemm_batched(16, false, false, s.C_out, ld, s.C_in, 1.0f, U, s.C_in, s.C_out * s.C_in,
                   V, ch.ldv, s.C_in * ch.ldv, 0.0f, M, ld, s.C_out * ld);
     output_transform(out, M, ld, bias, s, ch, u0, u1, scratch.rows(t));
   });
 }
 
 void winograd_backward_input(float* grad_in, const float* grad_out, const float* weight,
-                             const Conv2dShape& s) {
-  Workspace<float> UT(16 * s.C_in * s.C_out);
-  transform_weights(UT.get(), weight, s.C_out, s.C_in, true);
+                             const Conv2dShape& s, const float* U_given) {
+  const Workspace<float> own(U_given ? 0 : winograd_weights_size(s));
+  const float* U = weights_transformed(U_given, weight, s, own);
   const Chunking ch = make_chunking(s);
   const Scratch scratch(ch, s.C_out, s.C_in, s.W_out());
   std::fill(grad_in, grad_in + s.N * s.C_in * s.H * s.W, 0.0f);
@@ -578,8 +598,9 @@ void winograd_backward_input(float* grad_in, const float* grad_out, const float*
     const index_t ld = (u1 - u0) * ch.tw;
     float *dM = scratch.b(t), *dV = scratch.c(t);
     grad_transform(dM, ch.ldv, grad_out, s, ch, u0, u1, scratch.rows(t), scratch.zeros(t));
-    sgemm_batched(16, false, false, s.C_in, ld, s.C_out, 1.0f, UT.get(), s.C_out,
-                  s.C_in * s.C_out, dM, ch.ldv, s.C_out * ch.ldv, 0.0f, dV, ld, s.C_in * ld);
+    // dV_e (C_in x tiles) = U_e^T dM_e, U_e stored (C_out x C_in).
+    sgemm_batched(16, true, false, s.C_in, ld, s.C_out, 1.0f, U, s.C_in, s.C_in * s.C_out, dM,
+                  ch.ldv, s.C_out * ch.ldv, 0.0f, dV, ld, s.C_in * ld);
     scatter_transform(grad_in, dV, ld, s, ch, u0, u1, scratch.rows(t));
   });
 }

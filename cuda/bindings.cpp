@@ -460,9 +460,13 @@ Conv2dShape conv_shape(const ArrayArg& input, const ArrayArg& weight, Pair strid
   return s;
 }
 
+// keep_weight_transform and weight_transform (conv2d_backward): the CPU module's
+// Winograd weight reuse; the CUDA kernels have no Winograd path, so the transform
+// is always None and one handed in is ignored.
 void conv2d_forward(const py::handle& input_obj, const py::handle& weight_obj,
                     const py::handle& bias_obj, Pair stride, Pair padding, Pair dilation,
-                    index_t groups, const py::handle& out_obj, std::uintptr_t stream) {
+                    index_t groups, bool /*keep_weight_transform*/, const py::handle& out_obj,
+                    std::uintptr_t stream) {
   ArrayArg input = four_d(input_obj, "input", "(N, C_in, H, W)");
   ArrayArg weight = four_d(weight_obj, "weight", "(C_out, C_in/groups, KH, KW)");
   const Conv2dShape s = conv_shape(input, weight, stride, padding, dilation, groups);
@@ -485,9 +489,9 @@ void conv2d_forward(const py::handle& input_obj, const py::handle& weight_obj,
 // Writes each gradient whose output array is given (not None).
 void conv2d_backward(const py::handle& grad_obj, const py::handle& input_obj,
                      const py::handle& weight_obj, Pair stride, Pair padding, Pair dilation,
-                     index_t groups, const py::handle& grad_input_obj,
-                     const py::handle& grad_weight_obj, const py::handle& grad_bias_obj,
-                     std::uintptr_t stream) {
+                     index_t groups, const py::handle& /*weight_transform*/,
+                     const py::handle& grad_input_obj, const py::handle& grad_weight_obj,
+                     const py::handle& grad_bias_obj, std::uintptr_t stream) {
   ArrayArg input = four_d(input_obj, "input", "(N, C_in, H, W)");
   ArrayArg weight = four_d(weight_obj, "weight", "(C_out, C_in/groups, KH, KW)");
   const Conv2dShape s = conv_shape(input, weight, stride, padding, dilation, groups);
@@ -532,14 +536,16 @@ void bind_conv_pool(py::module_& m) {
   m.def("conv2d_forward", &conv2d_forward, py::arg("input"), py::arg("weight"),
         py::arg("bias") = py::none(), py::kw_only(), py::arg("stride") = Pair{1, 1},
         py::arg("padding") = Pair{0, 0}, py::arg("dilation") = Pair{1, 1},
-        py::arg("groups") = 1, py::arg("out"), py::arg("stream") = 0,
-        "2-D convolution (cross-correlation), NCHW float32, into out (N, C_out, H_out, W_out).");
+        py::arg("groups") = 1, py::arg("keep_weight_transform") = false, py::arg("out"),
+        py::arg("stream") = 0,
+        "2-D convolution (cross-correlation), NCHW float32, into out (N, C_out, H_out, W_out).\n"
+        "Returns the Winograd weight transform: always None (no Winograd path here).");
   m.def("conv2d_backward", &conv2d_backward, py::arg("grad_output"), py::arg("input"),
         py::arg("weight"), py::kw_only(), py::arg("stride") = Pair{1, 1},
         py::arg("padding") = Pair{0, 0}, py::arg("dilation") = Pair{1, 1},
-        py::arg("groups") = 1, py::arg("grad_input") = py::none(),
-        py::arg("grad_weight") = py::none(), py::arg("grad_bias") = py::none(),
-        py::arg("stream") = 0,
+        py::arg("groups") = 1, py::arg("weight_transform") = py::none(),
+        py::arg("grad_input") = py::none(), py::arg("grad_weight") = py::none(),
+        py::arg("grad_bias") = py::none(), py::arg("stream") = 0,
         "Gradients of conv2d into grad_input, grad_weight and grad_bias, each skipped when None.\n"
         "grad_weight sums over blocks with atomics when the batch is large: not bit-reproducible.");
 

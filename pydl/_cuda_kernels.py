@@ -67,22 +67,25 @@ def cuda_kernels(module, xp):
                                      grad=grad, stream=stream())
         return loss.reshape(()), losses, grad
 
-    def conv2d_forward(x, weight, bias=None, *, stride, padding, dilation, groups):
+    def conv2d_forward(x, weight, bias=None, *, stride, padding, dilation, groups,
+                       keep_weight_transform=False):
         out_hw = [output_size(x.shape[2 + a], weight.shape[2 + a], stride[a], padding[a],
                               dilation[a]) for a in range(2)]
         out = empty((x.shape[0], weight.shape[0], *out_hw))
-        module.conv2d_forward(x, weight, bias, stride=stride, padding=padding, dilation=dilation,
-                              groups=groups, out=out, stream=stream())
-        return out
+        transform = module.conv2d_forward(
+            x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
+            keep_weight_transform=keep_weight_transform, out=out, stream=stream())
+        return (out, transform) if keep_weight_transform else out
 
     def conv2d_backward(grad, x, weight, *, stride, padding, dilation, groups, input_grad=True,
-                        weight_grad=True, bias_grad=True):
+                        weight_grad=True, bias_grad=True, weight_transform=None):
         if weight_grad:  # its blocks may sum into grad_weight with atomics
             alert_not_deterministic("conv2d_backward (grad_weight) on cuda")
         gx, gw = empty_if(input_grad, x.shape), empty_if(weight_grad, weight.shape)
         gb = empty_if(bias_grad, weight.shape[:1])
         module.conv2d_backward(grad, x, weight, stride=stride, padding=padding,
-                               dilation=dilation, groups=groups, grad_input=gx, grad_weight=gw,
+                               dilation=dilation, groups=groups,
+                               weight_transform=weight_transform, grad_input=gx, grad_weight=gw,
                                grad_bias=gb, stream=stream())
         return gx, gw, gb
 

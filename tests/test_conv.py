@@ -124,6 +124,60 @@ def test_winograd_edges_match_float64_and_im2col(rng, config, shape):
     np.testing.assert_allclose(got[0], gx_slices, rtol=1e-4, atol=1e-4 * np.abs(expected[0]).max())
 
 
+def winograd_weights_float64(w):
+    """U[4i + j][co][ci] = (G g G^T)[i][j] for g = w[co][ci], the F(2x2, 3x3) weight
+    transform, in float64."""
+    G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+    return np.einsum("ik,ockl,jl->ijoc", G, w, G).reshape(16, *w.shape[:2])
+
+
+@pytest.mark.parametrize("shape", WINOGRAD_EDGES)
+def test_reused_weight_transform_matches_float64(rng, config, shape):
+    """conv2d_forward(keep_weight_transform=True) hands back the weight's Winograd
+    transform where forward takes the Winograd path (None where it does not), and
+    conv2d_backward given it returns the same bits as without it."""
+    n, cin, h, w, cout, pad = shape
+    x, wt, b = rng.standard_normal((n, cin, h, w)), rng.standard_normal((cout, cin, 3, 3)), \
+        rng.standard_normal(cout)
+    geometry = kwargs_of((1, 1), (pad, pad), (1, 1), 1)
+    y64 = _reference_forward(x, wt, b, **geometry)
+    g = rng.standard_normal(y64.shape)
+    x32, w32, b32, g32 = (a.astype(np.float32) for a in (x, wt, b, g))
+    y, transform = _C.conv2d_forward(x32, w32, b32, **geometry, keep_weight_transform=True)
+    im2col_forward = cin < 16 or (h + 2 * pad - 2) * (w + 2 * pad - 2) <= 9
+    assert (transform is None) == im2col_forward
+    np.testing.assert_array_equal(y, _C.conv2d_forward(x32, w32, b32, **geometry))
+    assert np.abs(y - y64).max() <= 1e-5 * np.abs(y64).max()
+    if transform is not None:
+        u64 = winograd_weights_float64(wt)
+        assert transform.shape == (16, cout, cin)
+        assert np.abs(transform - u64).max() <= 1e-6 * np.abs(u64).max()
+    reused = _C.conv2d_backward(g32, x32, w32, **geometry, weight_transform=transform)
+    fresh = _C.conv2d_backward(g32, x32, w32, **geometry)
+    expected = _reference_backward(g, x, wt, **geometry)
+    for name, a, f, e in zip(("grad_input", "grad_weight", "grad_bias"), reused, fresh, expected):
+        np.testing.assert_array_equal(a, f, err_msg=name)
+        assert np.abs(a - e).max() <= 1e-5 * np.abs(e).max(), name
+
+
+def test_conv2d_op_keeps_the_weight_transform_for_grad_input(rng):
+    """The op saves the transform only when the input needs a gradient (the grad-input
+    pass is its one reader), and gradients agree with float64 either way."""
+    x = rng.standard_normal((2, 16, 26, 27))
+    w = rng.standard_normal((20, 16, 3, 3))
+    g = rng.standard_normal((2, 20, 24, 25))
+    gx64, gw64, _ = _reference_backward(g, x, w, (1, 1), (0, 0), (1, 1), 1)
+    for x_grad in (True, False):
+        xt = pydl.tensor(x.astype(np.float32), requires_grad=x_grad)
+        wt = pydl.tensor(w.astype(np.float32), requires_grad=True)
+        y = F.conv2d(xt, wt)
+        assert (y.grad_fn.saved[2] is not None) == x_grad
+        y.backward(pydl.tensor(g.astype(np.float32)))
+        assert np.abs(wt.grad.numpy() - gw64).max() <= 1e-5 * np.abs(gw64).max()
+        if x_grad:
+            assert np.abs(xt.grad.numpy() - gx64).max() <= 1e-5 * np.abs(gx64).max()
+
+
 def test_winograd_layer_matches_torch(rng):
     torch = pytest.importorskip("torch")
     x = rng.standard_normal((2, 32, 14, 13)).astype(np.float32)
@@ -230,6 +284,9 @@ def test_layer_init_and_seed():
     (lambda x, w: _C.conv2d_forward(x[0], w), r"input must be 4-D.*\(3, 8, 8\)"),
     (lambda x, w: _C.conv2d_backward(np.zeros((2, 4, 5, 5), np.float32), x, w),
      r"grad_output must have shape \(2, 4, 6, 6\).*got \(2, 4, 5, 5\)"),
+    (lambda x, w: _C.conv2d_backward(np.zeros((2, 4, 6, 6), np.float32), x, w,
+                                     weight_transform=np.zeros((16, 3, 4), np.float32)),
+     r"weight_transform must have shape \(16, 4, 3\).*got \(16, 3, 4\)"),
     (lambda x, w: F.conv2d(x, w, padding="same", stride=2), "'same' needs stride 1"),
     (lambda x, w: F.conv2d(x, w, padding="full"), "padding must be"),
 ])

@@ -330,6 +330,39 @@ def test_save_load_round_trip(rng, tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_saved_files_keep_keras_layout_for_weights_stored_otherwise(rng, tmp_path):
+    """Conv2D and LSTM weights are stored in their kernels' layout (OIHW; pydl.nn's
+    (gates * units, features)), but get_weights and the saved file (weights and the
+    optimizer's per-weight state) hold Keras's (HWIO; (features, gates * units)), as
+    files written before did; loading puts the optimizer state back so training goes
+    on as it would have."""
+    x = rng.standard_normal((8, 6, 6, 2)).astype(np.float32)
+    y = np.arange(8) % 3
+    model = keras.Sequential([layers.Conv2D(4, 3, input_shape=(6, 6, 2)),
+                              layers.Reshape((4, 16)), layers.LSTM(5), layers.Dense(3)])
+    model.compile(keras.optimizers.Adam(learning_rate=0.01), "sparse_categorical_crossentropy")
+    model.train_on_batch(x, y)
+    keras_shapes = [(3, 3, 2, 4), (4,), (16, 20), (5, 20), (20,), (5, 3), (3,)]
+    assert [w.shape for w in model.get_weights()] == keras_shapes
+    assert [tuple(w.shape) for w in model.weights][:4] == [(4, 2, 3, 3), (4,), (20, 16), (20, 5)]
+    np.testing.assert_array_equal(model.get_weights()[0],
+                                  model.layers[0].weight.detach().numpy().transpose(2, 3, 1, 0))
+    path = tmp_path / "model.keras"
+    model.save(path)
+    saved = pydl.load(path)
+    assert [w.shape for w in saved["weights"]] == keras_shapes
+    state = saved["optimizer"]["state"]["state"]
+    for index, shape in enumerate(keras_shapes):
+        assert {v.shape for v in state[index].values() if getattr(v, "ndim", 0)} == {shape}
+    loaded = keras.models.load_model(path)
+    for trained in (model, loaded):
+        trained.train_on_batch(x, y)
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    loaded.set_weights(model.get_weights())
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
 def test_recurrent_models_train(rng):
     pydl.manual_seed(6)
     sequences = rng.integers(1, 20, (96, 7))

@@ -112,8 +112,11 @@ def test_conv2d_transpose_matches_torch_on_keras_output_sizes(rng, kernel, strid
     # The full transposed convolution in PyTorch, cropped the way TensorFlow pads.
     kernel_t, bias = [_torch_leaf(w) for w in layer.get_weights()]
     xx = _torch_leaf(x)
-    full = TF.conv_transpose2d(xx.permute(0, 3, 1, 2), kernel_t.permute(3, 2, 0, 1), bias,
-                               stride=strides, dilation=dilation,
+    # A contiguous input: torch 2.13's CPU conv_transpose2d with output_padding corrupts
+    # its heap (and returns a wrong weight gradient) for the permuted view.
+    full = TF.conv_transpose2d(xx.permute(0, 3, 1, 2).contiguous(),
+                               kernel_t.permute(3, 2, 0, 1), bias, stride=strides,
+                               dilation=dilation,
                                output_padding=max(strides - (kernel - 1) * dilation - 1, 0)
                                if output_padding is None else 0)
     effective = (kernel - 1) * dilation + 1

@@ -54,7 +54,8 @@ class _Steps1D(Layer):
 
 class Conv1D(_Steps1D, _ActivationConfig, _Regularized):
     """1-D convolution over the steps of (N, steps, channels) input: kernel
-    (kernel_size, in / groups, filters). padding 'valid', 'same', or 'causal' (all
+    (kernel_size, in / groups, filters), stored as `weight` (filters, in / groups,
+    kernel_size), the convolution kernel's layout. padding 'valid', 'same', or 'causal' (all
     kernel_size - 1 dilated steps of zeros before the first, so output t sees inputs
     up to t only).
 
@@ -90,12 +91,18 @@ class Conv1D(_Steps1D, _ActivationConfig, _Regularized):
         if channels is None or channels % self.groups:
             raise ValueError(f"{self.name}: the channel axis must be known and divisible by "
                              f"groups={self.groups}, got input shape {input_shape}")
-        self.kernel = self.add_weight((self.kernel_size, channels // self.groups, self.filters),
+        self.weight = self.add_weight((self.kernel_size, channels // self.groups, self.filters),
                                       self.kernel_initializer, name="kernel",
-                                      regularizer=self.kernel_regularizer)
+                                      regularizer=self.kernel_regularizer, stored_axes=(2, 1, 0))
         self.bias = (self.add_weight((self.filters,), self.bias_initializer, name="bias",
                                      regularizer=self.bias_regularizer)
                      if self.use_bias else None)
+
+    @property
+    def kernel(self):
+        """The kernel in Keras's layout (kernel_size, in / groups, filters): a view of
+        `weight`."""
+        return self.weight.keras_view()
 
     def _pads(self, steps):
         if self.padding == "causal":
@@ -114,7 +121,7 @@ class Conv1D(_Steps1D, _ActivationConfig, _Regularized):
 
     def call(self, inputs, training=False):
         x = self._to_image(inputs)
-        weight = self.kernel.permute(2, 1, 0).unsqueeze(2)  # (k, in, out) -> (out, in, 1, k)
+        weight = self.weight.unsqueeze(2)  # (out, in, k) -> (out, in, 1, k), a view
         out = _convolve(x, weight, self.bias, (1, self.strides), ((0, 0), self._pads(x.shape[3])),
                         (1, self.dilation_rate), self.groups)
         return self._from_image(out)
@@ -181,7 +188,8 @@ class AveragePooling1D(_AveragePool, _Pooling1D):
 
 class Conv2DTranspose(_Spatial2D, _ActivationConfig, _Regularized):
     """Transposed 2-D convolution of channels-last images (the adjoint of Conv2D in
-    its input, as used to upsample in generators): kernel (kh, kw, filters, in).
+    its input, as used to upsample in generators): kernel (kh, kw, filters, in), stored
+    as `weight` (in, filters, kh, kw), the layout of the convolution kernels it runs on.
     Output rows without output_padding: rows * stride + max(dilated kernel - stride, 0)
     for 'valid', rows * stride for 'same' (TensorFlow's split of the padding, the extra
     row at the end); with it, (rows - 1) * stride + dilated kernel - 2 * pad +
@@ -221,12 +229,18 @@ class Conv2DTranspose(_Spatial2D, _ActivationConfig, _Regularized):
         if channels is None:
             raise ValueError(f"{self.name}: the channel axis must be known, got input shape "
                              f"{input_shape}")
-        self.kernel = self.add_weight((*self.kernel_size, self.filters, channels),
+        self.weight = self.add_weight((*self.kernel_size, self.filters, channels),
                                       self.kernel_initializer, name="kernel",
-                                      regularizer=self.kernel_regularizer)
+                                      regularizer=self.kernel_regularizer,
+                                      stored_axes=(3, 2, 0, 1))
         self.bias = (self.add_weight((self.filters,), self.bias_initializer, name="bias",
                                      regularizer=self.bias_regularizer)
                      if self.use_bias else None)
+
+    @property
+    def kernel(self):
+        """The kernel in Keras's layout (kh, kw, filters, in): a view of `weight`."""
+        return self.weight.keras_view()
 
     def _size(self, axis, size):
         """(output size, rows the kernel writes beyond it at the start) for one axis."""
@@ -250,7 +264,6 @@ class Conv2DTranspose(_Spatial2D, _ActivationConfig, _Regularized):
 
     def call(self, inputs, training=False):
         x = self._to_nchw(inputs)
-        weight = self.kernel.permute(3, 2, 0, 1)  # (kh, kw, out, in) -> (in, out, kh, kw)
         # The full (unpadded) transposed convolution, made long enough by the kernel's
         # output_padding, then cropped to the output window.
         crops, extra = [], []
@@ -260,7 +273,7 @@ class Conv2DTranspose(_Spatial2D, _ActivationConfig, _Regularized):
                                               self.strides[axis], 0, self.dilation_rate[axis])
             extra.append(max(out + before - full, 0))
             crops.append(slice(before, before + out))
-        inputs_ = (x, weight) if self.bias is None else (x, weight, self.bias)
+        inputs_ = (x, self.weight) if self.bias is None else (x, self.weight, self.bias)
         out = ConvTranspose2d.apply(*inputs_, stride=self.strides, padding=(0, 0),
                                     dilation=self.dilation_rate, groups=1,
                                     output_padding=tuple(extra))

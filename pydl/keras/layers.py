@@ -8,18 +8,25 @@ stop before a final softmax/sigmoid and hand the logits to a fused loss.
 Calling a layer on a KerasTensor (from keras.Input) records a graph node instead of
 computing: that is how the functional API builds a Model. Images are channels-last
 (N, H, W, C), transposed around pydl's NCHW convolution and pooling kernels.
+
+Weights are stored in the layout their kernel reads (a convolution's kernel as
+(out, in, kh, kw), a recurrent layer's as pydl.nn's (gates * units, features)), so a
+training step copies none of them; get_weights, set_weights and the saved files show
+them in Keras's layout (KerasWeight.keras_axes), and the `kernel` attributes of those
+layers are views in Keras's layout.
 """
 import collections
 import re
 
 import numpy as np
 
+from pydl import nn
 from pydl._C import conv_output_size, same_padding
+from pydl._random import generator
 from pydl.keras import activations, initializers, regularizers
 from pydl.nn import functional as F
 from pydl.nn.module import Parameter
-from pydl.ops.rnn import RecurrentLayer
-from pydl.tensor import Tensor, cat
+from pydl.tensor import Tensor, cat, zeros
 
 _name_counts = collections.Counter()
 
@@ -54,6 +61,47 @@ def _shape_of(x):
     if isinstance(x, (list, tuple)):
         return [_shape_of(v) for v in x]
     return x.shape
+
+
+class KerasWeight(Parameter):
+    """A trainable weight stored in the layout its kernel reads: Keras's array is
+    stored.transpose(keras_axes), the stored one keras_array.transpose(argsort(keras_axes)).
+
+    >>> import numpy as np
+    >>> w = KerasWeight(np.zeros((4, 3), np.float32), keras_axes=(1, 0))
+    >>> w.shape, w.keras_view().shape
+    ((4, 3), (3, 4))
+    """
+
+    __slots__ = ("keras_axes",)
+
+    def __init__(self, data=None, requires_grad=True, keras_axes=None):
+        super().__init__(data, requires_grad)
+        self.keras_axes = tuple(keras_axes)
+
+    def to_keras(self, array):
+        """The stored layout's `array` (this weight's or its gradient's) in Keras's."""
+        return array.transpose(self.keras_axes)
+
+    def from_keras(self, array):
+        """Keras's layout's `array` in the stored layout."""
+        return array.transpose(np.argsort(self.keras_axes))
+
+    def keras_view(self):
+        """The weight in Keras's layout, sharing its memory, with the gradient (when there
+        is one) seen the same way: for reading; computations use the stored weight."""
+        view = Tensor(self.to_keras(self.data))
+        if self.grad is not None:
+            view.grad = Tensor(self.to_keras(self.grad.data))
+        return view
+
+
+def _keras_array(weight):
+    """A copy of `weight` as get_weights returns it (Keras's layout)."""
+    array = weight.detach().numpy()
+    if isinstance(weight, KerasWeight):
+        return np.ascontiguousarray(weight.to_keras(array))
+    return array.copy()
 
 
 class Layer:
@@ -100,9 +148,16 @@ class Layer:
     # ---- weights -------------------------------------------------------------------
 
     def add_weight(self, shape, initializer="glorot_uniform", trainable=True, name=None,
-                   regularizer=None):
+                   regularizer=None, stored_axes=None):
+        """A new weight of Keras shape `shape`, initialized in that shape. stored_axes
+        (trainable weights only): keep it as value.transpose(stored_axes), the layout
+        its kernel reads, as a KerasWeight."""
         value = initializers.get(initializer)(tuple(shape))
-        weight = Parameter(value) if trainable else Tensor(value)
+        if stored_axes is not None:
+            weight = KerasWeight(np.ascontiguousarray(value.transpose(stored_axes)),
+                                 keras_axes=np.argsort(stored_axes))
+        else:
+            weight = Parameter(value) if trainable else Tensor(value)
         self._weights.append((weight, trainable, f"{self.name}/{name or 'weight'}"))
         regularizer = regularizers.get(regularizer)
         if regularizer is not None:
@@ -134,7 +189,8 @@ class Layer:
         return [w for w, t, _ in self._weights if not (t and self.trainable)]
 
     def get_weights(self):
-        return [w.detach().numpy().copy() for w in self.weights]
+        """Copies of the weights, in Keras's layout (what set_weights takes)."""
+        return [_keras_array(w) for w in self.weights]
 
     def set_weights(self, weights):
         if len(weights) != len(self._weights):
@@ -142,10 +198,12 @@ class Layer:
                              f"has {len(self._weights)} weights")
         for (target, _, name), value in zip(self._weights, weights):
             value = np.asarray(value)
-            if value.shape != target.shape:
+            stored = target.to_keras(target.data) if isinstance(target, KerasWeight) \
+                else target.data
+            if value.shape != stored.shape:
                 raise ValueError(f"{self.name}: weight {name} has shape "
-                                 f"{target.shape}, got an array of shape {value.shape}")
-            target.data[...] = value.astype(target.dtype)
+                                 f"{stored.shape}, got an array of shape {value.shape}")
+            stored[...] = value.astype(target.dtype)  # a view: writes the stored weight
 
     def count_params(self):
         return int(sum(w.numel() for w in self.weights))
@@ -587,7 +645,8 @@ def _convolve(x, weight, bias, strides, pads, dilation, groups):
 
 
 class Conv2D(_Spatial2D, _ActivationConfig, _Regularized):
-    """2-D convolution of channels-last images: kernel (kh, kw, in, filters).
+    """2-D convolution of channels-last images: kernel (kh, kw, in, filters), stored as
+    `weight` (filters, in, kh, kw), the convolution kernel's layout.
 
     >>> import numpy as np
     >>> from pydl.keras import layers
@@ -617,12 +676,18 @@ class Conv2D(_Spatial2D, _ActivationConfig, _Regularized):
         if channels is None or channels % self.groups:
             raise ValueError(f"{self.name}: the channel axis must be known and divisible by "
                              f"groups={self.groups}, got input shape {input_shape}")
-        self.kernel = self.add_weight((*self.kernel_size, channels // self.groups, self.filters),
+        self.weight = self.add_weight((*self.kernel_size, channels // self.groups, self.filters),
                                       self.kernel_initializer, name="kernel",
-                                      regularizer=self.kernel_regularizer)
+                                      regularizer=self.kernel_regularizer,
+                                      stored_axes=(3, 2, 0, 1))  # HWIO -> OIHW
         self.bias = (self.add_weight((self.filters,), self.bias_initializer, name="bias",
                                      regularizer=self.bias_regularizer)
                      if self.use_bias else None)
+
+    @property
+    def kernel(self):
+        """The kernel in Keras's layout (kh, kw, in, filters): a view of `weight`."""
+        return self.weight.keras_view()
 
     def compute_output_shape(self, input_shape):
         return self._output_shape(input_shape, self.filters)
@@ -636,9 +701,8 @@ class Conv2D(_Spatial2D, _ActivationConfig, _Regularized):
 
     def call(self, inputs, training=False):
         x, padding = self.nchw_input(inputs)
-        weight = self.kernel.permute(3, 2, 0, 1)  # (kh, kw, in, out) -> (out, in, kh, kw)
         return self._from_nchw(F.conv2d(
-            x, weight, self.bias, stride=self.strides, padding=padding,
+            x, self.weight, self.bias, stride=self.strides, padding=padding,
             dilation=self.dilation_rate, groups=self.groups))
 
     def get_config(self):
@@ -952,13 +1016,13 @@ class Embedding(Layer, _Regularized):
 class _Recurrent(Layer, _Regularized):
     """SimpleRNN, LSTM and GRU over batch-major (batch, time, features) input.
 
-    Weights in Keras's layout: kernel (features, G * units), recurrent_kernel
-    (units, G * units) and bias; they run through pydl's recurrent kernel, whose
-    weights are the transposes (gates in its order: LSTM i, f, g, o; GRU r, z, n with
-    the reset gate applied after the recurrent product, Keras's reset_after=True).
-    go_backwards runs the sequence from its last step to its first (the kernel's
-    reverse direction); its return_sequences output is then in that reversed order,
-    as in Keras."""
+    Each runs as a one-layer pydl.nn RNN, LSTM or GRU (batch_first) whose weights are
+    this layer's: weight_ih (G * units, features) and weight_hh (G * units, units),
+    stored as pydl.nn keeps them, are Keras's kernel (features, G * units) and
+    recurrent_kernel (units, G * units) transposed; gates in pydl.nn's order (LSTM i,
+    f, g, o; GRU r, z, n with the reset gate applied after the recurrent product,
+    Keras's reset_after=True). go_backwards runs the sequence from its last step to its
+    first; its return_sequences output is then in that reversed order, as in Keras."""
 
     mode = None
     gates = 1
@@ -989,24 +1053,45 @@ class _Recurrent(Layer, _Regularized):
             raise ValueError(f"{self.name}: expected input (batch, time, features) with known "
                              f"features, got shape {input_shape}")
         rows = self.gates * self.units
-        self.kernel = self.add_weight((input_shape[-1], rows), self.kernel_initializer,
-                                      name="kernel", regularizer=self.kernel_regularizer)
+        self.weight_ih = self.add_weight((input_shape[-1], rows), self.kernel_initializer,
+                                         name="kernel", regularizer=self.kernel_regularizer,
+                                         stored_axes=(1, 0))
         recurrent = np.concatenate([initializers.get(self.recurrent_initializer)(
             (self.units, self.units)) for _ in range(self.gates)], axis=1)
-        self.recurrent_kernel = self.add_weight((self.units, rows), lambda shape: recurrent,
-                                                name="recurrent_kernel",
-                                                regularizer=self.recurrent_regularizer)
+        self.weight_hh = self.add_weight((self.units, rows), lambda shape: recurrent,
+                                         name="recurrent_kernel",
+                                         regularizer=self.recurrent_regularizer,
+                                         stored_axes=(1, 0))
         self.bias = (self.add_weight(self._bias_shape(), self._initial_bias, name="bias",
                                      regularizer=self.bias_regularizer)
                      if self.use_bias else None)
+        # The module's own random weights are replaced at once: the global generator is
+        # put back as it was, so a seed gives the same initial weights as Keras's layout did.
+        drawn = generator().bit_generator.state
+        self._rnn = self._module(input_shape[-1])
+        generator().bit_generator.state = drawn
+        self._rnn.weight_ih_l0, self._rnn.weight_hh_l0 = self.weight_ih, self.weight_hh
+
+    def _module(self, features):
+        return {"lstm": nn.LSTM, "gru": nn.GRU}[self.mode](
+            features, self.units, bias=self.use_bias, batch_first=True)
+
+    @property
+    def kernel(self):
+        """Keras's kernel (features, G * units): a view of weight_ih."""
+        return self.weight_ih.keras_view()
+
+    @property
+    def recurrent_kernel(self):
+        """Keras's recurrent_kernel (units, G * units): a view of weight_hh."""
+        return self.weight_hh.keras_view()
 
     def _initial_bias(self, shape):
         return initializers.get(self.bias_initializer)(shape)
 
-    def _biases(self, dtype):
-        """(b_ih, b_hh) for the kernel."""
-        zeros = Tensor(np.zeros(self.gates * self.units, dtype))
-        return [self.bias, zeros]
+    def _biases(self, like):
+        """(b_ih, b_hh) for pydl.nn: Keras's one bias and zeros (on the device of `like`)."""
+        return self.bias, zeros(self.gates * self.units, dtype=like.dtype, device=like.device)
 
     def compute_output_shape(self, input_shape):
         if self.return_sequences:
@@ -1014,20 +1099,16 @@ class _Recurrent(Layer, _Regularized):
         return (input_shape[0], self.units)
 
     def call(self, inputs, training=False):
-        x = inputs.transpose(0, 1)  # (T, B, F), the kernel's layout
-        batch = x.shape[1]
-        state = [Tensor(np.zeros((batch, self.units), x.dtype))]
-        if self.mode == "lstm":
-            state.append(Tensor(np.zeros((batch, self.units), x.dtype)))
-        weights = [self.kernel.transpose(0, 1), self.recurrent_kernel.transpose(0, 1)]
         if self.use_bias:
-            weights += self._biases(x.dtype)
-        y, h_n = RecurrentLayer.apply(x, *state, *weights, mode=self.mode,
-                                      reverse=self.go_backwards)[:2]
+            self._rnn.bias_ih_l0, self._rnn.bias_hh_l0 = self._biases(inputs)
+        # Backwards: the reversed sequence run forwards, so step t of the output is the
+        # state after x[T-1] .. x[T-1-t], Keras's order.
+        x = inputs[:, ::-1] if self.go_backwards else inputs
+        sequence, state = self._rnn(x)
         if self.return_sequences:
-            sequence = y.transpose(0, 1)  # (B, T, H) in time order
-            return sequence[:, ::-1] if self.go_backwards else sequence
-        return h_n
+            return sequence
+        h_n = state[0] if self.mode == "lstm" else state
+        return h_n[0]
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "use_bias": self.use_bias,
@@ -1051,6 +1132,10 @@ class SimpleRNN(_Recurrent):
         self.cell_activation = activation
         self.mode = "rnn_" + activation
         super().__init__(units, **kwargs)
+
+    def _module(self, features):
+        return nn.RNN(features, self.units, nonlinearity=self.cell_activation,
+                      bias=self.use_bias, batch_first=True)
 
     def get_config(self):
         return {**super().get_config(), "activation": self.cell_activation}
@@ -1100,8 +1185,8 @@ class GRU(_Recurrent):
     def _bias_shape(self):
         return (2, self.gates * self.units)
 
-    def _biases(self, dtype):
-        return [self.bias[0], self.bias[1]]
+    def _biases(self, like):
+        return self.bias[0], self.bias[1]
 
 
 class _Merge(Layer):

@@ -18,7 +18,7 @@ from pydl.keras import distributed as keras_distributed
 from pydl.keras import layers as layers_module
 from pydl.keras import losses, metrics as metrics_module, optimizers
 from pydl.keras.data_adapters import DataBatches, as_array, is_batch_source
-from pydl.keras.layers import InputLayer, KerasTensor, Layer
+from pydl.keras.layers import InputLayer, KerasTensor, KerasWeight, Layer
 from pydl.keras.utils import Progbar
 from pydl.tensor import Tensor
 
@@ -128,7 +128,8 @@ class Model:
         return [w for layer in self.layers for w in layer.non_trainable_weights]
 
     def get_weights(self):
-        return [w.detach().numpy().copy() for w in self.weights]
+        """Copies of every layer's weights, in Keras's layout (see Layer.get_weights)."""
+        return [array for layer in self.layers for array in layer.get_weights()]
 
     def set_weights(self, weights):
         own = self.weights
@@ -513,8 +514,9 @@ class Model:
                 "compile": self._compile_config(), "build_input_shape": self._build_shape()}
         checkpoint = {"meta": meta, "weights": self.get_weights()}
         if self.optimizer is not None and self.optimizer.built:
-            checkpoint["optimizer"] = {"state": self.optimizer.state_dict(),
-                                       "iterations": self.optimizer.iterations}
+            state = _optimizer_state_in_layout(self.optimizer.state_dict(),
+                                               self.trainable_weights, to_keras=True)
+            checkpoint["optimizer"] = {"state": state, "iterations": self.optimizer.iterations}
         serialization.save(checkpoint, filepath)
 
     def _build_shape(self):
@@ -523,6 +525,23 @@ class Model:
 
 def _layer_config(layer):
     return {"class_name": type(layer).__name__, "config": layer.get_config()}
+
+
+def _optimizer_state_in_layout(state, weights, to_keras):
+    """The optimizer's state_dict `state` (over `weights`, in order) with the per-element
+    arrays of weights stored in their kernel's layout turned to Keras's (to_keras) or
+    from it: saved files hold them in Keras's layout, as they hold the weights."""
+    converted = {}
+    for key, entries in state["state"].items():
+        weight = weights[int(key)]
+        if isinstance(weight, KerasWeight):
+            shape = weight.shape if to_keras else weight.to_keras(weight.data).shape
+            turn = weight.to_keras if to_keras else weight.from_keras
+            entries = {name: np.ascontiguousarray(turn(value))
+                       if isinstance(value, np.ndarray) and value.shape == shape else value
+                       for name, value in entries.items()}
+        converted[key] = entries
+    return {**state, "state": converted}
 
 
 def _layer_from_config(entry, custom_objects=None):
@@ -655,7 +674,8 @@ def load_model(filepath, custom_objects=None, compile=True):
                       settings["metrics"])
         if "optimizer" in checkpoint:
             model.optimizer.build(model.trainable_weights)
-            model.optimizer.load_state_dict(checkpoint["optimizer"]["state"])
+            model.optimizer.load_state_dict(_optimizer_state_in_layout(
+                checkpoint["optimizer"]["state"], model.trainable_weights, to_keras=False))
             model.optimizer.iterations = checkpoint["optimizer"]["iterations"]
     return model
 

@@ -1,7 +1,11 @@
 """Helpers shared by the op modules."""
+import contextlib
+import sys
+
 import numpy as np
 
 from pydl._device import device_of
+from pydl._kernels import DEBUG
 
 
 def xp_of(array):
@@ -27,9 +31,67 @@ def writeable(array):
     return array.flags.writeable if isinstance(array, np.ndarray) else True
 
 
+class CopyCount:
+    """The layout copies made while counting_copies() was active: how many, the bytes
+    written, and (shape, dtype, the function asking) of each."""
+
+    def __init__(self):
+        self.count, self.bytes, self.copies = 0, 0, []
+
+    def __repr__(self):
+        return f"<CopyCount {self.count} copies, {self.bytes} bytes>"
+
+
+_active_counts = []
+
+
+@contextlib.contextmanager
+def counting_copies():
+    """Counts the copies contiguous() makes inside the block (every op makes its layout
+    copies there), e.g. to check that a training step copies no weights:
+
+    >>> with counting_copies() as counted:
+    ...     _ = contiguous(np.ones((3, 4)).T)
+    >>> counted.count, counted.bytes
+    (1, 96)
+    """
+    counted = CopyCount()
+    _active_counts.append(counted)
+    try:
+        yield counted
+    finally:
+        _active_counts.remove(counted)
+
+
+def _record_copy(array):
+    if not (_active_counts or DEBUG):
+        return
+    caller = sys._getframe(2).f_code.co_qualname
+    for counted in _active_counts:
+        counted.count += 1
+        counted.bytes += array.nbytes
+        counted.copies.append((array.shape, array.dtype, caller))
+    if DEBUG:
+        print(f"pydl: copy {array.shape} {array.dtype} strides {array.strides} "
+              f"{array.nbytes} B in {caller}", file=sys.stderr)
+
+
 def contiguous(array):
-    """A C-contiguous version of `array` (no copy when it already is)."""
-    return array if array.flags.c_contiguous else xp_of(array).ascontiguousarray(array)
+    """A C-contiguous version of `array` (no copy when it already is). Each copy is
+    counted by counting_copies() and printed under PYDL_DEBUG=1."""
+    if array.flags.c_contiguous:
+        return array
+    _record_copy(array)
+    return xp_of(array).ascontiguousarray(array)
+
+
+def reshaped(array, shape):
+    """array.reshape(shape): a view where the strides allow one, else a copy, which is
+    counted as contiguous() counts its copies."""
+    out = array.reshape(shape)
+    if (_active_counts or DEBUG) and out.size and not xp_of(array).may_share_memory(out, array):
+        _record_copy(array)
+    return out
 
 
 def memory_order(array):

@@ -71,7 +71,9 @@ def _reference_backward(g, x, w, stride, padding, dilation, groups):
 
 class Conv2d(Function):
     """Inputs (x, weight) or (x, weight, bias). Settings: stride, padding,
-    dilation (pairs of ints) and groups."""
+    dilation (pairs of ints) and groups. Backward gets the arrays forward handed the
+    kernels (made contiguous once), and the weight's Winograd transform when forward
+    computed one and the input needs a gradient, so a step transforms the weight once."""
 
     def _geometry(self):
         geometry = dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
@@ -81,21 +83,26 @@ class Conv2d(Function):
     def forward(self, x, w, b=None):
         self.has_bias = b is not None
         self.bf16 = amp.bf16_for(x)
-        self.save(x, w)
-        if x.dtype == np.float32:
-            return kernels_for(x).conv2d_forward(
-                contiguous(x), contiguous(w), None if b is None else contiguous(b),
-                **self._geometry())
-        require_host(x, "conv2d")
-        return _reference_forward(x, w, b, self.stride, self.padding, self.dilation, self.groups)
+        if x.dtype != np.float32:
+            require_host(x, "conv2d")
+            self.save(x, w, None)
+            return _reference_forward(x, w, b, self.stride, self.padding, self.dilation,
+                                      self.groups)
+        x, w = contiguous(x), contiguous(w)
+        y, transform = kernels_for(x).conv2d_forward(
+            x, w, None if b is None else contiguous(b), **self._geometry(),
+            keep_weight_transform=True)
+        self.save(x, w, transform if self.needs_input_grad[0] else None)
+        return y
 
     def backward(self, g):
-        x, w = self.saved
+        x, w, transform = self.saved
         need = self.needs_input_grad + (False,)
         if x.dtype == np.float32:
             gx, gw, gb = kernels_for(x).conv2d_backward(
-                contiguous(g), contiguous(x), contiguous(w), **self._geometry(),
-                input_grad=need[0], weight_grad=need[1], bias_grad=self.has_bias and need[2])
+                contiguous(g), x, w, **self._geometry(), input_grad=need[0],
+                weight_grad=need[1], bias_grad=self.has_bias and need[2],
+                weight_transform=transform)
         else:
             gx, gw, gb = _reference_backward(g, x, w, self.stride, self.padding, self.dilation,
                                              self.groups)
@@ -109,7 +116,8 @@ class ConvTranspose2d(Function):
     to the input's): y = conv2d's input gradient for output gradient x. So forward is the
     conv grad-input kernel, and backward uses conv2d forward (dx = conv2d(dy, w)) and the
     grad-weight kernel (dw with x in the role of the conv output gradient). The weight is
-    (C_in, C_out / groups, KH, KW), conv2d's layout read the other way round."""
+    (C_in, C_out / groups, KH, KW), conv2d's layout read the other way round. Backward
+    gets the arrays forward handed the kernels."""
 
     def _geometry(self):
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
@@ -124,18 +132,19 @@ class ConvTranspose2d(Function):
 
     def forward(self, x, w, b=None):
         self.has_bias = b is not None
-        self.save(x, w)
         shape = self._output_shape(x, w)
         if x.dtype == np.float32:
+            x, w = contiguous(x), contiguous(w)
             # conv2d's input, of which the kernel reads only the shape (no weight gradient).
             shape_only = xp_of(x).empty(shape, x.dtype)
             y, _, _ = kernels_for(x).conv2d_backward(
-                contiguous(x), shape_only, contiguous(w), **self._geometry(), input_grad=True,
-                weight_grad=False, bias_grad=False)
+                x, shape_only, w, **self._geometry(), input_grad=True, weight_grad=False,
+                bias_grad=False)
         else:
             require_host(x, "conv_transpose2d")
             y = _reference_backward(x, np.zeros(shape, x.dtype), w, self.stride, self.padding,
                                     self.dilation, self.groups)[0]
+        self.save(x, w)
         return y if b is None else y + b.reshape(1, -1, 1, 1)
 
     def backward(self, g):
@@ -146,11 +155,10 @@ class ConvTranspose2d(Function):
             kernels = kernels_for(g)
             g = contiguous(g)
             if need_x:
-                gx = kernels.conv2d_forward(g, contiguous(w), None, **self._geometry())
+                gx = kernels.conv2d_forward(g, w, None, **self._geometry())
             if need_w:
-                gw = kernels.conv2d_backward(contiguous(x), g, contiguous(w), **self._geometry(),
-                                             input_grad=False, weight_grad=True,
-                                             bias_grad=False)[1]
+                gw = kernels.conv2d_backward(x, g, w, **self._geometry(), input_grad=False,
+                                             weight_grad=True, bias_grad=False)[1]
         else:
             if need_x:
                 gx = _reference_forward(g, w, None, self.stride, self.padding, self.dilation,

@@ -8,16 +8,16 @@ import numpy as np
 
 from pydl._device import device_of, to_device
 from pydl.autograd import Function
-from pydl.ops.common import unbroadcast, xp_of
+from pydl.ops.common import reshaped, unbroadcast, xp_of
 
 
 class Reshape(Function):
     def forward(self, a):
         self.source_shape = a.shape
-        return a.reshape(self.shape)
+        return reshaped(a, self.shape)
 
     def backward(self, g):
-        return (g.reshape(self.source_shape),)
+        return (reshaped(g, self.source_shape),)
 
 
 class Permute(Function):
