@@ -199,7 +199,7 @@ class Optimizer:
 
     def _check(self, group):
         foreach = group.get("foreach")
-        if foreach not in (None, True, False):
+        if foreach is not None and not isinstance(foreach, (bool, np.bool_)):
             raise ValueError(f"foreach must be None, True or False, got {foreach!r}")
         self._validate(group)
 
