@@ -20,7 +20,11 @@ from pydl.tensor import Tensor
 
 
 class Optimizer:
-    """Subclasses name their kernel (`_kernel_name`, e.g. "adam_step") and define
+    """The base of the optimizers, with torch.optim.Optimizer's interface. foreach
+    (None, True or False) means what it does in PyTorch: unless it is False, a step
+    updates each group's parameters with one multi-tensor kernel call where it can.
+
+    Subclasses name their kernel (`_kernel_name`, e.g. "adam_step") and define
     `_validate(group)` (raise ValueError for a bad option), `_options(group)` (the
     kernel's keyword options shared by the group) and `_prepare(param, state, group)`:
     one parameter's state arrays in the kernel's order (None where unused) and the
