@@ -189,7 +189,10 @@ class Optimizer:
             states, own = self._prepare(param, state, group)
             shared = foreach and param.dtype == np.float32
             key = (type(param), _device_id(param), tuple(own.items())) if shared else id(param)
-            buckets.setdefault(key, (own, shared, []))[2].append((param, grad, *states))
+            bucket = buckets.get(key)
+            if bucket is None:
+                bucket = buckets[key] = (own, shared, [])
+            bucket[2].append((param, grad, *states))
         for own, shared, entries in buckets.values():
             kernel = update_kernel(entries[0][0], self._kernel_name)
             if shared:
@@ -235,6 +238,8 @@ def _updatable(p):
 
 def _device_id(array):
     """Which device of its kind holds the array (CuPy's device number; None on the host)."""
+    if type(array) is np.ndarray:
+        return None
     return getattr(getattr(array, "device", None), "id", None)
 
 
