@@ -6,6 +6,12 @@ CPU build has it) and beside "memcpy": np.copyto of the bytes the update must mo
 (Adam reads param, grad, m, v and writes param, m, v: 7 x 4 MB; SGD with momentum
 reads param, grad, buf and writes param, buf: 5 x 4 MB). That copy is the floor of a
 memory-bound update; the target is Adam within 2x of it.
+
+The model rows step Adam over whole models' parameters (bench/train.py's MLP, a
+20-layer MLP of 128 with biases, the LSTM text classifier): pydl's default, one
+multi-tensor call per group, beside "per-param" (foreach=False: one kernel call per
+parameter, as pydl did before), torch's loop and foreach, and the memcpy floor of
+the 28 bytes Adam moves per element.
 """
 from __future__ import annotations
 
@@ -25,6 +31,15 @@ N = 1 << 20
 CASES = {  # name: (floats moved per parameter, pydl optimizer, torch optimizer, options)
     "adam": (7, "Adam", dict(lr=1e-3)),
     "sgd mom": (5, "SGD", dict(lr=1e-2, momentum=0.9)),
+}
+
+
+# Whole models' parameter shapes: many tensors in one optimizer group.
+MODELS = {
+    "mlp 6 tensors": [(512, 784), (512,), (512, 512), (512,), (10, 512), (10,)],
+    "deep20 40 tensors": [(128, 128), (128,)] * 20,
+    "lstm 11 tensors": ([(20000, 128)] + [(512, 128), (512, 128), (512,), (512,)] * 2
+                        + [(4, 128), (4,)]),
 }
 
 
@@ -49,6 +64,25 @@ def _torch_optimizer(name, options, rng, **flags):
     opt = getattr(torch.optim, name)([p], **options, **flags)
     opt.step()
     return opt
+
+
+def _model_optimizers(shapes, rng):
+    """{impl: step function} of Adam over parameters of `shapes` with gradients set."""
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    steps = {}
+    for impl, foreach in (("pydl", None), ("per-param", False)):
+        params = [pydl.nn.Parameter(a.copy()) for a in arrays]
+        for p, g in zip(params, grads):
+            p.grad = pydl.tensor(g)
+        steps[impl] = optim.Adam(params, lr=1e-3, foreach=foreach).step
+    if torch is not None:
+        for impl, foreach in (("torch", False), ("t-foreach", True)):
+            params = [torch.from_numpy(a.copy()).requires_grad_() for a in arrays]
+            for p, g in zip(params, grads):
+                p.grad = torch.from_numpy(g)
+            steps[impl] = torch.optim.Adam(params, lr=1e-3, foreach=foreach).step
+    return steps
 
 
 def _raw_kernel(case, rng):
@@ -83,3 +117,14 @@ def run(bench):
                     print(f"  {impl} skipped: {err}")
                     continue
                 bench.add(SUITE, case, shape, impl, t, bench.timeit(theirs.step), bytes=nbytes)
+        for model, shapes in MODELS.items():
+            n = sum(int(np.prod(s)) for s in shapes)
+            nbytes = 28 * n
+            for impl, step in _model_optimizers(shapes, rng).items():
+                if impl == "pydl":
+                    bench.add_pydl(SUITE, "adam model", model, t, step, bytes=nbytes)
+                else:
+                    bench.add(SUITE, "adam model", model, impl, t, bench.timeit(step),
+                              bytes=nbytes)
+            bench.add(SUITE, "adam model", model, "memcpy", t, bench.timeit(_memcpy(7 * n)),
+                      bytes=nbytes)

@@ -553,57 +553,140 @@ void bind_rnn(py::module_& m) {
 
 // ---- optim -----------------------------------------------------------------
 
-// The arrays of one in-place update: the parameter (written), its gradient
-// (read) and state arrays (written), all float32, C-contiguous and shaped like
-// the parameter. Writable arrays must not overlap each other or the gradient.
+// The arrays of one in-place update. Each array argument is one array, or a
+// list/tuple with one array per parameter (a multi-tensor update: one call for
+// all of them, their elements shared out over the threads); a state argument
+// may be None, or hold None entries, where the options leave it unused. All
+// are float32, C-contiguous and shaped like their param. A written array (a
+// param or a state) may share memory with no other array of the call.
 class UpdateArrays {
  public:
   UpdateArrays(const char* kernel, const py::handle& param, const py::handle& grad)
-      : kernel_(kernel),
-        param_(writable_contiguous<float>(param, "param")),
-        grad_(contiguous<float>(grad, "grad")) {
-    require_same_shape(grad_, "grad", param_, "param");
-    if (bytes_of(param_).overlaps(bytes_of(grad_)))
-      throw py::value_error(std::string(kernel_) + ": param shares memory with grad");
-  }
-
-  // A state array, or nullptr for None when `needed` is false.
-  float* state(const py::handle& obj, const char* name, bool needed = true) {
-    if (obj.is_none()) {
-      if (needed) throw py::value_error(std::string(kernel_) + ": " + name +
-                                        " is required with these options, got None");
-      return nullptr;
+      : kernel_(kernel), listed_(is_sequence(param)) {
+    const std::vector<py::handle> params = items(param, "param");
+    count_ = params.size();
+    const std::vector<py::handle> grads = items(grad, "grad");
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      const std::string p_name = name("param", i), g_name = name("grad", i);
+      py::array p = writable_contiguous<float>(params[i], p_name.c_str());
+      py::array g = contiguous<float>(grads[i], g_name.c_str());
+      require_same_shape(g, g_name.c_str(), p, p_name.c_str());
+      tensors_.push_back({mptr<float>(p), cptr<float>(g), {nullptr, nullptr, nullptr},
+                          static_cast<index_t>(p.size())});
+      claim(p, p_name, Role::param);
+      claim(g, g_name, Role::grad);
+      params_.push_back(p);
     }
-    py::array a = writable_contiguous<float>(obj, name);
-    require_same_shape(a, name, param_, "param");
-    claim(a, name);
-    keep_.push_back(a);
-    return mptr<float>(a);
   }
 
-  float* param() { return mptr<float>(param_); }
-  const float* grad() const { return cptr<float>(grad_); }
-  index_t size() const { return param_.size(); }
+  // The state arguments of optimizer Op, in the order of Op::states (and of
+  // UpdateTensor::state); those the options use are required.
+  template <class Op, class Options>
+  void states(const Options& options, const std::array<py::handle, Op::arrays - 2>& objs) {
+    const auto used = Op::used(options);
+    for (int k = 0; k < Op::arrays - 2; ++k) state(k, objs[k], Op::states[k], used[k]);
+  }
+
+  // Checks that no written array shares memory with another array, then
+  // returns the parameters. Sorted by start address (ties in argument order),
+  // an array overlaps an earlier one exactly when it starts before the
+  // furthest end seen so far.
+  const std::vector<UpdateTensor>& checked_tensors() {
+    std::stable_sort(spans_.begin(), spans_.end(),
+                     [](const Span& a, const Span& b) { return a.begin < b.begin; });
+    const Span* furthest_any = nullptr;
+    const Span* furthest_written = nullptr;
+    for (const Span& s : spans_) {
+      const Span* other = s.role == Role::grad ? furthest_written : furthest_any;
+      if (other && s.begin < other->end) refuse_sharing(s, *other);
+      if (!furthest_any || s.end > furthest_any->end) furthest_any = &s;
+      if (s.role != Role::grad && (!furthest_written || s.end > furthest_written->end))
+        furthest_written = &s;
+    }
+    return tensors_;
+  }
 
  private:
-  // A state array is written beside the param: it may share memory with
-  // nothing else of the call (not even be the param itself).
-  void claim(const py::array& a, const char* name) {
-    const ByteRange mine = bytes_of(a);
-    auto overlaps = [&](const py::array& b) { return mine.overlaps(bytes_of(b)); };
-    if (overlaps(param_))
-      throw py::value_error(std::string(kernel_) + ": " + name + " shares memory with param");
-    if (overlaps(grad_))
-      throw py::value_error(std::string(kernel_) + ": " + name + " shares memory with grad");
-    for (std::size_t i = 0; i < keep_.size(); ++i)
-      if (overlaps(keep_[i]))
-        throw py::value_error(std::string(kernel_) + ": " + name +
-                              " shares memory with another state array");
+  enum class Role { param, grad, state };  // grads are read, the others written
+  struct Span {
+    std::uintptr_t begin, end;
+    Role role;
+    std::size_t order;  // the argument order: params and grads, then the states
+    std::string name;
+  };
+
+  static bool is_sequence(const py::handle& obj) {
+    return py::isinstance<py::list>(obj) || py::isinstance<py::tuple>(obj);
+  }
+  // The entries of a list argument (as many as param has), or the one array.
+  std::vector<py::handle> items(const py::handle& obj, const char* arg) const {
+    if (is_sequence(obj) != listed_)
+      throw py::type_error(std::string(kernel_) + ": " + arg + " must be " +
+                           (listed_ ? "a list of arrays, as param is" : "one array, as param is"));
+    if (!listed_) return {obj};
+    std::vector<py::handle> out;
+    for (auto item : py::reinterpret_borrow<py::sequence>(obj)) out.push_back(item);
+    if (out.size() != count_ && count_ != kUncounted)
+      throw py::value_error(std::string(kernel_) + ": " + arg + " has " +
+                            std::to_string(out.size()) + " arrays but param has " +
+                            std::to_string(count_));
+    return out;
+  }
+  std::string name(const char* arg, std::size_t i) const {
+    return listed_ ? std::string(arg) + "[" + std::to_string(i) + "]" : std::string(arg);
   }
 
+  // State array k (in the order of UpdateTensor::state) from argument `obj`.
+  void state(int k, const py::handle& obj, const char* arg, bool needed) {
+    if (obj.is_none()) {
+      if (needed && !tensors_.empty()) missing(arg);
+      return;
+    }
+    const std::vector<py::handle> arrays = items(obj, arg);
+    for (std::size_t i = 0; i < arrays.size(); ++i) {
+      const std::string a_name = name(arg, i);
+      if (arrays[i].is_none()) {
+        if (needed) missing(a_name);
+        continue;
+      }
+      py::array a = writable_contiguous<float>(arrays[i], a_name.c_str());
+      require_same_shape(a, a_name.c_str(), params_[i], name("param", i).c_str());
+      tensors_[i].state[k] = mptr<float>(a);
+      claim(a, a_name, Role::state);
+    }
+  }
+  [[noreturn]] void missing(const std::string& arg) const {
+    throw py::value_error(std::string(kernel_) + ": " + arg +
+                          " is required with these options, got None");
+  }
+
+  // Keeps `a` alive for the call (a list may change while the GIL is
+  // released) and records its bytes.
+  void claim(const py::array& a, const std::string& arg, Role role) {
+    keep_.push_back(a);
+    const auto begin = reinterpret_cast<std::uintptr_t>(a.data());
+    const auto bytes = static_cast<std::uintptr_t>(a.nbytes());
+    if (bytes > 0) spans_.push_back({begin, begin + bytes, role, spans_.size(), arg});
+  }
+  // "a shares memory with b" of spans x and y: a is the written one, or the
+  // later argument when both are; a state is "another state array" to a state.
+  [[noreturn]] void refuse_sharing(const Span& x, const Span& y) const {
+    const bool y_named_first = x.role == Role::grad || (y.role != Role::grad && y.order > x.order);
+    const Span& a = y_named_first ? y : x;
+    const Span& b = y_named_first ? x : y;
+    const std::string b_name = a.role == Role::state && b.role == Role::state
+                                   ? "another state array (" + b.name + ")"
+                                   : b.name;
+    throw py::value_error(std::string(kernel_) + ": " + a.name + " shares memory with " + b_name);
+  }
+
+  static constexpr std::size_t kUncounted = ~std::size_t(0);
   const char* kernel_;
-  py::array param_, grad_;
-  std::vector<py::array> keep_;
+  bool listed_;
+  std::size_t count_ = kUncounted;  // the number of parameters, once param is read
+  std::vector<UpdateTensor> tensors_;
+  std::vector<py::array> params_, keep_;
+  std::vector<Span> spans_;
 };
 
 void bind_optim(py::module_& m) {
@@ -612,48 +695,49 @@ void bind_optim(py::module_& m) {
                        double dampening, double weight_decay, bool nesterov, bool maximize,
                        bool first_step) {
     const SgdOptions o{lr, momentum, dampening, weight_decay, nesterov, maximize, first_step};
-    const auto used = optim_math::Sgd::used(o);
     UpdateArrays arrays("sgd_step", param, grad);
-    float* buf = arrays.state(momentum_buffer, "momentum_buffer", used[0]);
+    arrays.states<optim_math::Sgd>(o, {momentum_buffer});
+    const auto& tensors = arrays.checked_tensors();
     py::gil_scoped_release release;
-    sgd_step(arrays.param(), arrays.grad(), buf, arrays.size(), o);
+    sgd_step(tensors.data(), static_cast<int>(tensors.size()), o);
   }, py::arg("param"), py::arg("grad"), py::arg("momentum_buffer") = py::none(), py::kw_only(),
      py::arg("lr"), py::arg("momentum") = 0.0, py::arg("dampening") = 0.0,
      py::arg("weight_decay") = 0.0, py::arg("nesterov") = false, py::arg("maximize") = false,
      py::arg("first_step") = false,
      "In-place SGD update of a float32 param (torch.optim.SGD's formula); first_step sets\n"
-     "the momentum buffer to the gradient instead of updating it.");
+     "the momentum buffer to the gradient instead of updating it. Every array argument may\n"
+     "instead be a list, one array per parameter: one call updates them all.");
   m.def("rmsprop_step", [](const py::handle& param, const py::handle& grad,
                            const py::handle& square_avg, const py::handle& grad_avg,
                            const py::handle& momentum_buffer, double lr, double alpha, double eps,
                            double weight_decay, double momentum, bool centered, bool maximize) {
     const RmspropOptions o{lr, alpha, eps, weight_decay, momentum, centered, maximize};
-    const auto used = optim_math::Rmsprop::used(o);
     UpdateArrays arrays("rmsprop_step", param, grad);
-    float* sq = arrays.state(square_avg, "square_avg", used[0]);
-    float* ga = arrays.state(grad_avg, "grad_avg", used[1]);
-    float* buf = arrays.state(momentum_buffer, "momentum_buffer", used[2]);
+    arrays.states<optim_math::Rmsprop>(o, {square_avg, grad_avg, momentum_buffer});
+    const auto& tensors = arrays.checked_tensors();
     py::gil_scoped_release release;
-    rmsprop_step(arrays.param(), arrays.grad(), sq, ga, buf, arrays.size(), o);
+    rmsprop_step(tensors.data(), static_cast<int>(tensors.size()), o);
   }, py::arg("param"), py::arg("grad"), py::arg("square_avg"), py::arg("grad_avg") = py::none(),
      py::arg("momentum_buffer") = py::none(), py::kw_only(), py::arg("lr"),
      py::arg("alpha") = 0.99, py::arg("eps") = 1e-8, py::arg("weight_decay") = 0.0,
      py::arg("momentum") = 0.0, py::arg("centered") = false, py::arg("maximize") = false,
-     "In-place RMSprop update of a float32 param (torch.optim.RMSprop's formula).");
+     "In-place RMSprop update of a float32 param (torch.optim.RMSprop's formula), or of\n"
+     "lists of arrays as sgd_step.");
   m.def("adagrad_step", [](const py::handle& param, const py::handle& grad,
                            const py::handle& state_sum, double lr, double lr_decay,
                            double weight_decay, double eps, std::int64_t step, bool maximize) {
     optim_math::require_step(step, "adagrad_step");
     const AdagradOptions o{lr, lr_decay, weight_decay, eps, step, maximize};
     UpdateArrays arrays("adagrad_step", param, grad);
-    float* sum = arrays.state(state_sum, "state_sum", optim_math::Adagrad::used(o)[0]);
+    arrays.states<optim_math::Adagrad>(o, {state_sum});
+    const auto& tensors = arrays.checked_tensors();
     py::gil_scoped_release release;
-    adagrad_step(arrays.param(), arrays.grad(), sum, arrays.size(), o);
+    adagrad_step(tensors.data(), static_cast<int>(tensors.size()), o);
   }, py::arg("param"), py::arg("grad"), py::arg("state_sum"), py::kw_only(), py::arg("lr"),
      py::arg("lr_decay") = 0.0, py::arg("weight_decay") = 0.0, py::arg("eps") = 1e-10,
      py::arg("step"), py::arg("maximize") = false,
-     "In-place Adagrad update of a float32 param (torch.optim.Adagrad's formula);\n"
-     "step counts this update (1 on the first).");
+     "In-place Adagrad update of a float32 param (torch.optim.Adagrad's formula), or of\n"
+     "lists of arrays as sgd_step; step counts this update (1 on the first).");
   m.def("adam_step", [](const py::handle& param, const py::handle& grad,
                         const py::handle& exp_avg, const py::handle& exp_avg_sq,
                         const py::handle& max_exp_avg_sq, double lr, double beta1, double beta2,
@@ -662,20 +746,19 @@ void bind_optim(py::module_& m) {
     optim_math::require_step(step, "adam_step");
     const AdamOptions o{lr, beta1, beta2, eps, weight_decay, step, amsgrad,
                         decoupled_weight_decay, maximize};
-    const auto used = optim_math::Adam::used(o);
     UpdateArrays arrays("adam_step", param, grad);
-    float* m1 = arrays.state(exp_avg, "exp_avg", used[0]);
-    float* m2 = arrays.state(exp_avg_sq, "exp_avg_sq", used[1]);
-    float* vmax = arrays.state(max_exp_avg_sq, "max_exp_avg_sq", used[2]);
+    arrays.states<optim_math::Adam>(o, {exp_avg, exp_avg_sq, max_exp_avg_sq});
+    const auto& tensors = arrays.checked_tensors();
     py::gil_scoped_release release;
-    adam_step(arrays.param(), arrays.grad(), m1, m2, vmax, arrays.size(), o);
+    adam_step(tensors.data(), static_cast<int>(tensors.size()), o);
   }, py::arg("param"), py::arg("grad"), py::arg("exp_avg"), py::arg("exp_avg_sq"),
      py::arg("max_exp_avg_sq") = py::none(), py::kw_only(), py::arg("lr"),
      py::arg("beta1") = 0.9, py::arg("beta2") = 0.999, py::arg("eps") = 1e-8,
      py::arg("weight_decay") = 0.0, py::arg("step"), py::arg("amsgrad") = false,
      py::arg("decoupled_weight_decay") = false, py::arg("maximize") = false,
      "In-place Adam update of a float32 param (torch.optim.Adam's formula; AdamW's with\n"
-     "decoupled_weight_decay=True); step counts this update (1 on the first).");
+     "decoupled_weight_decay=True), or of lists of arrays as sgd_step; step counts this\n"
+     "update (1 on the first).");
 }
 
 // ---- layers: dropout, embedding, normalization -----------------------------

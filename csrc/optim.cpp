@@ -2,15 +2,17 @@
 // with the CUDA kernels) whose apply<L>() states its formula once, over a lane
 // policy L: one float for the portable path, simd::Ymm (8 floats) or simd::Zmm
 // (16 floats) for the vector paths (simd_lanes.h). stream() runs apply over
-// the parameter and its state arrays, element by element or a vector at a
-// time, on as many threads as the size pays for. The update is memory-bound (Adam moves
-// 7 floats per element), so one pass that keeps everything in registers is the
-// whole optimization.
+// the parameters and their state arrays, element by element or a vector at a
+// time, on as many threads as the total size pays for. The update is memory-bound
+// (Adam moves 7 floats per element), so one pass that keeps everything in
+// registers is the whole optimization; a call over all of a model's parameters
+// also spares the per-call cost that dominates small ones.
 #include "optim.h"
 
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <vector>
 
 #include "optim_math.h"
 #include "parallel.h"
@@ -94,51 +96,83 @@ PYDL_TARGET_AVX512 __attribute__((flatten)) void stream_avx512(const Op& op, flo
 }
 #endif
 
+// One parameter's range [begin, end) on the active instruction set.
 template <class Op>
-void stream(const Op& op, float* const* ptr, index_t n) {
-  parallel_for(n, threads_for(double(n), kGrain), kCacheLineFloats,
-               [&](index_t begin, index_t end) {
+void stream_range(const Op& op, float* const* ptr, index_t begin, index_t end) {
 #if PYDL_X86
-    if (use_avx512()) return stream_avx512(op, ptr, begin, end);
-    if (use_avx2()) return stream_avx2(op, ptr, begin, end);
+  if (use_avx512()) return stream_avx512(op, ptr, begin, end);
+  if (use_avx2()) return stream_avx2(op, ptr, begin, end);
 #endif
-    stream_portable(op, ptr, begin, end);
+  stream_portable(op, ptr, begin, end);
+}
+
+// Runs `op` over every parameter: ptr[t] are parameter t's arrays, first[t] the
+// number of elements before it when the parameters are laid end to end (first
+// has one more entry, the total). Each thread takes an equal share of that
+// concatenation, i.e. a run of (parameter, range) items, so small and large
+// parameters balance; a share's boundary inside a parameter is rounded up to a
+// cache line of that parameter, so no two threads write one line. Every element
+// gets the same arithmetic wherever the boundaries fall (a tail runs masked), so
+// the result does not depend on the thread count or on how the parameters are
+// grouped into calls.
+template <class Op>
+void stream(const Op& op, const std::vector<std::array<float*, Op::arrays>>& ptr,
+            const std::vector<index_t>& first) {
+  const index_t total = first.back();
+  auto aligned = [&](index_t at) {
+    if (at >= total) return total;
+    const std::size_t t = std::upper_bound(first.begin(), first.end(), at) - first.begin() - 1;
+    const index_t offset = at - first[t];
+    const index_t rounded = (offset + kCacheLineFloats - 1) / kCacheLineFloats * kCacheLineFloats;
+    return first[t] + std::min(rounded, first[t + 1] - first[t]);
+  };
+  parallel_for(total, threads_for(double(total), kGrain), kCacheLineFloats,
+               [&](index_t begin, index_t end) {
+    begin = aligned(begin);
+    end = aligned(end);
+    std::size_t t = std::upper_bound(first.begin(), first.end(), begin) - first.begin() - 1;
+    for (; t + 1 < first.size() && first[t] < end; ++t) {
+      const index_t lo = std::max(begin, first[t]) - first[t];
+      const index_t hi = std::min(end, first[t + 1]) - first[t];
+      if (lo < hi) stream_range(op, ptr[t].data(), lo, hi);
+    }
   });
 }
 
-// Runs `op` over the parameter, its gradient and the state arrays its options
-// use (`used`); the others are passed as null.
-template <class Op, std::size_t kStates>
-void run_update(const char* kernel, const Op& op, const std::array<bool, kStates>& used,
-                float* param, const float* grad, std::array<float*, kStates> state, index_t n) {
-  optim_math::require_states<Op>(kernel, used, state.data());
-  float* ptr[Op::arrays] = {param, const_cast<float*>(grad)};
-  for (std::size_t k = 0; k < kStates; ++k) ptr[k + 2] = used[k] ? state[k] : nullptr;
-  stream(op, ptr, n);
+// Runs `op` over the parameters, their gradients and the state arrays its
+// options use (`used`); the others are passed on as null.
+template <class Op>
+void run_updates(const char* kernel, const Op& op, const std::array<bool, Op::arrays - 2>& used,
+                 const UpdateTensor* tensors, int count) {
+  std::vector<std::array<float*, Op::arrays>> ptr(count);
+  std::vector<index_t> first(count + 1, 0);
+  for (int t = 0; t < count; ++t) {
+    const UpdateTensor& u = tensors[t];
+    optim_math::require_states<Op>(kernel, used, u.state);
+    ptr[t][0] = u.param;
+    ptr[t][1] = const_cast<float*>(u.grad);
+    for (int k = 0; k < Op::arrays - 2; ++k) ptr[t][k + 2] = used[k] ? u.state[k] : nullptr;
+    first[t + 1] = first[t] + u.n;
+  }
+  stream(op, ptr, first);
 }
 
 }  // namespace
 
-void sgd_step(float* param, const float* grad, float* momentum_buffer, index_t n,
-              const SgdOptions& o) {
-  run_update("sgd_step", Sgd::from(o), Sgd::used(o), param, grad, {momentum_buffer}, n);
+void sgd_step(const UpdateTensor* tensors, int count, const SgdOptions& o) {
+  run_updates("sgd_step", Sgd::from(o), Sgd::used(o), tensors, count);
 }
 
-void rmsprop_step(float* param, const float* grad, float* square_avg, float* grad_avg,
-                  float* momentum_buffer, index_t n, const RmspropOptions& o) {
-  run_update("rmsprop_step", Rmsprop::from(o), Rmsprop::used(o), param, grad,
-             {square_avg, grad_avg, momentum_buffer}, n);
+void rmsprop_step(const UpdateTensor* tensors, int count, const RmspropOptions& o) {
+  run_updates("rmsprop_step", Rmsprop::from(o), Rmsprop::used(o), tensors, count);
 }
 
-void adagrad_step(float* param, const float* grad, float* state_sum, index_t n,
-                  const AdagradOptions& o) {
-  run_update("adagrad_step", Adagrad::from(o), Adagrad::used(o), param, grad, {state_sum}, n);
+void adagrad_step(const UpdateTensor* tensors, int count, const AdagradOptions& o) {
+  run_updates("adagrad_step", Adagrad::from(o), Adagrad::used(o), tensors, count);
 }
 
-void adam_step(float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
-               float* max_exp_avg_sq, index_t n, const AdamOptions& o) {
-  run_update("adam_step", Adam::from(o), Adam::used(o), param, grad,
-             {exp_avg, exp_avg_sq, max_exp_avg_sq}, n);
+void adam_step(const UpdateTensor* tensors, int count, const AdamOptions& o) {
+  run_updates("adam_step", Adam::from(o), Adam::used(o), tensors, count);
 }
 
 }  // namespace pydl

@@ -775,20 +775,20 @@ class UpdateArgs {
       require_same_shape(g, p);
       tensors_.push_back({p.ptr<float>(), g.ptr<const float>(), {nullptr, nullptr, nullptr}, p.size()});
       shapes_.push_back(p.shape);
-      claim(p, true);
-      claim(g, false);
+      claim(p, Role::param);
+      claim(g, Role::grad);
     }
   }
 
   // The state arguments of optimizer Op, in the order of Op::states (and of
-  // cuda::UpdateTensor); those the options use are required.
+  // UpdateTensor::state); those the options use are required.
   template <class Op, class Options>
   void states(const Options& options, const std::array<py::handle, Op::arrays - 2>& objs) {
     const auto used = Op::used(options);
     for (int k = 0; k < Op::arrays - 2; ++k) state(k, objs[k], Op::states[k], used[k]);
   }
 
-  // State array k (in the order of cuda::UpdateTensor) from argument `obj`.
+  // State array k (in the order of UpdateTensor::state) from argument `obj`.
   void state(int k, const py::handle& obj, const char* arg, bool needed) {
     if (obj.is_none()) {
       if (needed && !tensors_.empty()) missing(arg);
@@ -806,7 +806,7 @@ class UpdateArgs {
                               a.shape_str() + " but " + name("param", i) + " has shape " +
                               shape_str(shapes_[i]) + "; they must match");
       tensors_[i].state[k] = a.ptr<float>();
-      claim(a, true);
+      claim(a, Role::state);
     }
   }
 
@@ -814,26 +814,27 @@ class UpdateArgs {
   // parameters. Sorted by start address (ties in argument order), an array
   // overlaps an earlier one exactly when it starts before the furthest end
   // seen so far.
-  const std::vector<cuda::UpdateTensor>& checked_tensors() {
+  const std::vector<UpdateTensor>& checked_tensors() {
     std::stable_sort(spans_.begin(), spans_.end(),
               [](const Span& a, const Span& b) { return a.begin < b.begin; });
     const Span* furthest_any = nullptr;
     const Span* furthest_written = nullptr;
     for (const Span& s : spans_) {
-      const Span* other = s.written ? furthest_any : furthest_written;
-      if (other && s.begin < other->end)
-        throw py::value_error(std::string(kernel_) + ": " + s.name + " shares memory with " +
-                              other->name);
+      const Span* other = s.role == Role::grad ? furthest_written : furthest_any;
+      if (other && s.begin < other->end) refuse_sharing(s, *other);
       if (!furthest_any || s.end > furthest_any->end) furthest_any = &s;
-      if (s.written && (!furthest_written || s.end > furthest_written->end)) furthest_written = &s;
+      if (s.role != Role::grad && (!furthest_written || s.end > furthest_written->end))
+        furthest_written = &s;
     }
     return tensors_;
   }
 
  private:
+  enum class Role { param, grad, state };  // grads are read, the others written
   struct Span {
     std::uintptr_t begin, end;
-    bool written;
+    Role role;
+    std::size_t order;  // the argument order: params and grads, then the states
     std::string name;
   };
 
@@ -861,17 +862,29 @@ class UpdateArgs {
     throw py::value_error(std::string(kernel_) + ": " + arg +
                           " is required with these options, got None");
   }
-  void claim(const ArrayArg& a, bool written) {
+  void claim(const ArrayArg& a, Role role) {
     const auto begin = reinterpret_cast<std::uintptr_t>(a.data);
     const index_t bytes = a.size() * static_cast<index_t>(sizeof(float));
-    if (bytes > 0) spans_.push_back({begin, begin + static_cast<std::uintptr_t>(bytes), written, a.name});
+    if (bytes > 0)
+      spans_.push_back({begin, begin + static_cast<std::uintptr_t>(bytes), role, spans_.size(), a.name});
+  }
+  // "a shares memory with b" of spans x and y: a is the written one, or the
+  // later argument when both are; a state is "another state array" to a state.
+  [[noreturn]] void refuse_sharing(const Span& x, const Span& y) const {
+    const bool y_named_first = x.role == Role::grad || (y.role != Role::grad && y.order > x.order);
+    const Span& a = y_named_first ? y : x;
+    const Span& b = y_named_first ? x : y;
+    const std::string b_name = a.role == Role::state && b.role == Role::state
+                                   ? "another state array (" + b.name + ")"
+                                   : b.name;
+    throw py::value_error(std::string(kernel_) + ": " + a.name + " shares memory with " + b_name);
   }
 
   static constexpr std::size_t kUncounted = ~std::size_t(0);
   const char* kernel_;
   bool listed_;
   std::size_t count_ = kUncounted;  // the number of parameters, once param is read
-  std::vector<cuda::UpdateTensor> tensors_;
+  std::vector<UpdateTensor> tensors_;
   std::vector<std::vector<index_t>> shapes_;
   std::vector<Span> spans_;
 };

@@ -45,6 +45,8 @@ def _gemm_flops(args, kwargs):
 
 
 def _bytes_moved(args, result):
+    # A list argument is a multi-tensor call's arrays (the optimizer steps).
+    args = [x for a in args for x in (a if isinstance(a, list) else [a])]
     arrays = [x for x in args if hasattr(x, "nbytes")]
     outputs = result if isinstance(result, tuple) else (result,)
     arrays += [x for x in outputs if hasattr(x, "nbytes")]

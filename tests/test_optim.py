@@ -3,6 +3,7 @@
 Kernels run against the float64 array forms of the same formulas (pydl.optim._updates,
 themselves checked against torch.optim in float64); the optimizers against torch.optim
 step for step on the same parameters and the same random gradients."""
+import itertools
 import math
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 import pydl
 import pydl.nn.functional as F
-from pydl import _C, optim
+from pydl import _C, _kernels, optim
 from pydl.nn import Parameter
 from pydl.nn.utils import clip_grad_norm_, clip_grad_value_
 from pydl.optim import _updates, lr_scheduler
@@ -69,12 +70,15 @@ def _assert_close(ours, theirs, dtype):
 
 # ---- optimizers against torch.optim ---------------------------------------------
 
+@pytest.mark.parametrize("foreach", [None, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name,kwargs", CONFIGS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CONFIGS)])
-def test_matches_torch(name, kwargs, dtype, isa, rng):
+def test_matches_torch(name, kwargs, dtype, foreach, isa, rng):
+    """foreach=None takes the multi-tensor kernels (one call per group), False one call per
+    parameter; torch runs with the same setting."""
     torch = pytest.importorskip("torch")
     arrays = [rng.standard_normal(s).astype(dtype) for s in SHAPES]
-    ours, opt, theirs, topt = _pair(name, kwargs, arrays, torch)
+    ours, opt, theirs, topt = _pair(name, dict(kwargs, foreach=foreach), arrays, torch)
     for step in range(STEPS):
         # Parameter 1 has no gradient every third step: both skip it.
         _give_grads(rng, ours, theirs, torch, skip=1 if step % 3 == 2 else None)
@@ -288,6 +292,313 @@ def test_optimizer_argument_errors():
     q.grad = pydl.tensor(np.ones(4, np.float32))
     with pytest.raises(ValueError, match=r"gradient has shape \(4,\)"):
         opt.step()
+
+
+# ---- multi-tensor calls: one call for a list of parameters ---------------------------
+
+KERNELS = ["sgd_step", "rmsprop_step", "adagrad_step", "adam_step"]
+# Sizes around the vector width, the cache line a thread's share is aligned to and the
+# threading grain (2^15 elements), so that on two threads the shares split parameters
+# and run across them; empty and one-element parameters too.
+MULTI_SHAPES = [(70_001,), (0,), (1,), (13, 3), (40_000,), (5,), (16,), (33_000,)]
+
+
+def _option_grid(kernel):
+    """Every combination of the kernel's switches, with its rates at zero and not."""
+    flags = [False, True]
+    if kernel == "sgd_step":
+        for momentum, dampening, weight_decay, nesterov, maximize, first_step in itertools.product(
+                [0.0, 0.9], [0.0, 0.3], [0.0, 0.1], flags, flags, flags):
+            if not nesterov or (momentum > 0 and dampening == 0):  # PyTorch's Nesterov rule
+                yield dict(lr=0.1, momentum=momentum, dampening=dampening,
+                           weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
+                           first_step=first_step)
+    elif kernel == "rmsprop_step":
+        for momentum, weight_decay, centered, maximize in itertools.product(
+                [0.0, 0.7], [0.0, 0.1], flags, flags):
+            yield dict(lr=0.01, alpha=0.9, eps=1e-6, weight_decay=weight_decay,
+                       momentum=momentum, centered=centered, maximize=maximize)
+    elif kernel == "adagrad_step":
+        for lr_decay, weight_decay, maximize, step in itertools.product(
+                [0.0, 0.1], [0.0, 0.2], flags, [1, 7]):
+            yield dict(lr=0.1, lr_decay=lr_decay, weight_decay=weight_decay, eps=1e-8,
+                       step=step, maximize=maximize)
+    else:
+        for weight_decay, amsgrad, decoupled, maximize, step in itertools.product(
+                [0.0, 0.05], flags, flags, flags, [1, 9]):
+            yield dict(lr=0.01, beta1=0.85, beta2=0.99, eps=1e-6, weight_decay=weight_decay,
+                       step=step, amsgrad=amsgrad, decoupled_weight_decay=decoupled,
+                       maximize=maximize)
+
+
+def _update_arrays(rng, kernel, options, shape):
+    """[param, grad, states...] (float32) for one parameter of a call with `options`,
+    None for the states they leave unused."""
+    def r(scale=1.0):
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    def positive():
+        return rng.uniform(0.1, 2.0, shape).astype(np.float32)
+    if kernel == "sgd_step":
+        return [r(), r(), r() if options["momentum"] else None]
+    if kernel == "rmsprop_step":
+        grad_avg = r(0.1) if options["centered"] else None
+        square_avg = positive() + (grad_avg ** 2 if options["centered"] else 0)
+        return [r(), r(), square_avg, grad_avg, r() if options["momentum"] > 0 else None]
+    if kernel == "adagrad_step":
+        return [r(), r(), positive()]
+    return [r(), r(), r(0.1), positive(), positive() if options["amsgrad"] else None]
+
+
+def _copies(per_param):
+    return [[None if a is None else a.copy() for a in arrays] for arrays in per_param]
+
+
+def _as_lists(per_param):
+    """The arguments of one multi-tensor call: a list per argument (None where unused)."""
+    return [None if column[0] is None else list(column) for column in zip(*per_param)]
+
+
+def _assert_same_bits(got, want, options):
+    for got_arrays, want_arrays in zip(got, want):
+        for a, b in zip(got_arrays, want_arrays):
+            if b is not None:
+                np.testing.assert_array_equal(a, b, err_msg=str(options))
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_multi_tensor_call_equals_per_parameter_calls(kernel, config, rng):
+    """One call over a list of parameters gives the bits of one call per parameter, on
+    every instruction set and thread count, for every combination of options."""
+    for options in _option_grid(kernel):
+        per_param = [_update_arrays(rng, kernel, options, s) for s in MULTI_SHAPES]
+        listed = _copies(per_param)
+        for arrays in per_param:
+            getattr(_C, kernel)(*arrays, **options)
+        getattr(_C, kernel)(*_as_lists(listed), **options)
+        _assert_same_bits(listed, per_param, options)
+
+
+def test_multi_tensor_call_is_the_same_on_any_thread_count(rng):
+    options = dict(lr=0.01, step=3, amsgrad=True, weight_decay=0.1)
+    one = [_update_arrays(rng, "adam_step", options, s) for s in MULTI_SHAPES]
+    two = _copies(one)
+    with kernel_settings(_C.isa(), 1):
+        _C.adam_step(*_as_lists(one), **options)
+    with kernel_settings(_C.isa(), 2):
+        _C.adam_step(*_as_lists(two), **options)
+    _assert_same_bits(two, one, options)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_multi_tensor_call_on_the_cuda_emulation(kernel, rng):
+    """pydl._cuda_emu's list call (one launch) against its per-parameter calls, bit for
+    bit, and against pydl._C's (bit for bit on the vector paths, whose multiply-adds are
+    fused as the CUDA kernels' are). Small sizes: the emulator is slow."""
+    emu = pytest.importorskip("pydl._cuda_emu", reason="built without PYDL_CUDA_EMULATION")
+    shapes = [(37,), (0,), (1,), (5, 3), (300,)]
+    grid = list(_option_grid(kernel))
+    for options in [grid[0], grid[-1], grid[len(grid) // 2]]:
+        on_cpu = [_update_arrays(rng, kernel, options, s) for s in shapes]
+        per_param, listed = _copies(on_cpu), _copies(on_cpu)
+        for cpu_arrays, emu_arrays in zip(on_cpu, per_param):
+            getattr(_C, kernel)(*cpu_arrays, **options)
+            getattr(emu, kernel)(*emu_arrays, **options)
+        getattr(emu, kernel)(*_as_lists(listed), **options)
+        _assert_same_bits(listed, per_param, options)
+        if _C.isa() != "portable":
+            _assert_same_bits(listed, on_cpu, options)
+
+
+def _kernel_modules():
+    modules = [pytest.param(_C, id="_C")]
+    try:
+        from pydl import _cuda_emu
+        modules.append(pytest.param(_cuda_emu, id="_cuda_emu"))
+    except ImportError:
+        pass
+    return modules
+
+
+@pytest.mark.parametrize("module", _kernel_modules())
+def test_multi_tensor_argument_errors(module):
+    def ones(n, dtype=np.float32):
+        return np.ones(n, dtype)
+    p, g = [ones(4), ones(2)], [ones(4), ones(2)]
+    m, v = [ones(4), ones(2)], [ones(4), ones(2)]
+    with pytest.raises(ValueError, match="grad has 1 arrays but param has 2"):
+        module.adam_step(p, g[:1], m, v, lr=0.1, step=1)
+    with pytest.raises(ValueError, match="exp_avg_sq has 3 arrays but param has 2"):
+        module.adam_step(p, g, m, v + [ones(1)], lr=0.1, step=1)
+    with pytest.raises(TypeError, match="grad must be a list of arrays, as param is"):
+        module.sgd_step(p, g[0], lr=0.1)
+    with pytest.raises(TypeError, match="exp_avg must be one array, as param is"):
+        module.adam_step(p[0], g[0], m, v[0], lr=0.1, step=1)
+    with pytest.raises(ValueError, match=r"exp_avg_sq\[1\] has shape \(3,\) but param\[1\] has "
+                                         r"shape \(2,\)"):
+        module.adam_step(p, g, m, [ones(4), ones(3)], lr=0.1, step=1)
+    with pytest.raises(ValueError, match=r"grad\[1\] has shape \(1, 2\) but param\[1\] has "
+                                         r"shape \(2,\)"):
+        module.sgd_step(p, [g[0], np.ones((1, 2), np.float32)], lr=0.1)
+    with pytest.raises(TypeError, match=r"grad\[1\] must be float32, got float64"):
+        module.sgd_step(p, [g[0], ones(2, np.float64)], lr=0.1)
+    with pytest.raises(TypeError, match=r"param\[0\] must be float32, got float64"):
+        module.sgd_step([ones(4, np.float64), p[1]], g, lr=0.1)
+    with pytest.raises(ValueError, match=r"max_exp_avg_sq\[1\] is required with these options"):
+        module.adam_step(p, g, m, v, [ones(4), None], lr=0.1, step=1, amsgrad=True)
+    with pytest.raises(ValueError, match=r"momentum_buffer is required with these options"):
+        module.sgd_step(p, g, None, lr=0.1, momentum=0.9)
+    # Aliasing: a written array (a param or a state) may share memory with nothing else.
+    buffer = ones(8)
+    with pytest.raises(ValueError, match=r"param\[1\] shares memory with param\[0\]"):
+        module.sgd_step([buffer[:4], buffer[2:4]], g, lr=0.1)
+    with pytest.raises(ValueError, match=r"param\[0\] shares memory with grad\[1\]"):
+        module.sgd_step(p, [g[0], p[0][:2]], lr=0.1)
+    with pytest.raises(ValueError, match=r"exp_avg_sq\[1\] shares memory with another state "
+                                         r"array \(exp_avg\[0\]\)"):
+        module.adam_step(p, g, [buffer[:4], ones(2)], [ones(4), buffer[:2]], lr=0.1, step=1)
+    with pytest.raises(ValueError, match=r"momentum_buffer\[0\] shares memory with param\[1\]"):
+        module.sgd_step([ones(4), buffer[4:6]], g, [buffer[4:8], ones(2)], lr=0.1, momentum=0.9)
+    before = [a.copy() for a in p]
+    with pytest.raises(ValueError, match="lr must be >= 0"):
+        module.adam_step(p, g, m, v, lr=-1.0, step=1)
+    # Gradients are only read: one array may serve as several (and no call changed p).
+    for a, b in zip(p, before):
+        np.testing.assert_array_equal(a, b)
+    shared = ones(4)
+    module.sgd_step([ones(4), ones(4)], [shared, shared], lr=0.1)
+    module.sgd_step([], [], lr=0.1)  # no parameters, nothing to do
+
+
+# ---- optimizers: one kernel call per group ---------------------------------------------
+
+def _steps_on(device, name, kwargs, arrays, grads, foreach):
+    """The parameters and state after an optimizer steps through `grads` (a list per
+    step, None for a parameter without a gradient that step) on `device`."""
+    params = [Parameter(pydl.tensor(a.copy(), device=device)) for a in arrays]
+    opt = getattr(optim, name)(params, foreach=foreach, **kwargs)
+    for step_grads in grads:
+        for p, g in zip(params, step_grads):
+            p.grad = None if g is None else pydl.tensor(g, device=device)
+        opt.step()
+    state = [{k: v for k, v in opt.state[p].items()} for p in params]
+    return ([p.detach().cpu().numpy() for p in params],
+            [{k: (v if isinstance(v, int) else pydl.Tensor._wrap(v).cpu().numpy())
+              for k, v in s.items()} for s in state])
+
+
+def _random_grads(rng, shapes, steps):
+    """Fresh gradients per step; parameter 1 has none every third step, so its step count
+    falls behind the others' (its own bucket from then on)."""
+    return [[None if (i == 1 and step % 3 == 2) else
+             rng.standard_normal(s).astype(np.float32) for i, s in enumerate(shapes)]
+            for step in range(8)]
+
+
+@pytest.mark.parametrize("name,kwargs", CONFIGS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CONFIGS)])
+def test_foreach_step_equals_the_per_parameter_loop(name, kwargs, isa, rng):
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
+    grads = _random_grads(rng, SHAPES, 8)
+    loop = _steps_on("cpu", name, kwargs, arrays, grads, foreach=False)
+    for foreach in (None, True):
+        params, state = _steps_on("cpu", name, kwargs, arrays, grads, foreach=foreach)
+        _assert_same_bits([params], [loop[0]], kwargs)
+        for got, want in zip(state, loop[1]):
+            assert got.keys() == want.keys()
+            for key in want:
+                np.testing.assert_array_equal(got[key], want[key])
+
+
+@pytest.mark.parametrize("name,kwargs", [CONFIGS[2], CONFIGS[8], CONFIGS[10], CONFIGS[14], CONFIGS[16]],
+                         ids=lambda c: c if isinstance(c, str) else "")
+def test_foreach_step_on_cuda_equals_the_per_parameter_loop(name, kwargs, fake_cuda, rng):
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
+    grads = _random_grads(rng, SHAPES, 8)[:4]
+    loop = _steps_on("cuda", name, kwargs, arrays, grads, foreach=False)
+    params, state = _steps_on("cuda", name, kwargs, arrays, grads, foreach=None)
+    _assert_same_bits([params], [loop[0]], kwargs)
+    for got, want in zip(state, loop[1]):
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key])
+    on_cpu = _steps_on("cpu", name, kwargs, arrays, grads, foreach=None)
+    for got, want in zip(params, on_cpu[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def _kernel_calls(opt, steps, set_grads):
+    """The compiled kernel calls each of `steps` optimizer steps makes."""
+    calls = []
+    _kernels.add_recorder(calls.append)
+    try:
+        counts = []
+        for step in range(steps):
+            set_grads(step)
+            before = len(calls)
+            opt.step()
+            counts.append([c.name for c in calls[before:]])
+    finally:
+        _kernels.remove_recorder(calls.append)
+    return counts
+
+
+def test_one_kernel_call_per_group_and_bucket(rng):
+    """A group's float32 parameters share one call; float64 ones take the array forms
+    (no compiled kernel), a parameter whose step count differs its own call, and
+    foreach=False one call per parameter."""
+    shapes = [(3, 4), (5,), (2, 2), (7,)]
+
+    def make(foreach):
+        params = [Parameter(rng.standard_normal(s).astype(np.float32)) for s in shapes]
+        params.append(Parameter(rng.standard_normal(3)))  # float64
+        groups = [{"params": params[:2]}, {"params": params[2:], "lr": 0.1}]
+        return params, optim.Adam(groups, lr=0.01, foreach=foreach)
+
+    for foreach, first, lagging in [(None, 2, 3), (True, 2, 3), (False, 4, 4)]:
+        params, opt = make(foreach)
+
+        def set_grads(step):
+            for i, p in enumerate(params):
+                # Parameter 0 has no gradient on step 1: from step 2 on it is a step behind.
+                p.grad = None if (i == 0 and step == 1) else pydl.tensor(
+                    rng.standard_normal(p.shape).astype(p.dtype))
+        counts = _kernel_calls(opt, 3, set_grads)
+        assert all(name == "adam_step" for step in counts for name in step)
+        assert [len(step) for step in counts] == [first, first - (foreach is False), lagging]
+    assert opt.param_groups[0]["foreach"] is False
+
+
+def test_foreach_mixes_devices_and_dtypes_in_one_group(fake_cuda, rng):
+    """A group with parameters on both devices and in both float types steps each as it
+    would alone."""
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
+    devices = ["cpu", "cuda", "cpu", "cuda"]
+    dtypes = [pydl.float32, pydl.float32, pydl.float64, pydl.float32]
+    params = [Parameter(pydl.tensor(a, device=d, dtype=t)) for a, d, t in zip(arrays, devices, dtypes)]
+    alone = [Parameter(pydl.tensor(a, device=d, dtype=t)) for a, d, t in zip(arrays, devices, dtypes)]
+    opt = optim.Adam(params, lr=0.01, amsgrad=True)
+    singles = [optim.Adam([p], lr=0.01, amsgrad=True, foreach=False) for p in alone]
+    for _ in range(3):
+        for p, q in zip(params, alone):
+            g = rng.standard_normal(p.shape)
+            p.grad = pydl.tensor(g, device=p.device, dtype=p.dtype)
+            q.grad = pydl.tensor(g, device=q.device, dtype=q.dtype)
+        opt.step()
+        for single in singles:
+            single.step()
+    for p, q in zip(params, alone):
+        assert p.device == q.device and p.dtype == q.dtype
+        np.testing.assert_array_equal(p.detach().cpu().numpy(), q.detach().cpu().numpy())
+
+
+def test_foreach_option():
+    p = Parameter(np.ones(3, np.float32))
+    assert optim.SGD([p], lr=0.1).param_groups[0]["foreach"] is None
+    assert optim.AdamW([p], foreach=True).defaults["foreach"] is True
+    with pytest.raises(ValueError, match="foreach must be None, True or False, got 'yes'"):
+        optim.RMSprop([p], foreach="yes")
+    opt = optim.Adagrad([p])
+    with pytest.raises(ValueError, match="foreach must be None, True or False, got 1"):
+        opt.add_param_group({"params": [Parameter(np.ones(2, np.float32))], "foreach": 1})
 
 
 # ---- lr schedulers against torch's ------------------------------------------------

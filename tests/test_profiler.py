@@ -12,11 +12,11 @@ from pydl import _C, _kernels
 from pydl.profiler import kernel_family, profile, record_function
 
 
-def _cnn_step(rng):
+def _cnn_step(rng, foreach=None):
     pydl.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                           nn.Linear(4 * 5 * 5, 3))
-    opt = pydl.optim.Adam(model.parameters(), lr=1e-3)
+    opt = pydl.optim.Adam(model.parameters(), lr=1e-3, foreach=foreach)
     x = pydl.tensor(rng.standard_normal((8, 1, 12, 12)), dtype="float32")
     y = pydl.tensor(rng.integers(0, 3, 8))
 
@@ -29,7 +29,7 @@ def _cnn_step(rng):
 
 
 def test_a_training_step_records_each_kernel_call(rng):
-    step = _cnn_step(rng)
+    step = _cnn_step(rng, foreach=False)  # one optimizer kernel call per parameter
     with profile() as prof:
         step()
     names = [call.name for call in prof.calls]
@@ -43,6 +43,10 @@ def test_a_training_step_records_each_kernel_call(rng):
     assert starts == sorted(starts)
     assert 0 < prof.kernel_seconds < prof.wall_seconds
     assert prof.outside_seconds == pytest.approx(prof.wall_seconds - prof.kernel_seconds)
+    with profile() as prof:
+        _cnn_step(rng)()  # by default one multi-tensor call updates all four
+    (adam,) = [call for call in prof.calls if call.name == "adam_step"]
+    assert adam.bytes == 4 * 4 * (36 + 4 + 300 + 3)  # param, grad, exp_avg, exp_avg_sq
 
 
 def test_gemm_rate_counts_two_flops_per_multiply_add(rng):

@@ -17,19 +17,23 @@ class Adagrad(Optimizer):
     """
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
-                 initial_accumulator_value=0.0, eps=1e-10, *, maximize=False):
+                 initial_accumulator_value=0.0, eps=1e-10, *, maximize=False, foreach=None):
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value,
-                                      eps=eps, maximize=maximize))
+                                      eps=eps, maximize=maximize, foreach=foreach))
 
     def _validate(self, group):
         check_lr(group)
         check_nonnegative(group, "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
 
-    def _update(self, param, grad, state, group):
+    _kernel_name = "adagrad_step"
+
+    def _options(self, group):
+        return dict(lr=group["lr"], lr_decay=group["lr_decay"],
+                    weight_decay=group["weight_decay"], eps=group["eps"],
+                    maximize=group["maximize"])
+
+    def _prepare(self, param, state, group):
         state["step"] = state.get("step", 0) + 1
         state_sum = self._state_array(state, "sum", param, group["initial_accumulator_value"])
-        self._kernel(param, "adagrad_step")(
-            param, grad, state_sum, lr=group["lr"], lr_decay=group["lr_decay"],
-            weight_decay=group["weight_decay"], eps=group["eps"], step=state["step"],
-            maximize=group["maximize"])
+        return (state_sum,), dict(step=state["step"])

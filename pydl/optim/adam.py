@@ -23,10 +23,10 @@ class Adam(Optimizer):
     _decoupled_weight_decay = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 amsgrad=False, *, maximize=False):
+                 amsgrad=False, *, maximize=False, foreach=None):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
                                       weight_decay=weight_decay, amsgrad=amsgrad,
-                                      maximize=maximize))
+                                      maximize=maximize, foreach=foreach))
 
     def _validate(self, group):
         check_lr(group)
@@ -38,18 +38,22 @@ class Adam(Optimizer):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"Invalid beta parameter at index {i}: {beta} (must be in [0, 1))")
 
-    def _update(self, param, grad, state, group):
+    _kernel_name = "adam_step"
+
+    def _options(self, group):
+        beta1, beta2 = group["betas"]
+        return dict(lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                    weight_decay=group["weight_decay"], amsgrad=group["amsgrad"],
+                    decoupled_weight_decay=self._decoupled_weight_decay,
+                    maximize=group["maximize"])
+
+    def _prepare(self, param, state, group):
         state["step"] = state.get("step", 0) + 1
         exp_avg = self._state_array(state, "exp_avg", param)
         exp_avg_sq = self._state_array(state, "exp_avg_sq", param)
         max_exp_avg_sq = (self._state_array(state, "max_exp_avg_sq", param)
                           if group["amsgrad"] else None)
-        beta1, beta2 = group["betas"]
-        self._kernel(param, "adam_step")(
-            param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr=group["lr"], beta1=beta1,
-            beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
-            step=state["step"], amsgrad=group["amsgrad"],
-            decoupled_weight_decay=self._decoupled_weight_decay, maximize=group["maximize"])
+        return (exp_avg, exp_avg_sq, max_exp_avg_sq), dict(step=state["step"])
 
 
 class AdamW(Adam):
@@ -69,5 +73,6 @@ class AdamW(Adam):
     _decoupled_weight_decay = True
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, *, maximize=False):
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize)
+                 amsgrad=False, *, maximize=False, foreach=None):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+                         foreach=foreach)

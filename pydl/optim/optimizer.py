@@ -4,6 +4,11 @@ Parameters live in param groups (a dict of options plus 'params'), per-parameter
 state in `optimizer.state[param]`, and state_dict() has torch's structure:
 {'state': {index: {name: value}}, 'param_groups': [{options..., 'params': [indices]}]}
 with parameters numbered in group order and state arrays as NumPy arrays.
+
+A step calls one kernel per group for all of its parameters that can share a call
+(float32 on one device, with the same per-parameter options such as Adam's step
+count): the multi-tensor form of the compiled kernels, which takes lists of arrays.
+The rest (float64, or every parameter under foreach=False) get one call each.
 """
 import numpy as np
 
@@ -15,8 +20,15 @@ from pydl.tensor import Tensor
 
 
 class Optimizer:
-    """Subclasses define `_validate(group)` (raise ValueError for a bad option) and
-    `_update(param, grad, state, group)`, one parameter's step on its arrays.
+    """The base of the optimizers, with torch.optim.Optimizer's interface. foreach
+    (None, True or False) means what it does in PyTorch: unless it is False, a step
+    updates each group's parameters with one multi-tensor kernel call where it can.
+
+    Subclasses name their kernel (`_kernel_name`, e.g. "adam_step") and define
+    `_validate(group)` (raise ValueError for a bad option), `_options(group)` (the
+    kernel's keyword options shared by the group) and `_prepare(param, state, group)`:
+    one parameter's state arrays in the kernel's order (None where unused) and the
+    options of its own (e.g. {"step": 3}), creating its state on the first step.
 
     >>> w = nn.Parameter(pydl.tensor([0.0]))
     >>> opt = pydl.optim.SGD([{"params": [w], "lr": 0.1}], momentum=0.5)
@@ -31,9 +43,11 @@ class Optimizer:
     ['param_groups', 'state']
     """
 
+    _kernel_name = None
+
     def __init__(self, params, defaults):
         self.defaults = dict(defaults)
-        self._validate(self.defaults)
+        self._check(self.defaults)
         self.state = {}
         self.param_groups = []
         if isinstance(params, Tensor):
@@ -80,7 +94,7 @@ class Optimizer:
             raise ValueError("some parameters appear in more than one parameter group")
         for name, value in self.defaults.items():
             group.setdefault(name, value)
-        self._validate(group)
+        self._check(group)
         group["params"] = params
         self.param_groups.append(group)
 
@@ -103,6 +117,7 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            updates = []
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -112,7 +127,8 @@ class Optimizer:
                     raise ValueError(f"gradient has shape {grad.shape} but its parameter has "
                                      f"shape {param.shape}")
                 grad = xp_of(grad).ascontiguousarray(grad, dtype=param.dtype)
-                self._update(param, grad, self.state.setdefault(p, {}), group)
+                updates.append((param, grad, self.state.setdefault(p, {})))
+            self._step_group(group, updates)
         return loss
 
     # ---- state_dict ------------------------------------------------------------
@@ -159,21 +175,49 @@ class Optimizer:
             new_state[p] = {name: _restore_value(value, p, name) for name, value in entries.items()}
         for saved, group in zip(saved_groups, self.param_groups):
             options = {k: v for k, v in saved.items() if k != "params"}
-            self._validate({**group, **options})
+            self._check({**group, **options})
             group.update(options)
         self.state = new_state
 
+    def _step_group(self, group, updates):
+        """The kernel calls of one group's step: one per bucket of parameters that can
+        share a call, one per parameter for the others (see the module's docstring)."""
+        options = self._options(group)
+        foreach = group.get("foreach") is not False
+        buckets = {}
+        for param, grad, state in updates:
+            states, own = self._prepare(param, state, group)
+            shared = foreach and param.dtype == np.float32
+            key = (type(param), _device_id(param), tuple(own.items())) if shared else id(param)
+            bucket = buckets.get(key)
+            if bucket is None:
+                bucket = buckets[key] = (own, shared, [])
+            bucket[2].append((param, grad, *states))
+        for own, shared, entries in buckets.values():
+            kernel = update_kernel(entries[0][0], self._kernel_name)
+            if shared:
+                # Lists, one array per parameter; a state the options leave unused is None.
+                arrays = [None if column[0] is None else list(column) for column in zip(*entries)]
+            else:
+                arrays = entries[0]
+            kernel(*arrays, **options, **own)
+
     # ---- for subclasses --------------------------------------------------------------
+
+    def _check(self, group):
+        foreach = group.get("foreach")
+        if foreach is not None and not isinstance(foreach, (bool, np.bool_)):
+            raise ValueError(f"foreach must be None, True or False, got {foreach!r}")
+        self._validate(group)
 
     def _validate(self, group):
         pass
 
-    def _update(self, param, grad, state, group):
+    def _options(self, group):
         raise NotImplementedError
 
-    @staticmethod
-    def _kernel(param, name):
-        return update_kernel(param, name)
+    def _prepare(self, param, state, group):
+        raise NotImplementedError
 
     @staticmethod
     def _state_array(state, name, param, fill=0.0):
@@ -190,6 +234,13 @@ def _updatable(p):
         data = xp_of(data).array(data, order="C")
         p.data = data
     return data
+
+
+def _device_id(array):
+    """Which device of its kind holds the array (CuPy's device number; None on the host)."""
+    if type(array) is np.ndarray:
+        return None
+    return getattr(getattr(array, "device", None), "id", None)
 
 
 def _copy_value(value):

@@ -18,21 +18,26 @@ class RMSprop(Optimizer):
     """
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                 centered=False, *, maximize=False):
+                 centered=False, *, maximize=False, foreach=None):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-                                      momentum=momentum, centered=centered, maximize=maximize))
+                                      momentum=momentum, centered=centered, maximize=maximize,
+                                      foreach=foreach))
 
     def _validate(self, group):
         check_lr(group)
         check_nonnegative(group, "alpha", "eps", "weight_decay", "momentum")
 
-    def _update(self, param, grad, state, group):
+    _kernel_name = "rmsprop_step"
+
+    def _options(self, group):
+        return dict(lr=group["lr"], alpha=group["alpha"], eps=group["eps"],
+                    weight_decay=group["weight_decay"], momentum=group["momentum"],
+                    centered=group["centered"], maximize=group["maximize"])
+
+    def _prepare(self, param, state, group):
         state["step"] = state.get("step", 0) + 1
         square_avg = self._state_array(state, "square_avg", param)
         momentum_buffer = (self._state_array(state, "momentum_buffer", param)
                            if group["momentum"] > 0 else None)
         grad_avg = self._state_array(state, "grad_avg", param) if group["centered"] else None
-        self._kernel(param, "rmsprop_step")(
-            param, grad, square_avg, grad_avg, momentum_buffer, lr=group["lr"],
-            alpha=group["alpha"], eps=group["eps"], weight_decay=group["weight_decay"],
-            momentum=group["momentum"], centered=group["centered"], maximize=group["maximize"])
+        return (square_avg, grad_avg, momentum_buffer), {}

@@ -18,10 +18,10 @@ class SGD(Optimizer):
     """
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                 nesterov=False, *, maximize=False):
+                 nesterov=False, *, maximize=False, foreach=None):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov,
-                                      maximize=maximize))
+                                      maximize=maximize, foreach=foreach))
 
     def _validate(self, group):
         check_lr(group)
@@ -29,11 +29,15 @@ class SGD(Optimizer):
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
-    def _update(self, param, grad, state, group):
-        momentum = group["momentum"]
-        first_step = momentum != 0 and "momentum_buffer" not in state
-        buf = self._state_array(state, "momentum_buffer", param) if momentum != 0 else None
-        self._kernel(param, "sgd_step")(
-            param, grad, buf, lr=group["lr"], momentum=momentum, dampening=group["dampening"],
-            weight_decay=group["weight_decay"], nesterov=group["nesterov"],
-            maximize=group["maximize"], first_step=first_step)
+    _kernel_name = "sgd_step"
+
+    def _options(self, group):
+        return dict(lr=group["lr"], momentum=group["momentum"], dampening=group["dampening"],
+                    weight_decay=group["weight_decay"], nesterov=group["nesterov"],
+                    maximize=group["maximize"])
+
+    def _prepare(self, param, state, group):
+        if group["momentum"] == 0:
+            return (None,), {}
+        first_step = "momentum_buffer" not in state
+        return (self._state_array(state, "momentum_buffer", param),), dict(first_step=first_step)
