@@ -13,6 +13,11 @@
 //                                            (a mask register on Zmm)
 // W::stream(p, v)                            a store past the cache (p aligned)
 // W::fmadd(a, b, c) = a * b + c fused; W::sqrt(a); W::max(a, b) = a < b ? b : a
+// W::deinterleave(a, b, even, odd)           the even and the odd lanes of the
+//                                            2*width floats a then b
+// W::greater_or_nan(a, b)                    a Cond: a > b, or a is NaN
+// W::store_int64(p, a)                       a's lanes, whole numbers below 2**31,
+//                                            as int64 at p
 #pragma once
 #include "common.h"
 
@@ -72,6 +77,21 @@ struct Ymm {
   PYDL_TARGET_AVX2 static V fmadd(V a, V b, V c) { return V(_mm256_fmadd_ps(a.v, b.v, c.v)); }
   PYDL_TARGET_AVX2 static V sqrt(V a) { return V(_mm256_sqrt_ps(a.v)); }
   PYDL_TARGET_AVX2 static V max(V a, V b) { return V(_mm256_max_ps(b.v, a.v)); }
+  // shuffle_ps picks the even (odd) lanes of a and b within each 128-bit half:
+  // a0 a2 b0 b2 | a4 a6 b4 b6; the 64-bit permute puts the halves' pairs in order.
+  PYDL_TARGET_AVX2 static void deinterleave(V a, V b, V& even, V& odd) {
+    even = V(_mm256_castpd_ps(_mm256_permute4x64_pd(
+        _mm256_castps_pd(_mm256_shuffle_ps(a.v, b.v, 0x88)), 0xD8)));
+    odd = V(_mm256_castpd_ps(_mm256_permute4x64_pd(
+        _mm256_castps_pd(_mm256_shuffle_ps(a.v, b.v, 0xDD)), 0xD8)));
+  }
+  PYDL_TARGET_AVX2 static void store_int64(std::int64_t* p, V a) {
+    const __m256i whole = _mm256_cvttps_epi32(a.v);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
+                        _mm256_cvtepi32_epi64(_mm256_castsi256_si128(whole)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 4),
+                        _mm256_cvtepi32_epi64(_mm256_extracti128_si256(whole, 1)));
+  }
 
   // For simd_math.h. Cond: a lane predicate (all-ones lanes here, a mask
   // register on Zmm). vmax/vmin are the instructions as they are: the second
@@ -95,6 +115,9 @@ struct Ymm {
   // a > b, or either is NaN.
   PYDL_TARGET_AVX2 static Cond not_less_equal(V a, V b) {
     return {_mm256_cmp_ps(a.v, b.v, _CMP_NLE_UQ)};
+  }
+  PYDL_TARGET_AVX2 static Cond greater_or_nan(V a, V b) {
+    return {_mm256_or_ps(_mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ), _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q))};
   }
   PYDL_TARGET_AVX2 static Cond sign_set(V a) { return {a.v}; }  // blendv reads the sign bit
   PYDL_TARGET_AVX2 static bool any(Cond c) { return !_mm256_testz_ps(c.m, c.m); }
@@ -161,6 +184,16 @@ struct Zmm {
   PYDL_TARGET_AVX512 static V fmadd(V a, V b, V c) { return V(_mm512_fmadd_ps(a.v, b.v, c.v)); }
   PYDL_TARGET_AVX512 static V sqrt(V a) { return V(_mm512_sqrt_ps(a.v)); }
   PYDL_TARGET_AVX512 static V max(V a, V b) { return V(_mm512_max_ps(b.v, a.v)); }
+  PYDL_TARGET_AVX512 static void deinterleave(V a, V b, V& even, V& odd) {
+    const __m512i even_at =
+        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    even = V(_mm512_permutex2var_ps(a.v, even_at, b.v));
+    odd = V(_mm512_permutex2var_ps(a.v, _mm512_add_epi32(even_at, _mm512_set1_epi32(1)), b.v));
+  }
+  PYDL_TARGET_AVX512 static void store_int64(std::int64_t* p, V a) {
+    _mm512_storeu_si512(p, _mm512_cvttps_epi64(_mm512_castps512_ps256(a.v)));
+    _mm512_storeu_si512(p + 8, _mm512_cvttps_epi64(_mm512_extractf32x8_ps(a.v, 1)));
+  }
 
   using Cond = __mmask16;
   PYDL_TARGET_AVX512 static V fnmadd(V a, V b, V c) { return V(_mm512_fnmadd_ps(a.v, b.v, c.v)); }
@@ -179,6 +212,9 @@ struct Zmm {
   PYDL_TARGET_AVX512 static Cond greater(V a, V b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ); }
   PYDL_TARGET_AVX512 static Cond not_less_equal(V a, V b) {
     return _mm512_cmp_ps_mask(a.v, b.v, _CMP_NLE_UQ);
+  }
+  PYDL_TARGET_AVX512 static Cond greater_or_nan(V a, V b) {
+    return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ) | _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q);
   }
   PYDL_TARGET_AVX512 static Cond sign_set(V a) {
     return _mm512_movepi32_mask(_mm512_castps_si512(a.v));

@@ -44,6 +44,48 @@ def test_max_pool_kernel_matches_reference(rng, config, trial):
     np.testing.assert_allclose(got, expected.reshape(shape), rtol=1e-5, atol=1e-6)
 
 
+# The vector path's geometries (column stride 1 or 2, undilated columns): widths
+# below, at and past the 8 and 16 lanes (the tail vector overlapping the one
+# before), padding and ceil_mode windows reaching past the edges, row dilation.
+VECTOR_POOLS = [
+    # (H, W), kernel, stride, padding, dilation, ceil_mode
+    ((26, 26), (2, 2), (2, 2), (0, 0), (1, 1), False),   # the MNIST CNN's first pool
+    ((11, 11), (2, 2), (2, 2), (0, 0), (1, 1), False),   # its second: 5 columns
+    ((11, 11), (2, 2), (2, 2), (0, 0), (1, 1), True),    # a last window past the edge
+    ((9, 37), (3, 3), (2, 2), (1, 1), (1, 1), True),
+    ((7, 33), (3, 3), (1, 1), (1, 1), (1, 1), False),
+    ((5, 16), (1, 4), (1, 2), (0, 2), (1, 1), False),
+    ((6, 3), (2, 3), (1, 1), (1, 1), (2, 1), True),
+    ((8, 40), (4, 1), (3, 2), (2, 0), (1, 1), False),
+    ((3, 17), (2, 2), (1, 2), (1, 1), (2, 1), True),
+]
+
+
+@pytest.mark.parametrize("geometry", VECTOR_POOLS, ids=lambda g: f"{g[0]}k{g[1]}s{g[2]}p{g[3]}")
+def test_max_pool_vector_path_matches_torch(rng, config, geometry):
+    """Values and indices equal PyTorch's, ties (small integers), NaNs and -inf included."""
+    torch = pytest.importorskip("torch")
+    size, kernel, stride, padding, dilation, ceil_mode = geometry
+    x = rng.integers(-3, 4, (2, 3) + size).astype(np.float32)   # many ties: the first max wins
+    flat = x.reshape(-1)
+    spots = rng.choice(flat.size, size=max(2, flat.size // 40), replace=False)
+    flat[spots[: len(spots) // 2]] = np.nan                     # the last NaN in a window wins
+    flat[spots[len(spots) // 2:]] = -np.inf
+    x[1, 2] = -np.inf                                           # whole windows of -inf
+    args = dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
+                ceil_mode=ceil_mode)
+    y, idx = _C.max_pool2d_forward(x, **args)
+    yt, it = torch.nn.functional.max_pool2d(torch.from_numpy(x), **args, return_indices=True)
+    np.testing.assert_array_equal(y, yt.numpy())
+    np.testing.assert_array_equal(idx, it.numpy())
+    y64, i64 = F.max_pool2d(x.astype(np.float64), **args, return_indices=True)
+    np.testing.assert_array_equal(y, as64(y64))
+    # The float64 form's argmax takes a window's first NaN (PyTorch its last) and,
+    # in an all -inf window, its first padded position (PyTorch its first valid one).
+    finite = np.isfinite(y)
+    np.testing.assert_array_equal(idx[finite], i64.numpy()[finite])
+
+
 @pytest.mark.parametrize("trial", range(10))
 def test_avg_pool_kernel_matches_reference(rng, config, trial):
     shape, kernel, stride, padding, _, ceil_mode = random_pool(rng, dilation=False)
